@@ -268,3 +268,421 @@ class TimeoutNow:
 RaftMessage = VoteRequest | Vote | AppendLog | AppendLogReply | RepairLogReq | RepairLog | TimeoutNow
 RAFT_MESSAGES = (VoteRequest, Vote, AppendLog, AppendLogReply, RepairLogReq, RepairLog, TimeoutNow)
 """Every message a RaftNode steps or emits."""
+
+
+# ---------------------------------------------------------------------------
+# Transaction commands (log entries applied by actors/store/machine.py)
+# ---------------------------------------------------------------------------
+#
+# A cluster's leader proposes these as Raft entries; every replica applies
+# them in log order and gets the same result, which the leader sends back.
+# Stamps are `(ts, txid)` pairs compared as pairs, so they are unique; a key's
+# version is the stamp of the transaction that wrote it.
+
+Stamp = tuple[int, str]
+ZERO_STAMP: Stamp = (0, "")
+"""The version of a key that was never written, below every transaction's stamp."""
+
+TXN_PREPARED = "prepared"
+TXN_COMMITTED = "committed"
+TXN_ABORTED = "aborted"
+TXN_UNKNOWN = "unknown"
+"""A transaction's state at one cluster, as `Machine.status` reports it."""
+TXN_REFUSED = "refused"
+"""A decision the machine would not carry out because it breaks an invariant (a bug upstream)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Prepare:
+    """Two-phase commit, phase one: validate T here and hold it on the history line.
+
+    Fields:
+        txid: the transaction's id, fresh for every attempt.
+        ts: the timestamp the clerk took; the stamp is `(ts, txid)`.
+        reads: key -> version read, for the keys of this cluster T read
+            (ZERO_STAMP for a key that was missing).
+        writes: key -> JSON value, for the keys of this cluster T writes.
+        deletes: keys of this cluster T deletes (disjoint from `writes`).
+        primary: the cluster holding T's commit record: the owner of the
+            smallest key T touches.
+        participants: every cluster T touches, the primary included.
+        epoch: the shard-map epoch the clerk routed by.
+    """
+
+    txid: str
+    ts: int
+    reads: dict[str, Stamp]
+    writes: dict[str, object]
+    deletes: tuple[str, ...] = ()
+    primary: str
+    participants: tuple[str, ...]
+    epoch: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrepareResult:
+    """The cluster's vote on a Prepare.
+
+    Fields:
+        txid: the transaction voted on.
+        vote: True = prepared (or already committed here), False = abort.
+        reason: on a no vote, which rule refused T and on which key.
+    """
+
+    txid: str
+    vote: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Decide:
+    """Two-phase commit, phase two: the outcome of T (also the recovery abort).
+
+    Fields:
+        txid: the transaction decided.
+        ts: its timestamp; used only when T is neither prepared nor recorded
+            here, to tell a trimmed transaction from an unknown one.
+        commit: True to commit, False to abort.
+    """
+
+    txid: str
+    ts: int
+    commit: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecideResult:
+    """What the cluster did with a Decide.
+
+    Fields:
+        txid: the transaction decided.
+        status: TXN_COMMITTED or TXN_ABORTED (T's outcome here, which wins
+            over the Decide when T was already settled), or TXN_REFUSED for
+            a commit of a transaction this cluster never prepared.
+        reason: why, when the status is not what the Decide asked for.
+    """
+
+    txid: str
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CommitOnePhase:
+    """A transaction that touches this cluster only: validate and install in one entry.
+
+    Fields:
+        txid: the transaction's id, fresh for every attempt.
+        ts: the timestamp the clerk took; the stamp is `(ts, txid)`.
+        reads: key -> version read (ZERO_STAMP for a missing key).
+        writes: key -> JSON value.
+        deletes: keys deleted (disjoint from `writes`).
+        epoch: the shard-map epoch the clerk routed by.
+    """
+
+    txid: str
+    ts: int
+    reads: dict[str, Stamp]
+    writes: dict[str, object]
+    deletes: tuple[str, ...] = ()
+    epoch: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CommitOnePhaseResult:
+    """The outcome of a CommitOnePhase.
+
+    Fields:
+        txid: the transaction.
+        committed: whether its writes were installed.
+        reason: on abort, which rule refused it and on which key.
+    """
+
+    txid: str
+    committed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReadCheck:
+    """One read-only transaction's reads at this cluster.
+
+    Fields:
+        txid: the transaction's id.
+        ts: the timestamp the clerk took; the stamp is `(ts, txid)`.
+        reads: key -> version read (ZERO_STAMP for a missing key).
+    """
+
+    txid: str
+    ts: int
+    reads: dict[str, Stamp]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ValidateReads:
+    """Validate read-only transactions (and plain gets): rules 1-3 for their
+    reads, then raise the keys' read stamps; nothing joins the history line.
+
+    Fields:
+        checks: the batched read checks, validated in order.
+    """
+
+    checks: tuple[ReadCheck, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReadCheckResult:
+    """The verdict on one ReadCheck.
+
+    Fields:
+        txid: the transaction checked.
+        ok: True when the reads are still valid at its stamp.
+        reason: otherwise, which rule refused it and on which key.
+    """
+
+    txid: str
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ValidateReadsResult:
+    """The verdicts on a ValidateReads entry.
+
+    Fields:
+        results: one ReadCheckResult per check, in the entry's order.
+    """
+
+    results: tuple[ReadCheckResult, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AckDecision:
+    """At T's primary: `participant` has applied T's commit.
+
+    Fields:
+        txid: the committed transaction.
+        participant: the cluster that applied the decision.
+    """
+
+    txid: str
+    participant: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AckDecisionResult:
+    """The acknowledgements still missing after an AckDecision.
+
+    Fields:
+        txid: the transaction.
+        missing: participants that have not acknowledged yet (empty when
+            all have, or when the primary holds no record of T).
+    """
+
+    txid: str
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrimRecords:
+    """Drop outcome records the leader's shell has kept past its retention
+    window, and raise the threshold past them.
+
+    Fields:
+        txids: the records to drop; a commit record this cluster is primary
+            for is kept while participants have not acknowledged it.
+    """
+
+    txids: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrimRecordsResult:
+    """What a TrimRecords entry did.
+
+    Fields:
+        trimmed: records dropped.
+        kept: records named but kept (acknowledgements missing).
+        threshold: the threshold after the entry.
+    """
+
+    trimmed: tuple[str, ...]
+    kept: tuple[str, ...]
+    threshold: Stamp
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReadResult:
+    """A key as the committed state holds it (prepared writes are invisible).
+
+    Fields:
+        key: the key read.
+        value: its JSON value, or None when it does not exist.
+        version: the stamp of the transaction that wrote it (its tombstone
+            when deleted; ZERO_STAMP when never written).
+        counter: how many committed writes it has had, for people to read.
+        exists: False when never written or deleted.
+    """
+
+    key: str
+    value: object
+    version: Stamp
+    counter: int
+    exists: bool
+
+
+TXN_COMMANDS = (Prepare, Decide, CommitOnePhase, ValidateReads, AckDecision, TrimRecords)
+"""Every command `Machine.apply` accepts."""
+
+
+# ---------------------------------------------------------------------------
+# Client protocol: clerk -> database server, and server -> server across
+# clusters (decision push, status queries). One request/response shape serves
+# both, so a leader talking to another cluster's leader is just a client.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReadKeys:
+    """Read keys from the replica's applied state, without touching the log
+    (a stale answer is caught later by validation).
+
+    Fields:
+        keys: the keys to read, all owned by the addressed cluster.
+    """
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReadKeysResult:
+    """Answer to ReadKeys.
+
+    Fields:
+        values: one ReadResult per key, in the request's order.
+    """
+
+    values: tuple[ReadResult, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TxnStatus:
+    """Ask T's primary cluster for T's outcome (DESIGN.md section 4, step 5).
+
+    Fields:
+        txid: the transaction.
+        ts: its timestamp, to tell a trimmed transaction from an unknown one.
+    """
+
+    txid: str
+    ts: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TxnStatusResult:
+    """The primary's answer to TxnStatus.
+
+    Fields:
+        txid: the transaction.
+        status: TXN_COMMITTED or TXN_ABORTED (settled), or TXN_PREPARED
+            (still undecided and not yet timed out: ask again later).
+    """
+
+    txid: str
+    status: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Redirect:
+    """The addressed replica is not the leader (a caller error: retry elsewhere).
+
+    Fields:
+        leader: the best known leader of the cluster, or None.
+        term: the replica's term, so a client can ignore an older hint.
+    """
+
+    leader: str | None
+    term: int
+
+
+ClientOp = ReadKeys | Prepare | Decide | CommitOnePhase | ReadCheck | TxnStatus
+ClientResult = (
+    ReadKeysResult | PrepareResult | DecideResult | CommitOnePhaseResult | ReadCheckResult | TxnStatusResult | Redirect
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClientRequest:
+    """One operation inside a ClientBatch.
+
+    Fields:
+        req: the client's id for this request, unique per client.
+        op: the operation.
+    """
+
+    req: int
+    op: ClientOp
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClientBatch:
+    """Every request a client has for one replica, in one message.
+
+    Fields:
+        client: the sender's id (a clerk id, or a replica id when a leader
+            asks another cluster).
+        cluster: the cluster the client believes it addresses.
+        epoch: the shard-map epoch the client routed by.
+        requests: the requests; answered in any order, possibly across
+            several ClientBatchReply messages.
+    """
+
+    client: str
+    cluster: str
+    epoch: int
+    requests: tuple[ClientRequest, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClientResponse:
+    """The answer to one ClientRequest.
+
+    Fields:
+        req: the request's id.
+        result: the operation's result, or Redirect.
+    """
+
+    req: int
+    result: ClientResult
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClientBatchReply:
+    """Answers for one client from one replica, batched.
+
+    Fields:
+        cluster: the answering replica's cluster.
+        replica: the answering replica's id.
+        term: its term when answering.
+        responses: the answers.
+    """
+
+    cluster: str
+    replica: str
+    term: int
+    responses: tuple[ClientResponse, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LeaderChange:
+    """A replica won an election (DESIGN.md section 2): routing changes.
+
+    Fields:
+        cluster: the cluster.
+        leader: the new leader's replica id.
+        term: its term.
+    """
+
+    cluster: str
+    leader: str
+    term: int

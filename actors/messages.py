@@ -182,6 +182,8 @@ class AppendLogReply:
             backtracking: the first index of the conflicting term, or the
             follower's last index + 1 when its log is short).
         hint_term: on failure, the term of the conflicting entry (0 if none).
+        snapshot_offset: answering a snapshot chunk, the bytes of that
+            snapshot received so far: where the next chunk starts.
     """
 
     term: int
@@ -190,6 +192,7 @@ class AppendLogReply:
     match_index: int = 0
     hint_index: int = 0
     hint_term: int = 0
+    snapshot_offset: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -686,3 +689,293 @@ class LeaderChange:
     cluster: str
     leader: str
     term: int
+
+
+# ---------------------------------------------------------------------------
+# Control plane: coordinator <-> servers, clerks and the outside world.
+# Actor addresses travel inside these messages (Thespian addresses pickle).
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerConfig:
+    """Everything a DatabaseServer needs to start (or restart) replica `replica`.
+
+    Fields:
+        cluster: its cluster id.
+        replica: its replica id.
+        voters: the cluster's initial voters (used only when storage holds no membership).
+        data_dir: the replica's own directory (storage, log file).
+        engine: "sqlite" or "memory".
+        fsync: SQLite syncs every batch.
+        tick_ms: real milliseconds per logical tick.
+        heartbeat_ticks, election_min, election_max: Raft timing, in ticks.
+        snapshot_entries: compaction threshold.
+        prepare_timeout_ticks: recovery timeout for prepared transactions.
+        read_from_followers: serve ReadKeys as a follower too.
+        seed: seeds the replica's election-timeout randomness.
+    """
+
+    cluster: str
+    replica: str
+    voters: tuple[str, ...]
+    data_dir: str
+    engine: str
+    fsync: bool
+    tick_ms: int
+    heartbeat_ticks: int
+    election_min: int
+    election_max: int
+    snapshot_entries: int
+    prepare_timeout_ticks: int
+    read_from_followers: bool
+    seed: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerStarted:
+    """A server's hello to the coordinator once its storage is open.
+
+    Fields:
+        replica: the replica id.
+        pid: its OS process id (for `kill`, status and cleanup).
+    """
+
+    replica: str
+    pid: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MapUpdate:
+    """The routing a server or clerk needs; pushed on every leader change and epoch.
+
+    Fields:
+        epoch: the shard map's epoch.
+        slots: slot -> owning cluster.
+        members: cluster -> replica ids.
+        leaders: cluster -> known leader replica id (or None).
+        terms: cluster -> term of that leader.
+        addresses: replica id -> actor address.
+    """
+
+    epoch: int
+    slots: tuple[str, ...]
+    members: dict[str, tuple[str, ...]]
+    leaders: dict[str, str | None]
+    terms: dict[str, int]
+    addresses: dict[str, object]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Subscribe:
+    """A clerk asks the coordinator for MapUpdates (one now, then on every change).
+
+    Fields:
+        pid: the subscriber's process id (for cleanup on stop).
+    """
+
+    pid: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WhoServes:
+    """Which clusters own these keys, and who leads them.
+
+    Fields:
+        keys: the keys.
+    """
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Serves:
+    """Answer to WhoServes.
+
+    Fields:
+        epoch: the map's epoch.
+        owners: key -> cluster.
+        leaders: cluster -> leader replica id (or None).
+    """
+
+    epoch: int
+    owners: dict[str, str]
+    leaders: dict[str, str | None]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TimestampRequest:
+    """Ask the coordinator for `count` fresh timestamps.
+
+    Fields:
+        count: how many consecutive timestamps.
+    """
+
+    count: int = 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timestamp:
+    """Timestamps `ts .. ts + count - 1`, above every one handed out before,
+    even across coordinator restarts.
+
+    Fields:
+        ts: the first timestamp.
+        count: how many.
+    """
+
+    ts: int
+    count: int = 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Sleep:
+    """Put a server to sleep: it neither processes messages nor ticks.
+
+    Fields:
+        server: the replica id.
+        seconds: how long.
+    """
+
+    server: str
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Kill:
+    """SIGKILL a server's process; the coordinator then restarts it.
+
+    Fields:
+        server: the replica id.
+    """
+
+    server: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StatusRequest:
+    """Ask the coordinator for the whole system's status (DESIGN.md section 7)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StatusReport:
+    """Answer to StatusRequest.
+
+    Fields:
+        status: the status dict of DESIGN.md section 7 (plain JSON types).
+    """
+
+    status: dict
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReplicaStatusRequest:
+    """The coordinator's status probe to one server.
+
+    Fields:
+        round: the probe round, so late answers to an old round are ignored.
+    """
+
+    round: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReplicaStatusReport:
+    """A server's answer to ReplicaStatusRequest.
+
+    Fields:
+        round: the probe round answered.
+        replica: the replica id.
+        status: `Replica.status()` plus pid and sleep state.
+    """
+
+    round: int
+    replica: str
+    status: dict
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AdminReply:
+    """The coordinator's answer to an administrative request.
+
+    Fields:
+        ok: whether the request was carried out.
+        message: what happened, or the one-line error for the user.
+        value: a result, when the request has one.
+    """
+
+    ok: bool
+    message: str = ""
+    value: object = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Boot:
+    """Start the deployment: sent once to the coordinator by the launcher.
+
+    Fields:
+        topology: the topology file's path.
+        data_dir: the data directory (overrides the topology's).
+    """
+
+    topology: str
+    data_dir: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProcessList:
+    """Ask the coordinator for every process it knows (for stop and cleanup)."""
+
+
+# ---------------------------------------------------------------------------
+# Application <-> clerk (through ActorSystem.ask from the application's process)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkRead:
+    """Read keys at their leaders.
+
+    Fields:
+        req: the application's request id, echoed in the reply.
+        keys: the keys.
+    """
+
+    req: int
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkCommit:
+    """Commit a transaction: versions read, writes and deletes buffered by the application.
+
+    Fields:
+        req: the application's request id, echoed in the reply.
+        reads: key -> version stamp read.
+        writes: key -> JSON value.
+        deletes: keys deleted.
+    """
+
+    req: int
+    reads: dict[str, Stamp]
+    writes: dict[str, object]
+    deletes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkReply:
+    """The clerk's answer to ClerkRead or ClerkCommit.
+
+    Fields:
+        req: the request answered.
+        outcome: "ok" (read done / committed), "aborted" or "unavailable".
+        values: for a read, key -> ReadResult.
+        txid: for a commit, the transaction's id.
+        reason: why, when not ok.
+    """
+
+    req: int
+    outcome: str
+    values: dict[str, ReadResult] | None = None
+    txid: str = ""
+    reason: str = ""

@@ -1,3 +1,25 @@
-"""raftline clients: the clerk actor, the Python API and the `raftline` command."""
+"""raftline clients: the clerk actor, the Python API and the `raftline` command.
+
+    from clerk import connect, TransactionAborted, Unavailable, ClusterNotRunning
+"""
 
 __version__ = "0.1.0"
+
+from clerk.errors import AdminError, ClusterNotRunning, RaftlineError, TransactionAborted, Unavailable
+
+
+def connect(topology=None, admin=None):
+    """Connect to a running raftline system (see `clerk.client.connect`)."""
+    from clerk.client import connect as _connect
+
+    return _connect(topology, admin=admin)
+
+
+__all__ = [
+    "AdminError",
+    "ClusterNotRunning",
+    "RaftlineError",
+    "TransactionAborted",
+    "Unavailable",
+    "connect",
+]

@@ -1,22 +1,265 @@
-"""The `raftline` command (DESIGN.md section 8)."""
+"""The `raftline` command (DESIGN.md section 8).
+
+Every command that talks to a running system accepts -t/--topology (its
+admin port is used) or --admin HOST:PORT. Every error is one line on stderr
+and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
 
 from clerk import __version__
+from clerk.errors import RaftlineError
+from coordinator.topology import TopologyError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """The command line itself is wrong."""
+
+
+def parse_value(text: str):
+    """VALUE parsed as JSON, else taken as a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_txn_op(text: str) -> tuple[str, str, object]:
+    """'put KEY VALUE' | 'get KEY' | 'delete KEY' -> (op, key, value)."""
+    words = text.split(None, 2)
+    if len(words) >= 2 and words[0] == "get" and len(words) == 2:
+        return "get", words[1], None
+    if len(words) >= 2 and words[0] == "delete" and len(words) == 2:
+        return "delete", words[1], None
+    if len(words) == 3 and words[0] == "put":
+        return "put", words[1], parse_value(words[2])
+    raise UsageError(f"bad transaction operation {text!r}: expected 'put KEY VALUE', 'get KEY' or 'delete KEY'")
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def admin_of(args) -> tuple[str, str]:
+    from clerk.client import resolve_admin
+
+    return resolve_admin(args.topology, args.admin)
+
+
+def open_store(args):
+    from clerk.client import connect
+
+    return connect(args.topology, admin=args.admin)
+
+
+def open_cluster(args):
+    from coordinator.system import Cluster
+
+    admin, base = admin_of(args)
+    return Cluster(admin, base=base)
+
+
+def show(value) -> str:
+    return json.dumps(value)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_start(args) -> int:
+    from coordinator.system import start
+
+    topology = args.topology or "topology.yaml"
+    cluster = start(topology, data_dir=args.data_dir, admin_port=args.admin_port)
+    status = cluster.status()
+    leaders = ", ".join(f"{name}: {c['leader']}" for name, c in status["clusters"].items())
+    print(f"raftline is running at {cluster.admin} (data in {cluster.data_dir}; log {cluster.data_dir / 'raftline.log'})")
+    print(f"leaders: {leaders}")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from coordinator.system import stop_system
+
+    admin, base = admin_of(args)
+    killed = stop_system(admin, Path(args.data_dir) if args.data_dir else None, base)
+    extra = f" (killed {len(killed)} leftover process{'es' if len(killed) != 1 else ''})" if killed else ""
+    print(f"raftline at {admin} stopped{extra}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    cluster = open_cluster(args)
+    while True:
+        status = cluster.status()
+        if args.json:
+            print(json.dumps(status, sort_keys=True))
+        else:
+            if args.watch:
+                print("\033[2J\033[H", end="")
+            print(format_status(status))
+        if not args.watch:
+            return 0
+        sys.stdout.flush()
+        time.sleep(1.0)
+
+
+def format_status(status: dict) -> str:
+    lines = [f"epoch {status['epoch']}"]
+    header = f"  {'replica':<10} {'role':<13} {'term':>5} {'commit':>7} {'applied':>7} {'last':>7} {'lag':>5}  {'pid':>7}  state"
+    for name, cluster in status["clusters"].items():
+        slots = cluster["slots"]
+        lines.append(f"cluster {name}: leader {cluster['leader'] or '(none)'}, term {cluster['term']}, {len(slots)} slots")
+        lines.append(header)
+        leader = cluster["replicas"].get(cluster["leader"] or "", {})
+        head = leader.get("last_index", 0)
+        for replica, info in cluster["replicas"].items():
+            state = "asleep" if info.get("asleep") else ("alive" if info.get("alive") else "down")
+            lag = max(0, head - info.get("applied", 0)) if leader else 0
+            lines.append(
+                f"  {replica:<10} {info.get('role', '?'):<13} {info.get('term', 0):>5} {info.get('commit', 0):>7}"
+                f" {info.get('applied', 0):>7} {info.get('last_index', 0):>7} {lag:>5}  {info.get('pid', 0):>7}  {state}"
+            )
+    return "\n".join(lines)
+
+
+def cmd_put(args) -> int:
+    from clerk.client import check_value
+
+    value = check_value(parse_value(args.value))
+    with open_store(args) as store:
+        store.put(args.key, value)
+    print("ok")
+    return 0
+
+
+def cmd_get(args) -> int:
+    with open_store(args) as store:
+        print(show(store.get(args.key)))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    with open_store(args) as store:
+        store.delete(args.key)
+    print("ok")
+    return 0
+
+
+def cmd_txn(args) -> int:
+    from clerk.client import check_value
+
+    ops = [parse_txn_op(text) for text in args.ops]
+    for op, _, value in ops:
+        if op == "put":
+            check_value(value)
+    with open_store(args) as store:
+        results = []
+        with store.transaction() as txn:
+            for op, key, value in ops:
+                if op == "get":
+                    results.append(f"{key} = {show(txn.get(key))}")
+                elif op == "put":
+                    txn.put(key, value)
+                else:
+                    txn.delete(key)
+    for line in results:
+        print(line)
+    print("committed")
+    return 0
+
+
+def cmd_sleep(args) -> int:
+    if not args.seconds > 0:
+        raise UsageError(f"SECONDS must be positive, got {args.seconds:g}")
+    open_cluster(args).sleep(args.server, args.seconds)
+    print(f"{args.server} sleeps for {args.seconds:g} s; watch it repair with `raftline status --watch`")
+    return 0
+
+
+def cmd_kill(args) -> int:
+    open_cluster(args).kill(args.server)
+    print(f"killed {args.server}; the coordinator restarts it")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from clerk.demo import run_demo
+
+    return run_demo(args.topology or "topology.yaml", keep=args.keep)
+
+
+# -- parser ---------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raftline", description="raftline: a sharded transactional key-value store on Raft")
     parser.add_argument("--version", action="version", version=f"raftline {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-t", "--topology", help="topology file (default ./topology.yaml); its admin port is used")
+    common.add_argument("--admin", metavar="HOST:PORT", help="the running system's admin address (overrides -t)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name, handler, help_text):
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("start", cmd_start, "start the system in the background; returns when every cluster has a leader")
+    p.add_argument("--data-dir", help="data directory (default: the topology's data_dir)")
+    p.add_argument("--admin-port", type=int, help="override the topology's admin port (0 = a free port)")
+    p = command("stop", cmd_stop, "stop the running system and every process it started")
+    p.add_argument("--data-dir", help="data directory (to find leftover processes)")
+    p = command("status", cmd_status, "clusters, replicas, roles, terms, indexes, lag")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--watch", action="store_true", help="refresh every second until interrupted")
+    p = command("put", cmd_put, "write KEY = VALUE (VALUE parsed as JSON, else taken as a string)")
+    p.add_argument("key")
+    p.add_argument("value")
+    p = command("get", cmd_get, "print KEY's value as JSON (null when missing)")
+    p.add_argument("key")
+    p = command("delete", cmd_delete, "delete KEY")
+    p.add_argument("key")
+    p = command("txn", cmd_txn, "one atomic transaction: raftline txn 'put a 1' 'get b' 'delete c'")
+    p.add_argument("ops", nargs="+", metavar="OP")
+    p = command("sleep", cmd_sleep, "put SERVER to sleep for SECONDS; it then repairs its log")
+    p.add_argument("server")
+    p.add_argument("seconds", type=float)
+    p = command("kill", cmd_kill, "SIGKILL SERVER's process; the coordinator restarts it")
+    p.add_argument("server")
+    p = command("demo", cmd_demo, "start, transact, sleep a replica and watch repair, kill a leader, stop")
+    p.add_argument("--keep", action="store_true", help="keep the demo's data directory")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    print(f"raftline {__version__}")
-    return 0
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return int(exit.code or 0)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"raftline {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RaftlineError, TopologyError, ValueError) as error:
+        print(f"raftline {args.command}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a bug: still one line, never a traceback
+        print(f"raftline {args.command}: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

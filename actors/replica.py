@@ -1,0 +1,689 @@
+"""Replica: one database server's whole behaviour, without Thespian and without a clock.
+
+A Replica owns a RaftNode, the cluster's state machine (actors/store) and the
+replica's Storage. The actor shell feeds it `tick()` every `tick_ms` and every
+message it receives (`receive(message, sender)`), then sends what
+`take_output()` returns, in order. `sender` is opaque to the Replica (the
+shell's actor address; a node name in the simulator): replies to a client go
+back to it as `ToClient(sender)`.
+
+Rules and invariants (DESIGN.md sections 2-4):
+- Persist first: each Ready is saved in one storage batch before its messages
+  are queued and its committed entries applied.
+- Committed entries are applied once each, in index order; a snapshot from
+  the leader replaces the machine and moves `applied` to its index.
+- Only log entries change the machine. The leader's timers (prepare
+  timeouts, decision pushes, trims) merely propose entries, so every replica
+  reaches the same state whoever leads.
+- A client is answered from applied state only: ReadKeys at once; a proposed
+  command when its entry is applied at the index and term it got, or Redirect
+  when the entry lost its place or this replica lost leadership. Commands
+  are idempotent by txid, so the client simply retries.
+- Leader timers count this replica's ticks and restart when it wins an
+  election: a new leader gives every transaction a full timeout.
+- Frugal output (THESPIAN.md): per input, one ClientBatchReply per client and
+  one ClientBatch per other cluster (split only to stay under the message
+  size limit); every ReadCheck of an input shares one ValidateReads entry.
+- Caller errors: an unknown message or client operation raises TypeError
+  before anything changes; a command too large for one entry is refused (a
+  no vote) without being logged. A broken invariant raises AssertionError:
+  the shell crashes and restarts from storage.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import partial
+from itertools import takewhile
+from typing import Any, Callable, Hashable
+
+from actors import codec
+from actors.messages import (
+    ENTRY_COMMAND,
+    RAFT_MESSAGES,
+    TXN_ABORTED,
+    TXN_COMMITTED,
+    TXN_PREPARED,
+    TXN_REFUSED,
+    TXN_UNKNOWN,
+    AckDecision,
+    ClientBatch,
+    ClientBatchReply,
+    ClientRequest,
+    ClientResponse,
+    ClientResult,
+    CommitOnePhase,
+    CommitOnePhaseResult,
+    ConfState,
+    Decide,
+    DecideResult,
+    Entry,
+    LeaderChange,
+    Prepare,
+    PrepareResult,
+    ReadCheck,
+    ReadCheckResult,
+    ReadKeys,
+    ReadKeysResult,
+    Redirect,
+    Snapshot,
+    TrimRecords,
+    TxnStatus,
+    TxnStatusResult,
+    ValidateReads,
+    ValidateReadsResult,
+)
+from actors.raft.node import LEADER, RaftConfig, RaftNode, SoftState
+from actors.raft.storage import Storage
+from actors.store.machine import Machine
+
+
+@dataclass(frozen=True, slots=True)
+class ToReplica:
+    """Destination: a peer replica of this cluster, by replica id."""
+
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToLeaderOf:
+    """Destination: the current leader of `cluster`, as the shell's shard map knows it
+    (dropped by the shell when unknown: the sender's timers retry)."""
+
+    cluster: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToClient:
+    """Destination: whoever sent a ClientBatch; `token` is the `sender` it came with."""
+
+    token: Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class ToCoordinator:
+    """Destination: the coordinator."""
+
+
+Destination = ToReplica | ToLeaderOf | ToClient | ToCoordinator
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReplicaConfig:
+    """One replica's settings; every duration is in ticks.
+
+    Fields:
+        cluster: the cluster id, e.g. "c1".
+        raft: the RaftNode settings (`raft.id` is this replica's id).
+        initial_conf: the cluster's membership when storage holds none.
+        snapshot_entries: snapshot the machine and compact the log once this
+            many entries were applied since the last snapshot.
+        prepare_timeout_ticks: a leader holding a transaction prepared this
+            long asks its primary (or, as the primary, aborts it).
+        push_interval_ticks: a primary's leader re-pushes an unacknowledged
+            commit decision to its participants this often.
+        retention_ticks: an outcome record, once every participant has
+            acknowledged it, is trimmed after this long.
+        read_from_followers: answer ReadKeys as a follower too.
+    """
+
+    cluster: str
+    raft: RaftConfig
+    initial_conf: ConfState
+    snapshot_entries: int = 10_000
+    prepare_timeout_ticks: int = 40
+    push_interval_ticks: int = 10
+    retention_ticks: int = 1_200
+    read_from_followers: bool = False
+
+
+MAX_REQUESTS_PER_BATCH = 200
+"""Requests in one ClientBatch this replica sends: a Decide or TxnStatus pickles
+to well under 300 bytes, so a batch stays far below the 60 KB message limit."""
+
+MAX_TRIMS_PER_ENTRY = 500
+"""Txids named by one TrimRecords entry, so the entry stays under `max_batch_bytes`
+for any reasonable txid length; the rest wait for the next tick."""
+
+_CLIENT_COMMANDS = (Prepare, Decide, CommitOnePhase)
+"""Client operations proposed as one log entry each."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A transaction prepared here, as the recovery timers need it."""
+
+    ts: int
+    primary: str
+    participants: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Unacked:
+    """A commit this cluster is primary for, with participants yet to acknowledge it."""
+
+    ts: int
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiter:
+    """A client waiting for an entry: `answer` turns the entry's result into its response."""
+
+    token: Hashable
+    req: int
+    answer: Callable[[Any], ClientResult]
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    """An entry this leader proposed in `term`, and the clients waiting for it."""
+
+    term: int
+    waiters: tuple[_Waiter, ...]
+
+
+class _LeaderTimers:
+    """Volatile state of one term of leadership, times in this replica's ticks.
+
+    Each dict is in non-decreasing order of its values (an entry is only
+    ever added, or moved to the end, with the current tick plus a fixed
+    delay), so a sweep stops at the first entry that is not due.
+    """
+
+    def __init__(
+        self,
+        *,
+        term: int,
+        now: int,
+        timeout: int,
+        held: dict[str, _Held],
+        unacked: dict[str, _Unacked],
+        records: list[str],
+    ) -> None:
+        self.term = term
+        # txid -> tick its prepare timeout next fires (again every timeout
+        # while T stays prepared: a participant re-asks its primary).
+        self.timeout_at: dict[str, int] = dict.fromkeys(held, now + timeout)
+        # Prepared transactions whose timeout has fired at least once.
+        self.timed_out: set[str] = set()
+        # txid -> tick its commit decision is next pushed.
+        self.push_due: dict[str, int] = {}
+        # Commits to push at once: every unacknowledged one on election, then
+        # each as it is applied.
+        self.fresh: list[str] = list(unacked)
+        # txid -> tick this leader first saw its outcome record applied.
+        self.record_seen: dict[str, int] = dict.fromkeys(records, now)
+
+
+def _same(result: Any) -> ClientResult:
+    return result
+
+
+def _check_verdict(position: int, result: ValidateReadsResult) -> ReadCheckResult:
+    return result.results[position]
+
+
+def _status_of_decision(result: DecideResult) -> TxnStatusResult:
+    return TxnStatusResult(txid=result.txid, status=result.status)
+
+
+def _too_large(command: Any, size: int, limit: int) -> Any:
+    """What the entry would have answered for a client command too large to
+    log: a refusal the client handles like any other (nothing was recorded)."""
+    reason = f"command of {size} bytes exceeds the entry limit of {limit} bytes"
+    match command:
+        case Prepare():
+            return PrepareResult(txid=command.txid, vote=False, reason=reason)
+        case CommitOnePhase():
+            return CommitOnePhaseResult(txid=command.txid, committed=False, reason=reason)
+        case Decide():
+            return DecideResult(txid=command.txid, status=TXN_REFUSED, reason=reason)
+        case ValidateReads(checks=(check,)):
+            return ValidateReadsResult(results=(ReadCheckResult(txid=check.txid, ok=False, reason=reason),))
+    raise AssertionError(f"{type(command).__name__} entries are split or small enough to fit")
+
+
+class Replica:
+    """A database server's logic; see the module docstring."""
+
+    def __init__(self, config: ReplicaConfig, storage: Storage, rng: random.Random) -> None:
+        """Recover from `storage`: restore the machine from the stored snapshot,
+        replay the committed log, rejoin the cluster as a follower."""
+        self.config = config
+        self.id = config.raft.id
+        self.cluster = config.cluster
+        self._storage = storage
+        stored = storage.load()
+        snapshot = stored.snapshot
+        self._machine = Machine.restore(self.cluster, snapshot.data) if snapshot else Machine(self.cluster)
+        self._snapshot_index = snapshot.index if snapshot else 0
+        self._applied = self._snapshot_index
+        self._node = RaftNode(
+            config.raft,
+            rng=rng,
+            hard_state=stored.hard_state,
+            snapshot=snapshot,
+            entries=stored.entries,
+            initial_conf=config.initial_conf,
+        )
+        self._now = 0
+        # Mirrors of the machine, kept in step at apply time so the timers
+        # never scan every record: transactions prepared here, and commits
+        # awaiting acknowledgements.
+        self._held: dict[str, _Held] = {}
+        self._unacked: dict[str, _Unacked] = {}
+        self._rebuild_mirrors()
+        self._leader: _LeaderTimers | None = None
+        self._waiting: dict[int, _Proposal] = {}
+        # Work gathered during one input, flushed at its end.
+        self._commands: list[tuple[Any, _Waiter]] = []
+        self._checks: list[tuple[ReadCheck, _Waiter]] = []
+        self._internal: dict[Any, None] = {}  # own proposals, deduplicated, in order
+        self._asks: dict[str, list[ClientRequest]] = {}
+        self._replies: dict[Hashable, list[ClientResponse]] = {}
+        self._outbox: list[tuple[Destination, Any]] = []
+        self._next_req = 0
+        self._decision_conflicts = 0
+        self._settle()
+
+    # -- inputs -------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One logical tick: Raft timers, prepare timeouts, decision pushes, trims."""
+        self._now += 1
+        self._node.tick()
+        if self._leader is not None:
+            self._sweep_prepare_timeouts()
+            self._sweep_pushes()
+            self._sweep_trims()
+        self._settle()
+
+    def receive(self, message: Any, sender: Hashable) -> None:
+        """A Raft message from a peer, a ClientBatch from a clerk or another
+        cluster's leader, or a ClientBatchReply to a batch this replica sent."""
+        if isinstance(message, ClientBatch):
+            self._handle_client_batch(message, sender)
+        elif isinstance(message, ClientBatchReply):
+            self._handle_batch_reply(message)
+        elif isinstance(message, RAFT_MESSAGES):
+            self._node.step(message)
+        else:
+            raise TypeError(f"a replica does not take {type(message).__name__} messages")
+        self._settle()
+
+    def take_output(self) -> list[tuple[Destination, Any]]:
+        """Messages to send, at most one per destination where possible; state
+        they depend on is already durable in storage."""
+        output, self._outbox = self._outbox, []
+        return output
+
+    def status(self) -> dict:
+        """A plain-JSON view: role, term, leader, commit, applied, last_index,
+        snapshot index, prepared count, and more (DESIGN.md section 7)."""
+        node, machine = self._node, self._machine
+        conf = node.conf
+        return {
+            "replica": self.id,
+            "cluster": self.cluster,
+            "role": node.role,
+            "term": node.term,
+            "leader": node.leader,
+            "commit": node.commit,
+            "applied": self._applied,
+            "last_index": node.last_index,
+            "snapshot_index": self._snapshot_index,
+            "prepared": len(self._held),
+            "records": len(machine.records()),
+            "unacknowledged": len(self._unacked),
+            "threshold": list(machine.threshold),
+            "conf": {"voters": list(conf.voters), "learners": list(conf.learners)},
+            "violations": len(machine.violations),
+            "decision_conflicts": self._decision_conflicts,
+            "waiting_proposals": len(self._waiting),
+            # Leader only: how far each follower's log matches this one.
+            "lag": {peer: node.last_index - match for peer, match in sorted(node.progress.items())},
+            "ticks": self._now,
+        }
+
+    # -- the Ready loop -----------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Finish an input: persist and apply, propose what it gathered, queue replies."""
+        while True:
+            self._process_ready()
+            if self._leader is not None:
+                self._push_fresh()
+            if not (self._commands or self._checks or self._internal):
+                break
+            self._flush_proposals()
+        self._flush_asks()
+        self._flush_replies()
+
+    def _process_ready(self) -> None:
+        node = self._node
+        while node.has_ready():
+            rd = node.ready()
+            self._storage.save(hard_state=rd.hard_state, entries=rd.entries, snapshot=rd.snapshot)
+            if rd.soft_state is not None:
+                self._handle_soft_state(rd.soft_state)
+            if rd.snapshot is not None:
+                self._install_snapshot(rd.snapshot)
+            self._outbox.extend((ToReplica(to), message) for to, message in rd.messages)
+            for entry in rd.committed_entries:
+                self._apply(entry)
+            node.advance(rd)
+        self._maybe_compact()
+
+    def _handle_soft_state(self, soft: SoftState) -> None:
+        # One Ready reports only the latest role, so a lost-and-won-again
+        # leadership shows as a new term.
+        if self._leader is not None and (soft.role != LEADER or soft.term != self._leader.term):
+            self._step_down()
+        if soft.role == LEADER and self._leader is None:
+            self._become_leader(soft.term)
+
+    def _become_leader(self, term: int) -> None:
+        records = [record.txid for record in self._machine.records()]
+        self._leader = _LeaderTimers(
+            term=term,
+            now=self._now,
+            timeout=self.config.prepare_timeout_ticks,
+            held=self._held,
+            unacked=self._unacked,
+            records=records,
+        )
+        self._outbox.append((ToCoordinator(), LeaderChange(cluster=self.cluster, leader=self.id, term=term)))
+
+    def _step_down(self) -> None:
+        self._leader = None
+        for proposal in self._waiting.values():
+            for waiter in proposal.waiters:
+                self._redirect(waiter)
+        self._waiting.clear()
+
+    def _install_snapshot(self, snapshot: Snapshot) -> None:
+        # Only a follower receives snapshots, so there are no leader timers
+        # or waiting clients to carry over.
+        self._machine = Machine.restore(self.cluster, snapshot.data)
+        self._applied = snapshot.index
+        self._snapshot_index = snapshot.index
+        self._rebuild_mirrors()
+
+    def _rebuild_mirrors(self) -> None:
+        self._held = {
+            txn.txid: _Held(ts=txn.ts, primary=txn.primary, participants=txn.participants)
+            for txn in self._machine.prepared()
+        }
+        self._unacked = {
+            record.txid: _Unacked(ts=record.ts, missing=record.missing) for record in self._machine.unacknowledged()
+        }
+
+    def _maybe_compact(self) -> None:
+        since_snapshot = self._applied - self._snapshot_index
+        if since_snapshot > 0 and since_snapshot >= self.config.snapshot_entries:
+            snapshot = self._node.compact(self._applied, self._machine.snapshot())
+            self._storage.compact(snapshot)
+            self._snapshot_index = snapshot.index
+
+    # -- applying -----------------------------------------------------------------
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.index != self._applied + 1:
+            raise AssertionError(f"{self.id}: entry {entry.index} committed after {self._applied} was applied")
+        self._applied = entry.index
+        result = None
+        if entry.kind == ENTRY_COMMAND:
+            command = codec.decode(entry.data)
+            result = self._machine.apply(command)
+            self._observe(command, result)
+        proposal = self._waiting.pop(entry.index, None)
+        if proposal is None:
+            return
+        # Leader Append-Only (paper figure 3): while this replica leads its
+        # entries stay put, and losing the lead already redirected the waiters.
+        if proposal.term != entry.term or result is None:
+            raise AssertionError(
+                f"{self.id}: entry {entry.index} of term {entry.term} replaced a proposal of term {proposal.term}"
+            )
+        for waiter in proposal.waiters:
+            self._reply(waiter.token, waiter.req, waiter.answer(result))
+
+    def _observe(self, command: Any, result: Any) -> None:
+        """Keep the mirrors and the leader's timers in step with what was applied."""
+        leader, machine = self._leader, self._machine
+        match command:
+            case Prepare(txid=txid):
+                if machine.status(txid) == TXN_PREPARED:
+                    if txid not in self._held:
+                        self._held[txid] = _Held(
+                            ts=command.ts, primary=command.primary, participants=command.participants
+                        )
+                        if leader is not None:
+                            leader.timeout_at[txid] = self._now + self.config.prepare_timeout_ticks
+                else:
+                    self._saw_record(txid)
+            case Decide(txid=txid):
+                # Whatever the decision did, T is no longer undecided here.
+                held = self._held.pop(txid, None)
+                if leader is not None:
+                    leader.timeout_at.pop(txid, None)
+                    leader.timed_out.discard(txid)
+                if held is not None and held.primary == self.cluster and result.status == TXN_COMMITTED:
+                    # The machine counts the primary as acknowledged (it applied the commit).
+                    missing = tuple(p for p in held.participants if p != self.cluster)
+                    if missing:
+                        self._unacked[txid] = _Unacked(ts=held.ts, missing=missing)
+                        if leader is not None:
+                            leader.fresh.append(txid)
+                self._saw_record(txid)
+            case CommitOnePhase(txid=txid):
+                self._saw_record(txid)
+            case AckDecision(txid=txid) if txid in self._unacked:
+                if result.missing:
+                    self._unacked[txid] = _Unacked(ts=self._unacked[txid].ts, missing=result.missing)
+                else:
+                    del self._unacked[txid]
+            case TrimRecords() if leader is not None:
+                for txid in result.trimmed:
+                    leader.record_seen.pop(txid, None)
+
+    def _saw_record(self, txid: str) -> None:
+        """Start the retention clock of T's outcome record, if it has one."""
+        if self._leader is not None and self._machine.status(txid) in (TXN_COMMITTED, TXN_ABORTED):
+            self._leader.record_seen.setdefault(txid, self._now)
+
+    # -- clients ------------------------------------------------------------------
+
+    def _handle_client_batch(self, batch: ClientBatch, sender: Hashable) -> None:
+        for request in batch.requests:
+            if not isinstance(request.op, (ReadKeys, ReadCheck, TxnStatus, *_CLIENT_COMMANDS)):
+                raise TypeError(f"unknown client operation {type(request.op).__name__} from {batch.client}")
+        leading = self._leader is not None
+        for request in batch.requests:
+            op, req = request.op, request.req
+            if isinstance(op, ReadKeys) and (leading or self.config.read_from_followers):
+                self._reply(sender, req, ReadKeysResult(values=tuple(self._machine.read(key) for key in op.keys)))
+            elif not leading:
+                self._reply(sender, req, self._redirection())
+            elif isinstance(op, ReadCheck):
+                self._checks.append((op, _Waiter(sender, req, _same)))
+            elif isinstance(op, TxnStatus):
+                self._handle_txn_status(op, sender, req)
+            else:
+                self._commands.append((op, _Waiter(sender, req, _same)))
+
+    def _handle_txn_status(self, op: TxnStatus, sender: Hashable, req: int) -> None:
+        """DESIGN.md section 4, step 5, at T's primary: a settled answer comes
+        from the record; an abort is logged and answered once applied, so log
+        order settles a race with the clerk's commit."""
+        machine = self._machine
+        status = machine.status(op.txid)
+        if status in (TXN_COMMITTED, TXN_ABORTED):
+            self._reply(sender, req, TxnStatusResult(txid=op.txid, status=status))
+        elif status == TXN_PREPARED and op.txid not in self._leader.timed_out:
+            self._reply(sender, req, TxnStatusResult(txid=op.txid, status=TXN_PREPARED))
+        elif status == TXN_UNKNOWN and (op.ts, op.txid) <= machine.threshold:
+            # Presumed abort: a commit record is trimmed only after every
+            # participant acknowledged it, so none can still be asking.
+            self._reply(sender, req, TxnStatusResult(txid=op.txid, status=TXN_ABORTED))
+        else:
+            abort = Decide(txid=op.txid, ts=op.ts, commit=False)
+            self._commands.append((abort, _Waiter(sender, req, _status_of_decision)))
+
+    def _handle_batch_reply(self, reply: ClientBatchReply) -> None:
+        """Answers from other clusters' leaders to this leader's TxnStatus and Decide
+        pushes. They carry the txid, so no request needs remembering: a lost or
+        redirected one is simply asked again by the timers."""
+        if self._leader is None:
+            return
+        for response in reply.responses:
+            match response.result:
+                case TxnStatusResult(txid=txid, status=status) if status in (TXN_COMMITTED, TXN_ABORTED):
+                    held = self._held.get(txid)
+                    if held is not None and held.primary == reply.cluster:
+                        self._internal[Decide(txid=txid, ts=held.ts, commit=status == TXN_COMMITTED)] = None
+                case DecideResult(txid=txid, status=status):
+                    unacked = self._unacked.get(txid)
+                    if unacked is None or reply.cluster not in unacked.missing:
+                        continue
+                    if status == TXN_COMMITTED:
+                        self._internal[AckDecision(txid=txid, participant=reply.cluster)] = None
+                    else:
+                        # A participant refusing a commit it voted for is a bug
+                        # upstream; keep pushing and let operators see it.
+                        self._decision_conflicts += 1
+
+    def _redirection(self) -> Redirect:
+        return Redirect(leader=self._node.leader, term=self._node.term)
+
+    def _redirect(self, waiter: _Waiter) -> None:
+        self._reply(waiter.token, waiter.req, self._redirection())
+
+    def _reply(self, token: Hashable, req: int, result: ClientResult) -> None:
+        self._replies.setdefault(token, []).append(ClientResponse(req=req, result=result))
+
+    # -- proposing ----------------------------------------------------------------
+
+    def _flush_proposals(self) -> None:
+        commands, checks, internal = self._commands, self._checks, self._internal
+        self._commands, self._checks, self._internal = [], [], {}
+        if self._leader is None:
+            for _, waiter in (*commands, *checks):
+                self._redirect(waiter)
+            return
+        entries = [(command, (waiter,)) for command, waiter in commands]
+        entries += self._read_check_entries(checks)
+        entries += [(command, ()) for command in internal]
+        limit = self.config.raft.max_batch_bytes
+        for command, waiters in entries:
+            data = codec.encode(command)
+            if len(data) > limit:
+                refusal = _too_large(command, len(data), limit)
+                for waiter in waiters:
+                    self._reply(waiter.token, waiter.req, waiter.answer(refusal))
+                continue
+            index = self._node.propose(data)
+            if waiters:
+                self._waiting[index] = _Proposal(term=self._node.term, waiters=waiters)
+
+    def _read_check_entries(
+        self, checks: list[tuple[ReadCheck, _Waiter]]
+    ) -> list[tuple[ValidateReads, tuple[_Waiter, ...]]]:
+        """All read checks in one ValidateReads entry, halved until each entry
+        fits `max_batch_bytes` (a single oversized check is refused at flush)."""
+        if not checks:
+            return []
+        command = ValidateReads(checks=tuple(check for check, _ in checks))
+        if len(checks) > 1 and len(codec.encode(command)) > self.config.raft.max_batch_bytes:
+            half = len(checks) // 2
+            return self._read_check_entries(checks[:half]) + self._read_check_entries(checks[half:])
+        waiters = tuple(
+            _Waiter(waiter.token, waiter.req, partial(_check_verdict, position))
+            for position, (_, waiter) in enumerate(checks)
+        )
+        return [(command, waiters)]
+
+    # -- leader timers ------------------------------------------------------------
+
+    def _sweep_prepare_timeouts(self) -> None:
+        """DESIGN.md section 4, step 5: a transaction prepared too long is
+        aborted by its primary; a participant asks the primary, again every
+        timeout until it is settled."""
+        leader, now = self._leader, self._now
+        expired = [txid for txid, at in takewhile(lambda item: item[1] <= now, leader.timeout_at.items())]
+        for txid in expired:
+            del leader.timeout_at[txid]
+            leader.timeout_at[txid] = now + self.config.prepare_timeout_ticks
+            leader.timed_out.add(txid)
+            held = self._held[txid]
+            if held.primary == self.cluster:
+                self._internal[Decide(txid=txid, ts=held.ts, commit=False)] = None
+            else:
+                self._ask(held.primary, TxnStatus(txid=txid, ts=held.ts))
+
+    def _push_fresh(self) -> None:
+        leader = self._leader
+        fresh, leader.fresh = leader.fresh, []
+        for txid in fresh:
+            if txid in self._unacked:
+                self._push(txid)
+
+    def _sweep_pushes(self) -> None:
+        leader, now = self._leader, self._now
+        due = [txid for txid, at in takewhile(lambda item: item[1] <= now, leader.push_due.items())]
+        for txid in due:
+            del leader.push_due[txid]
+            if txid in self._unacked:
+                self._push(txid)
+
+    def _push(self, txid: str) -> None:
+        """Send T's commit to every participant that has not acknowledged it
+        (DESIGN.md section 4, step 4) and schedule the next push."""
+        unacked = self._unacked[txid]
+        for participant in unacked.missing:
+            self._ask(participant, Decide(txid=txid, ts=unacked.ts, commit=True))
+        self._leader.push_due[txid] = self._now + self.config.push_interval_ticks
+
+    def _sweep_trims(self) -> None:
+        """DESIGN.md section 4, step 6: records past their retention, and fully
+        acknowledged, go in one TrimRecords entry."""
+        leader, now, retention = self._leader, self._now, self.config.retention_ticks
+        expired = []
+        for txid, seen in leader.record_seen.items():
+            if now - seen < retention or len(expired) == MAX_TRIMS_PER_ENTRY:
+                break
+            if txid not in self._unacked:
+                expired.append(txid)
+        for txid in expired:
+            del leader.record_seen[txid]
+        if expired:
+            self._internal[TrimRecords(txids=tuple(expired))] = None
+
+    # -- output -------------------------------------------------------------------
+
+    def _ask(self, cluster: str, op: TxnStatus | Decide) -> None:
+        self._next_req += 1
+        self._asks.setdefault(cluster, []).append(ClientRequest(req=self._next_req, op=op))
+
+    def _flush_asks(self) -> None:
+        for cluster, requests in self._asks.items():
+            for start in range(0, len(requests), MAX_REQUESTS_PER_BATCH):
+                batch = ClientBatch(
+                    client=self.id,
+                    cluster=cluster,
+                    # Decisions and status queries name a txid, not keys: they
+                    # are not routed by slot, so no epoch applies.
+                    epoch=0,
+                    requests=tuple(requests[start : start + MAX_REQUESTS_PER_BATCH]),
+                )
+                self._outbox.append((ToLeaderOf(cluster), batch))
+        self._asks.clear()
+
+    def _flush_replies(self) -> None:
+        term = self._node.term
+        for token, responses in self._replies.items():
+            reply = ClientBatchReply(cluster=self.cluster, replica=self.id, term=term, responses=tuple(responses))
+            self._outbox.append((ToClient(token), reply))
+        self._replies.clear()

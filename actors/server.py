@@ -1,0 +1,218 @@
+"""DatabaseServer: the Thespian shell around one Replica (DESIGN.md sections 1, 2, 5).
+
+Everything a server decides lives in actors/replica.py. This shell only:
+- turns `wakeupAfter` into logical ticks, tagged with a generation so a stale
+  wakeup (wakeups cannot be cancelled) is ignored;
+- hands every message to the Replica and sends what it returns, resolving
+  destinations through the coordinator's MapUpdate (the Replica persisted
+  everything those messages depend on before returning them);
+- sleeps on request: while asleep it neither ticks nor processes messages
+  (they are dropped, as a frozen peer's are), then wakes and repairs its log;
+- writes one log line per notable event to `<data_dir>/server.log`: time,
+  replica, term, role, commit, last index, applied, then the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, PoisonMessage, WakeupMessage
+
+from actors.process import set_process_title
+from actors.messages import (
+    ConfState,
+    MapUpdate,
+    RepairLog,
+    RepairLogReq,
+    ReplicaStatusReport,
+    ReplicaStatusRequest,
+    ServerConfig,
+    ServerStarted,
+    Sleep,
+)
+from actors.raft.node import RaftConfig
+from actors.raft.storage import MemoryStorage, SqliteStorage
+from actors.replica import Replica, ReplicaConfig, ToClient, ToCoordinator, ToLeaderOf, ToReplica
+
+
+class DatabaseServer(ActorTypeDispatcher):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config: ServerConfig | None = None
+        self.replica: Replica | None = None
+        self.storage = None
+        self.coordinator = None
+        self.addresses: dict[str, object] = {}
+        self.leaders: dict[str, str | None] = {}
+        self.tick_generation = 0
+        self.asleep_until = 0.0
+        self.log: logging.Logger | None = None
+        self.last_role: str | None = None
+
+    # -- start ----------------------------------------------------------------
+
+    def receiveMsg_ServerConfig(self, config: ServerConfig, sender) -> None:
+        if self.config is not None:
+            return  # re-run after an exception, or a duplicate: already running
+        self.config = config
+        self.coordinator = sender
+        set_process_title(f"raftline server {config.replica}")
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+        self.log = _replica_logger(config)
+        if config.engine == "sqlite":
+            self.storage = SqliteStorage(os.path.join(config.data_dir, "raft.db"), fsync=config.fsync)
+        else:
+            self.storage = MemoryStorage()
+        raft = RaftConfig(
+            id=config.replica,
+            election_min=config.election_min,
+            election_max=config.election_max,
+            heartbeat_ticks=config.heartbeat_ticks,
+        )
+        self.replica = Replica(
+            ReplicaConfig(
+                cluster=config.cluster,
+                raft=raft,
+                initial_conf=ConfState(voters=config.voters),
+                snapshot_entries=config.snapshot_entries,
+                prepare_timeout_ticks=config.prepare_timeout_ticks,
+                read_from_followers=config.read_from_followers,
+            ),
+            self.storage,
+            random.Random(config.seed),
+        )
+        self.event("started (pid %d), recovered from storage" % os.getpid())
+        self.send(sender, ServerStarted(replica=config.replica, pid=os.getpid()))
+        self.schedule_tick()
+
+    def schedule_tick(self) -> None:
+        self.wakeupAfter(timedelta(milliseconds=self.config.tick_ms), payload=("tick", self.tick_generation))
+
+    # -- routing ----------------------------------------------------------------
+
+    def receiveMsg_MapUpdate(self, update: MapUpdate, sender) -> None:
+        self.addresses = dict(update.addresses)
+        self.leaders = dict(update.leaders)
+
+    def resolve(self, destination):
+        if isinstance(destination, ToReplica):
+            return self.addresses.get(destination.replica)
+        if isinstance(destination, ToClient):
+            return destination.token
+        if isinstance(destination, ToLeaderOf):
+            leader = self.leaders.get(destination.cluster)
+            return self.addresses.get(leader) if leader else None
+        if isinstance(destination, ToCoordinator):
+            return self.coordinator
+        raise TypeError(f"unknown destination {destination!r}")
+
+    def flush(self) -> None:
+        for destination, message in self.replica.take_output():
+            if isinstance(message, RepairLogReq):
+                self.event(f"found a gap after index {message.last_index}: asking the leader to repair the log")
+            address = self.resolve(destination)
+            if address is not None:
+                self.send(address, message)
+        role = self.replica.status()["role"]
+        if role != self.last_role:
+            self.last_role = role
+            self.event(f"became {role}")
+
+    # -- the protocol ------------------------------------------------------------
+
+    def asleep(self) -> bool:
+        return self.asleep_until > time.monotonic()
+
+    def deliver(self, message, sender) -> None:
+        if self.replica is None or self.asleep():
+            return
+        if isinstance(message, RepairLog):
+            what = "a snapshot chunk" if message.snapshot is not None else f"{len(message.entries)} entries"
+            self.event(f"repair from {message.leader}: {what}")
+        self.replica.receive(message, sender)
+        self.flush()
+
+    receiveMsg_VoteRequest = deliver
+    receiveMsg_Vote = deliver
+    receiveMsg_AppendLog = deliver
+    receiveMsg_AppendLogReply = deliver
+    receiveMsg_RepairLogReq = deliver
+    receiveMsg_RepairLog = deliver
+    receiveMsg_TimeoutNow = deliver
+    receiveMsg_ClientBatch = deliver
+    receiveMsg_ClientBatchReply = deliver
+
+    def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
+        kind, generation = message.payload
+        if generation != self.tick_generation or self.replica is None:
+            return  # a stale timer from before a sleep
+        if kind == "wake":
+            self.asleep_until = 0.0
+            self.event("woke up")
+        else:
+            self.replica.tick()
+            self.flush()
+        self.schedule_tick()
+
+    def receiveMsg_Sleep(self, message: Sleep, sender) -> None:
+        if self.replica is None:
+            return
+        self.asleep_until = time.monotonic() + message.seconds
+        self.tick_generation += 1  # the running tick chain stops here
+        self.event(f"sleeping for {message.seconds:g} s")
+        self.wakeupAfter(timedelta(seconds=message.seconds), payload=("wake", self.tick_generation))
+
+    def receiveMsg_ReplicaStatusRequest(self, message: ReplicaStatusRequest, sender) -> None:
+        if self.replica is None or self.asleep():
+            return
+        status = dict(self.replica.status())
+        status["pid"] = os.getpid()
+        self.send(sender, ReplicaStatusReport(round=message.round, replica=self.config.replica, status=status))
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def receiveMsg_ActorExitRequest(self, message: ActorExitRequest, sender) -> None:
+        if self.storage is not None:
+            self.storage.close()
+            self.storage = None
+        self.replica = None
+
+    def receiveMsg_ChildActorExited(self, message: ChildActorExited, sender) -> None:
+        """Servers have no children; nothing to supervise."""
+
+    def receiveMsg_PoisonMessage(self, message: PoisonMessage, sender) -> None:
+        if self.log is not None:
+            self.event(f"undeliverable: {type(message.poisonMessage).__name__}")
+
+    # -- logging ------------------------------------------------------------------
+
+    def event(self, what: str) -> None:
+        if self.log is None:
+            return
+        status = self.replica.status() if self.replica is not None else {}
+        self.log.info(
+            "%s term=%s %s commit=%s last=%s applied=%s %s",
+            self.config.replica,
+            status.get("term", 0),
+            status.get("role", "-"),
+            status.get("commit", 0),
+            status.get("last_index", 0),
+            status.get("applied", 0),
+            what,
+        )
+
+
+def _replica_logger(config: ServerConfig) -> logging.Logger:
+    logger = logging.getLogger(f"raftline.server.{config.replica}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # its own file; not the actor system's log
+    handler = logging.FileHandler(os.path.join(config.data_dir, "server.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.handlers[:] = [handler]
+    return logger
+

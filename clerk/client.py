@@ -1,0 +1,264 @@
+"""The Python API for applications (DESIGN.md section 7).
+
+    from clerk import connect
+    store = connect()                     # ./topology.yaml's admin port, or connect(admin="127.0.0.1:19000")
+    store.put("alice", 100); store.get("alice"); store.delete("alice")
+    with store.transaction() as txn:      # commits on exit; TransactionAborted on conflict
+        txn.put("alice", txn.get("alice") - 10)
+
+A Store owns one Clerk actor in the running system and talks to it through
+its own ActorSystem handle. A Transaction buffers its writes in the
+application's process and caches what it read (with versions); at commit the
+clerk validates the reads and installs the writes atomically across clusters.
+
+Values are JSON values, checked and size-limited here, before anything is
+sent: a refused value loses nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from actors.messages import ClerkCommit, ClerkRead, ClerkReply, ReadResult, Stamp
+from clerk.errors import ClusterNotRunning, TransactionAborted, Unavailable
+from coordinator.system import DEFAULT_BASE, LOOPBACK, admin_listening, how_to_start, parse_admin, prepare_environment
+
+MAX_VALUE_BYTES = 32 * 1024
+"""Largest JSON encoding of one value; keeps every message far under Thespian's 60 KB."""
+MAX_KEY_BYTES = 1024
+REQUEST_TIMEOUT = 30.0
+"""Seconds the application waits for its clerk; the clerk's own budgets are shorter."""
+PLAIN_RETRIES = 10
+"""Attempts of a plain get/put/delete that lost a race with another transaction."""
+
+
+def check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"keys are non-empty strings, got {key!r}")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise ValueError(f"key too long: {len(key.encode())} bytes (limit {MAX_KEY_BYTES})")
+    return key
+
+
+def check_value(value: Any) -> Any:
+    """A JSON value within the size limit, returned as it will be stored (tuples become lists)."""
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"value is not JSON (str, int, float, bool, None, list, dict with str keys): {error}") from None
+    if len(text.encode()) > MAX_VALUE_BYTES:
+        raise ValueError(f"value too large: {len(text.encode())} bytes as JSON (limit {MAX_VALUE_BYTES})")
+    return json.loads(text)
+
+
+def resolve_admin(topology: str | os.PathLike | None, admin: str | None) -> tuple[str, str]:
+    """The admin address and actor-system base to use (an explicit admin wins)."""
+    if admin is not None:
+        parse_admin(admin)
+        return admin, DEFAULT_BASE
+    from coordinator.topology import load_topology
+
+    path = Path(topology if topology is not None else "topology.yaml")
+    topo = load_topology(path)
+    if topo.admin_port == 0:
+        raise ClusterNotRunning(f"{path} has admin_port 0 (a free port at start): pass admin=HOST:PORT")
+    return f"{LOOPBACK}:{topo.admin_port}", topo.base
+
+
+def connect(topology: str | os.PathLike | None = None, *, admin: str | None = None, base: str | None = None) -> Store:
+    """Connect to a running system: by `admin` ("HOST:PORT"), else by the admin
+    port of `topology` (default ./topology.yaml). Raises ClusterNotRunning."""
+    address, topo_base = resolve_admin(topology, admin)
+    return Store(address, base or topo_base)
+
+
+class Store:
+    """A connection to raftline; see the module docstring. Not thread-safe: one per thread."""
+
+    def __init__(self, admin: str, base: str = DEFAULT_BASE):
+        host, port = parse_admin(admin)
+        if not admin_listening(host, port):
+            raise ClusterNotRunning(how_to_start(admin))
+        prepare_environment()
+        from thespian.actors import ActorExitRequest, ActorSystem
+
+        from clerk.clerk import Clerk
+
+        self.admin = admin
+        self._exit_request = ActorExitRequest
+        self._system = ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+        self._clerk = self._system.createActor(Clerk)
+        self._requests = itertools.count(1)
+
+    # -- plain operations (each one a transaction) ---------------------------------
+
+    def get(self, key: str) -> Any:
+        """The committed value of `key`, or None when it does not exist."""
+        return self._retry(lambda txn: txn.get(key))
+
+    def put(self, key: str, value: Any) -> None:
+        check_value(value)
+        self._retry(lambda txn: txn.put(key, value))
+
+    def delete(self, key: str) -> None:
+        self._retry(lambda txn: txn.delete(key))
+
+    def _retry(self, body: Callable[[Transaction], Any]) -> Any:
+        for attempt in range(PLAIN_RETRIES):
+            txn = self.transaction()
+            try:
+                result = body(txn)
+                txn.commit()
+                return result
+            except TransactionAborted:
+                if attempt == PLAIN_RETRIES - 1:
+                    raise
+
+    # -- transactions ------------------------------------------------------------------
+
+    def transaction(self) -> Transaction:
+        """A new transaction; commit it with `commit()` or by leaving its `with` block."""
+        self._require_open()
+        return Transaction(self)
+
+    def transactional(self, retries: int = 20) -> Callable:
+        """Decorator, like fdb.transactional: runs the function in a transaction,
+        retrying up to `retries` times on TransactionAborted. Call it without the
+        transaction argument; pass one to join an enclosing transaction instead."""
+
+        def decorate(function: Callable) -> Callable:
+            @functools.wraps(function)
+            def run(*args, **kwargs):
+                if args and isinstance(args[0], Transaction):
+                    return function(*args, **kwargs)
+                for attempt in range(retries + 1):
+                    txn = self.transaction()
+                    try:
+                        result = function(txn, *args, **kwargs)
+                        txn.commit()
+                        return result
+                    except TransactionAborted:
+                        if attempt == retries:
+                            raise
+
+            return run
+
+        return decorate
+
+    # -- administration -----------------------------------------------------------------
+
+    def status(self) -> dict:
+        from coordinator.system import Cluster
+
+        return Cluster(self.admin, base=DEFAULT_BASE).status()
+
+    def close(self) -> None:
+        if self._system is not None:
+            self._system.tell(self._clerk, self._exit_request())
+            self._system = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- talking to the clerk -------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._system is None:
+            raise ClusterNotRunning("this store is closed")
+
+    def _call(self, message) -> ClerkReply:
+        self._require_open()
+        reply = self._system.ask(self._clerk, message, REQUEST_TIMEOUT)
+        while reply is not None and not (isinstance(reply, ClerkReply) and reply.req == message.req):
+            reply = self._system.listen(REQUEST_TIMEOUT)  # a late answer to an earlier, timed-out request
+        if reply is None:
+            raise Unavailable(f"no answer from the clerk within {REQUEST_TIMEOUT:g} s (is the system at {self.admin} overloaded?)")
+        return reply
+
+    def _read(self, keys: list[str]) -> dict[str, ReadResult]:
+        reply = self._call(ClerkRead(req=next(self._requests), keys=tuple(keys)))
+        if reply.outcome != "ok":
+            raise Unavailable(reply.reason)
+        return reply.values
+
+    def _commit(self, reads: dict[str, Stamp], writes: dict[str, Any], deletes: tuple[str, ...]) -> str:
+        reply = self._call(ClerkCommit(req=next(self._requests), reads=reads, writes=writes, deletes=deletes))
+        if reply.outcome == "aborted":
+            raise TransactionAborted(f"transaction {reply.txid} aborted: {reply.reason}")
+        if reply.outcome != "ok":
+            raise Unavailable(reply.reason)
+        return reply.txid
+
+
+_DELETED = object()
+
+
+class Transaction:
+    """A serializable transaction: reads see the committed state (and this
+    transaction's own writes); writes become visible atomically at commit."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._reads: dict[str, Stamp] = {}
+        self._values: dict[str, Any] = {}
+        self._writes: dict[str, Any] = {}
+        self._done = False
+
+    def get(self, key: str) -> Any:
+        check_key(key)
+        self._require_active()
+        if key in self._writes:
+            value = self._writes[key]
+            return None if value is _DELETED else value
+        if key not in self._reads:
+            result = self._store._read([key])[key]
+            self._reads[key] = tuple(result.version)
+            self._values[key] = result.value if result.exists else None
+        return self._values[key]
+
+    def put(self, key: str, value: Any) -> None:
+        check_key(key)
+        self._require_active()
+        self._writes[key] = check_value(value)
+
+    def delete(self, key: str) -> None:
+        check_key(key)
+        self._require_active()
+        self._writes[key] = _DELETED
+
+    def commit(self) -> None:
+        """Validate and install; raises TransactionAborted on a conflict."""
+        self._require_active()
+        self._done = True
+        if not self._reads and not self._writes:
+            return
+        writes = {key: value for key, value in self._writes.items() if value is not _DELETED}
+        deletes = tuple(sorted(key for key, value in self._writes.items() if value is _DELETED))
+        self._store._commit(dict(self._reads), writes, deletes)
+
+    def abort(self) -> None:
+        """Drop everything buffered; nothing was sent, so nothing needs undoing."""
+        self._done = True
+
+    def _require_active(self) -> None:
+        if self._done:
+            raise RuntimeError("this transaction has already committed or aborted")
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._done:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()

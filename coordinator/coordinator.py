@@ -1,0 +1,394 @@
+"""The Coordinator actor: boot, supervision, shard map, timestamps, status (DESIGN.md section 5).
+
+A thin Thespian shell: the shard map logic lives in shardmap.py, topology
+checks in topology.py. What it keeps:
+- the shard map and a timestamp high-water mark, persisted in SQLite under
+  `<data_dir>/coordinator/` so a restart never hands out a timestamp twice;
+- the servers it created as children, restarted from their own data
+  directories when their process dies (ChildActorExited can arrive twice:
+  only the exit of the *current* address of a replica counts);
+- subscribers (clerks, servers) that get a MapUpdate on every leader change
+  and every address change;
+- status rounds: a scatter-gather to every server with a deadline, so a dead
+  or sleeping server shows as such and never hangs the caller.
+
+It never blocks and never asks: every answer goes back to the asker's address
+when ready.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, PoisonMessage, WakeupMessage
+
+from actors.process import set_process_title
+from actors.messages import (
+    AdminReply,
+    Boot,
+    Kill,
+    LeaderChange,
+    MapUpdate,
+    ProcessList,
+    ReplicaStatusReport,
+    ReplicaStatusRequest,
+    Serves,
+    ServerConfig,
+    ServerStarted,
+    Sleep,
+    StatusReport,
+    StatusRequest,
+    Subscribe,
+    Timestamp,
+    TimestampRequest,
+    WhoServes,
+)
+from coordinator.shardmap import ShardMap
+from coordinator.topology import Topology, load_topology
+
+log = logging.getLogger("raftline.coordinator")
+
+STATUS_DEADLINE = timedelta(milliseconds=700)
+TIMESTAMP_RESERVE = 100_000
+"""Timestamps reserved per durable write of the high-water mark."""
+RESTART_BACKOFF = timedelta(milliseconds=200)
+
+
+@dataclass
+class ServerRecord:
+    """What the coordinator knows of one replica's process."""
+
+    cluster: str
+    replica: str
+    address: object = None
+    pid: int = 0
+    alive: bool = False
+    asleep_until: float = 0.0
+    restarts: int = 0
+    last_status: dict = field(default_factory=dict)
+
+
+@dataclass
+class StatusRound:
+    round: int
+    askers: list
+    reports: dict = field(default_factory=dict)
+
+
+class CoordinatorState:
+    """The coordinator's durable state: map and timestamp high-water mark."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(os.fspath(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def get(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, name: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)", (name, value))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Coordinator(ActorTypeDispatcher):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.topology: Topology | None = None
+        self.data_dir: Path | None = None
+        self.state: CoordinatorState | None = None
+        self.map: ShardMap | None = None
+        self.servers: dict[str, ServerRecord] = {}
+        self.leaders: dict[str, str | None] = {}
+        self.terms: dict[str, int] = {}
+        self.subscribers: dict[object, int] = {}
+        self.ts_next = 1
+        self.ts_reserved = 0
+        self.status_round: StatusRound | None = None
+        self.round_counter = 0
+        self.stopping = False
+
+    # -- boot -----------------------------------------------------------------
+
+    def receiveMsg_Boot(self, message: Boot, sender) -> None:
+        if self.topology is not None:
+            return  # a re-run handler or a second launcher: already booted
+        self.topology = load_topology(message.topology)
+        self.data_dir = Path(message.data_dir)
+        set_process_title("raftline coordinator")
+        self.state = CoordinatorState(self.data_dir / "coordinator" / "coordinator.db")
+        stored_map = self.state.get("map")
+        if stored_map is None:
+            topo = self.topology
+            self.map = ShardMap.initial(topo.cluster_names, topo.members(), topo.slots)
+            self.state.put("map", self.map.to_json())
+        else:
+            self.map = ShardMap.from_json(stored_map)
+        self.ts_reserved = int(self.state.get("ts_reserved") or 0)
+        self.ts_next = self.ts_reserved + 1  # never reuse what an earlier run may have handed out
+        self.leaders = {cluster: None for cluster in self.map.clusters}
+        self.terms = {cluster: 0 for cluster in self.map.clusters}
+        for cluster in self.map.clusters:
+            for replica in self.map.replicas(cluster):
+                self.servers[replica] = ServerRecord(cluster=cluster, replica=replica)
+                self.start_server(replica)
+        self.write_pids()
+        log.warning("coordinator booted %d servers from %s (epoch %d)", len(self.servers), message.topology, self.map.epoch)
+
+    def start_server(self, replica: str) -> None:
+        from actors.server import DatabaseServer
+
+        record = self.servers[replica]
+        topo = self.topology
+        record.address = self.createActor(DatabaseServer)
+        record.alive = True
+        record.pid = 0
+        self.send(
+            record.address,
+            ServerConfig(
+                cluster=record.cluster,
+                replica=replica,
+                voters=self.map.replicas(record.cluster),
+                data_dir=os.fspath(self.data_dir / replica),
+                engine=topo.storage.engine,
+                fsync=topo.storage.fsync,
+                tick_ms=topo.raft.tick_ms,
+                heartbeat_ticks=topo.raft.heartbeat_ticks,
+                election_min=topo.raft.election_min,
+                election_max=topo.raft.election_max,
+                snapshot_entries=topo.raft.snapshot_entries,
+                prepare_timeout_ticks=max(1, round(topo.transactions.prepare_timeout_ms / topo.raft.tick_ms)),
+                read_from_followers=topo.transactions.read_from == "follower",
+                seed=int.from_bytes(os.urandom(4), "big"),
+            ),
+        )
+
+    def receiveMsg_ServerStarted(self, message: ServerStarted, sender) -> None:
+        record = self.servers.get(message.replica)
+        if record is None or record.address != sender:
+            return
+        record.pid = message.pid
+        self.write_pids()
+        self.broadcast_map()
+
+    # -- supervision ----------------------------------------------------------
+
+    def receiveMsg_ChildActorExited(self, message: ChildActorExited, sender) -> None:
+        if self.stopping:
+            return
+        for record in self.servers.values():
+            if record.address == message.childAddress and record.alive:
+                record.alive = False
+                record.restarts += 1
+                if self.leaders.get(record.cluster) == record.replica:
+                    self.leaders[record.cluster] = None
+                log.warning("server %s (pid %d) exited; restarting it", record.replica, record.pid)
+                self.wakeupAfter(RESTART_BACKOFF, payload=("restart", record.replica, record.restarts))
+                return
+
+    def restart(self, replica: str, generation: int) -> None:
+        record = self.servers.get(replica)
+        if record is None or record.alive or record.restarts != generation or self.stopping:
+            return
+        self.start_server(replica)
+
+    # -- routing --------------------------------------------------------------
+
+    def receiveMsg_LeaderChange(self, message: LeaderChange, sender) -> None:
+        if message.cluster not in self.terms or message.term < self.terms[message.cluster]:
+            return
+        if self.leaders.get(message.cluster) == message.leader and self.terms[message.cluster] == message.term:
+            return
+        self.leaders[message.cluster] = message.leader
+        self.terms[message.cluster] = message.term
+        log.warning("cluster %s: leader %s in term %d", message.cluster, message.leader, message.term)
+        self.broadcast_map()
+
+    def map_update(self) -> MapUpdate:
+        return MapUpdate(
+            epoch=self.map.epoch,
+            slots=self.map.slots,
+            members={cluster: self.map.replicas(cluster) for cluster in self.map.clusters},
+            leaders=dict(self.leaders),
+            terms=dict(self.terms),
+            addresses={r.replica: r.address for r in self.servers.values() if r.address is not None},
+        )
+
+    def broadcast_map(self) -> None:
+        update = self.map_update()
+        for record in self.servers.values():
+            if record.alive and record.address is not None:
+                self.send(record.address, update)
+        for subscriber in self.subscribers:
+            self.send(subscriber, update)
+
+    def receiveMsg_Subscribe(self, message: Subscribe, sender) -> None:
+        self.subscribers[sender] = message.pid
+        self.write_pids()
+        if self.map is not None:
+            self.send(sender, self.map_update())
+
+    def receiveMsg_WhoServes(self, message: WhoServes, sender) -> None:
+        owners = {key: self.map.owner(key) for key in message.keys}
+        self.send(sender, Serves(epoch=self.map.epoch, owners=owners, leaders=dict(self.leaders)))
+
+    def receiveMsg_TimestampRequest(self, message: TimestampRequest, sender) -> None:
+        count = max(1, message.count)
+        if self.ts_next + count - 1 > self.ts_reserved:
+            # Persist the new high-water mark before handing out anything under it.
+            self.ts_reserved = self.ts_next + count - 1 + TIMESTAMP_RESERVE
+            self.state.put("ts_reserved", str(self.ts_reserved))
+        self.send(sender, Timestamp(ts=self.ts_next, count=count))
+        self.ts_next += count
+
+    # -- administration ---------------------------------------------------------
+
+    def unknown_server(self, server: str) -> AdminReply:
+        known = ", ".join(sorted(self.servers)) or "none"
+        return AdminReply(ok=False, message=f"unknown server {server!r} (servers: {known})")
+
+    def receiveMsg_Sleep(self, message: Sleep, sender) -> None:
+        record = self.servers.get(message.server)
+        if record is None:
+            self.send(sender, self.unknown_server(message.server))
+            return
+        if not 0 < message.seconds <= 3600:
+            self.send(sender, AdminReply(ok=False, message=f"sleep seconds must be in (0, 3600], got {message.seconds:g}"))
+            return
+        record.asleep_until = time.monotonic() + message.seconds
+        self.send(record.address, message)
+        self.send(sender, AdminReply(ok=True, message=f"{message.server} sleeps for {message.seconds:g} s"))
+
+    def receiveMsg_Kill(self, message: Kill, sender) -> None:
+        record = self.servers.get(message.server)
+        if record is None:
+            self.send(sender, self.unknown_server(message.server))
+            return
+        if not record.alive or not record.pid:
+            self.send(sender, AdminReply(ok=False, message=f"{message.server} is not running right now (restarting?)"))
+            return
+        try:
+            os.kill(record.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.send(sender, AdminReply(ok=True, message=f"killed {message.server} (pid {record.pid}); it will be restarted"))
+
+    def receiveMsg_ProcessList(self, message: ProcessList, sender) -> None:
+        self.stopping = True  # only `stop` asks: do not restart what is about to be shut down
+        self.send(sender, AdminReply(ok=True, value={"data_dir": os.fspath(self.data_dir or ""), "pids": self.pids()}))
+
+    def pids(self) -> list[int]:
+        pids = [os.getpid(), os.getppid()]  # this actor and the actor system's admin
+        pids += [r.pid for r in self.servers.values() if r.pid]
+        pids += [pid for pid in self.subscribers.values() if pid]
+        return sorted(set(pids))
+
+    def write_pids(self) -> None:
+        if self.data_dir is None:
+            return
+        path = self.data_dir / "pids.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"pids": self.pids()}))
+        temporary.replace(path)
+
+    # -- status ---------------------------------------------------------------
+
+    def receiveMsg_StatusRequest(self, message: StatusRequest, sender) -> None:
+        if self.map is None:
+            self.send(sender, StatusReport(status={"epoch": 0, "clusters": {}, "booting": True}))
+            return
+        if self.status_round is not None:
+            self.status_round.askers.append(sender)
+            return
+        self.round_counter += 1
+        self.status_round = StatusRound(round=self.round_counter, askers=[sender])
+        probe = ReplicaStatusRequest(round=self.round_counter)
+        for record in self.servers.values():
+            if record.alive and record.address is not None and not self.asleep(record):
+                self.send(record.address, probe)
+        self.wakeupAfter(STATUS_DEADLINE, payload=("status", self.round_counter))
+        self.maybe_finish_status()
+
+    def asleep(self, record: ServerRecord) -> bool:
+        return record.asleep_until > time.monotonic()
+
+    def receiveMsg_ReplicaStatusReport(self, message: ReplicaStatusReport, sender) -> None:
+        current = self.status_round
+        if current is None or message.round != current.round:
+            return
+        current.reports[message.replica] = message.status
+        self.maybe_finish_status()
+
+    def maybe_finish_status(self, deadline_passed: bool = False) -> None:
+        current = self.status_round
+        if current is None:
+            return
+        expected = [r for r in self.servers.values() if r.alive and r.address is not None and not self.asleep(r)]
+        if not deadline_passed and any(r.replica not in current.reports for r in expected):
+            return
+        status = self.build_status(current.reports)
+        for asker in current.askers:
+            self.send(asker, StatusReport(status=status))
+        self.status_round = None
+
+    def build_status(self, reports: dict) -> dict:
+        clusters = {}
+        for cluster in self.map.clusters:
+            replicas = {}
+            for replica in self.map.replicas(cluster):
+                record = self.servers[replica]
+                report = reports.get(replica)
+                if report is not None:
+                    record.last_status = report
+                entry = dict(report if report is not None else record.last_status)
+                entry.setdefault("role", "unknown")
+                for name in ("term", "commit", "applied", "last_index"):
+                    entry.setdefault(name, 0)
+                entry["alive"] = record.alive and (report is not None or self.asleep(record))
+                entry["asleep"] = self.asleep(record)
+                entry["pid"] = record.pid
+                entry["restarts"] = record.restarts
+                if report is None and not entry["asleep"]:
+                    entry["role"] = "down" if not record.alive else "unresponsive"
+                replicas[replica] = entry
+            clusters[cluster] = {
+                "leader": self.leaders.get(cluster),
+                "term": self.terms.get(cluster, 0),
+                "slots": list(self.map.slots_of(cluster)),
+                "replicas": replicas,
+            }
+        return {"epoch": self.map.epoch, "admin_pid": os.getppid(), "clusters": clusters}
+
+    # -- timers and lifecycle ------------------------------------------------------
+
+    def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
+        payload = message.payload
+        if not isinstance(payload, tuple):
+            return
+        if payload[0] == "status" and self.status_round is not None and self.status_round.round == payload[1]:
+            self.maybe_finish_status(deadline_passed=True)
+        elif payload[0] == "restart":
+            self.restart(payload[1], payload[2])
+
+    def receiveMsg_ActorExitRequest(self, message: ActorExitRequest, sender) -> None:
+        self.stopping = True
+        if self.state is not None:
+            self.state.close()
+            self.state = None
+
+    def receiveMsg_PoisonMessage(self, message: PoisonMessage, sender) -> None:
+        log.warning("undeliverable message %s", type(message.poisonMessage).__name__)
+

@@ -1,0 +1,331 @@
+"""Start, attach to and stop a raftline actor system from outside it (DESIGN.md section 7).
+
+How a system runs:
+- `start` spawns a detached launcher process (`python -m coordinator.system
+  serve ...`) whose output goes to `<data_dir>/raftline.log`, never to the
+  caller's terminal or pipes. The launcher starts the Thespian actor system
+  (its admin keeps running after the launcher exits), creates the
+  Coordinator under its global name and sends it `Boot`.
+- Anyone can then attach through the admin port: `Cluster` for operators,
+  `clerk.connect` for applications.
+- `stop` asks the coordinator for every process it knows, shuts the actor
+  system down, then SIGKILLs whatever survived by PID (Thespian's shutdown
+  does not remove orphans; THESPIAN.md "Faults").
+
+Thespian reads its environment when first imported, so `prepare_environment`
+runs before any thespian import in every process that talks to a system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from clerk.errors import AdminError, AlreadyRunning, ClusterNotRunning, Unavailable
+from coordinator.topology import Topology, load_topology
+
+COORDINATOR_NAME = "raftline-coordinator"
+DEFAULT_BASE = "multiprocTCPBase"
+LOOPBACK = "127.0.0.1"
+PIDS_FILE = "pids.json"
+LOG_FILE = "raftline.log"
+
+THESPIAN_ENVIRONMENT = {
+    # Advertise loopback only: every actor listens on all interfaces and
+    # accepts unauthenticated pickles (README, Security).
+    "THESPIAN_BASE_IPADDR": LOOPBACK,
+    # Sends to one frozen peer must not stall sends to healthy ones.
+    "THESPIAN_MAX_PENDING_TRANSMITS": "5000",
+}
+
+
+def prepare_environment() -> None:
+    """Set Thespian's environment; call before the first thespian import."""
+    for name, value in THESPIAN_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+def parse_admin(admin: str) -> tuple[str, int]:
+    """"HOST:PORT" -> (host, port); ValueError with the expected form otherwise."""
+    host, sep, port = admin.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--admin expects HOST:PORT (e.g. {LOOPBACK}:19000), got {admin!r}")
+    return host, int(port)
+
+
+def admin_listening(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def how_to_start(admin: str) -> str:
+    return f"no raftline system is running at {admin}; start one with `raftline start` (or `raftline demo`)"
+
+
+class AdminClient:
+    """A handle on a running system, from outside it: asks the coordinator."""
+
+    def __init__(self, admin: str, base: str = DEFAULT_BASE):
+        host, port = parse_admin(admin)
+        if not admin_listening(host, port):
+            raise ClusterNotRunning(how_to_start(admin))
+        prepare_environment()
+        from thespian.actors import ActorSystem
+
+        self.admin = admin
+        self.system = ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+        from coordinator.coordinator import Coordinator
+
+        self.coordinator = self.system.createActor(Coordinator, globalName=COORDINATOR_NAME)
+
+    def ask(self, message, timeout: float = 10.0):
+        """Send `message` to the coordinator and wait for its reply of the expected kind."""
+        reply = self.system.ask(self.coordinator, message, timeout)
+        if reply is None:
+            raise Unavailable(f"the coordinator at {self.admin} did not answer within {timeout:g} s")
+        return reply
+
+    def admin_request(self, message, timeout: float = 10.0):
+        reply = self.ask(message, timeout)
+        if not reply.ok:
+            raise AdminError(reply.message)
+        return reply.value
+
+    def close(self) -> None:
+        # A transient handle: closing it leaves the system running.
+        self.system = None
+
+
+class Cluster:
+    """A running raftline system, as `start` returns it (also a context manager
+    that stops everything on exit)."""
+
+    def __init__(self, admin: str, data_dir: Path | None = None, base: str = DEFAULT_BASE):
+        self.admin = admin
+        self.data_dir = data_dir
+        self.base = base
+        self._client = AdminClient(admin, base)
+
+    def connect(self):
+        """A `clerk.client.Store` connected to this system."""
+        from clerk.client import connect
+
+        return connect(admin=self.admin, base=self.base)
+
+    def status(self, timeout: float = 10.0) -> dict:
+        from actors.messages import StatusRequest
+
+        return self._client.ask(StatusRequest(), timeout).status
+
+    def leader(self, cluster: str) -> str | None:
+        clusters = self.status()["clusters"]
+        if cluster not in clusters:
+            raise AdminError(f"unknown cluster {cluster!r} (clusters: {', '.join(sorted(clusters))})")
+        return clusters[cluster]["leader"]
+
+    def sleep(self, server: str, seconds: float) -> None:
+        from actors.messages import Sleep
+
+        self._client.admin_request(Sleep(server=server, seconds=float(seconds)))
+
+    def kill(self, server: str) -> None:
+        from actors.messages import Kill
+
+        self._client.admin_request(Kill(server=server))
+
+    def wait_ready(self, timeout: float = 60.0) -> dict:
+        """Block until every cluster has a leader; returns that status."""
+        deadline = time.monotonic() + timeout
+        status: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                status = self.status(timeout=5.0)
+            except Unavailable:
+                status = {}
+            clusters = status.get("clusters", {})
+            if clusters and all(c["leader"] for c in clusters.values()):
+                return status
+            time.sleep(0.1)
+        raise Unavailable(f"the system at {self.admin} has no leader in every cluster after {timeout:g} s")
+
+    def stop(self) -> None:
+        """Stop every process of the system; leaves no process behind."""
+        stop_system(self.admin, self.data_dir, self.base)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start(
+    topology: str | os.PathLike = "topology.yaml",
+    data_dir: str | os.PathLike | None = None,
+    admin_port: int | None = None,
+    *,
+    timeout: float = 60.0,
+) -> Cluster:
+    """Start the system `topology` describes in the background; return once
+    every cluster has a leader. `admin_port=0` picks a free port."""
+    topo = load_topology(topology)
+    port = topo.admin_port if admin_port is None else admin_port
+    if port == 0:
+        port = free_port()
+    admin = f"{LOOPBACK}:{port}"
+    if admin_listening(LOOPBACK, port):
+        raise AlreadyRunning(f"something already listens on {admin}: a raftline system? (`raftline stop` stops it)")
+    data = Path(data_dir if data_dir is not None else topo.data_dir).absolute()
+    data.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update({name: env.get(name, value) for name, value in THESPIAN_ENVIRONMENT.items()})
+    with open(data / LOG_FILE, "ab") as log:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.system", "serve", os.fspath(Path(topology).absolute()), os.fspath(data), str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    if launcher.wait(timeout=timeout) != 0:
+        raise Unavailable(f"the system failed to start; see {data / LOG_FILE}")
+    cluster = Cluster(admin, data, topo.base)
+    try:
+        cluster.wait_ready(timeout)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BASE, grace: float = 3.0) -> list[int]:
+    """Shut the system at `admin` down and SIGKILL any survivor; returns the PIDs
+    that had to be killed. Raises ClusterNotRunning when nothing listens there."""
+    from actors.messages import ProcessList
+
+    client = AdminClient(admin, base)
+    pids: list[int] = []
+    try:
+        processes = client.ask(ProcessList(), timeout=5.0).value or {}
+        data_dir = data_dir or (Path(processes["data_dir"]) if processes.get("data_dir") else None)
+        pids = processes.get("pids", [])
+    except Unavailable:
+        pass
+    if data_dir is not None:
+        pids = sorted(set(pids) | set(_recorded_pids(data_dir)))
+    client.system.shutdown()
+    return _reap(pids, grace)
+
+
+def _recorded_pids(data_dir: Path) -> list[int]:
+    try:
+        return list(json.loads((Path(data_dir) / PIDS_FILE).read_text()).get("pids", []))
+    except (OSError, ValueError):
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # A zombie child of ours is gone for every purpose but the process table.
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _reap(pids: list[int], grace: float) -> list[int]:
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    killed = []
+    for pid in pids:
+        if pid != os.getpid() and _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def log_definitions(data_dir: Path) -> dict:
+    """Thespian logDefs: every actor's warnings and errors go to the system log file."""
+    return {
+        "version": 1,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(actorAddress)s %(message)s"}},
+        "filters": {"actor": {"()": "coordinator.system.ActorAddressFilter"}},
+        "handlers": {
+            "file": {
+                "class": "logging.FileHandler",
+                "filename": os.fspath(Path(data_dir) / LOG_FILE),
+                "formatter": "plain",
+                "filters": ["actor"],
+                "level": "INFO",
+            }
+        },
+        "root": {"handlers": ["file"], "level": "WARNING"},
+    }
+
+
+class ActorAddressFilter:
+    """Gives every record an `actorAddress` (Thespian sets it only for actor logs)."""
+
+    def filter(self, record) -> bool:
+        if not hasattr(record, "actorAddress"):
+            record.actorAddress = "-"
+        return True
+
+
+def _serve(topology: str, data_dir: str, port: int) -> int:
+    """The launcher: start the actor system and boot the coordinator, then exit
+    (the actor system's admin process keeps running)."""
+    prepare_environment()
+    from thespian.actors import ActorSystem
+
+    from actors.messages import Boot
+    from coordinator.coordinator import Coordinator
+
+    topo: Topology = load_topology(topology)
+    system = ActorSystem(topo.base, {"Admin Port": port}, logDefs=log_definitions(Path(data_dir)))
+    coordinator = system.createActor(Coordinator, globalName=COORDINATOR_NAME)
+    system.tell(coordinator, Boot(topology=topology, data_dir=data_dir))
+    print(f"raftline: actor system up on {LOOPBACK}:{port}, coordinator booting", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coordinator.system")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="(internal) launch the actor system and boot the coordinator")
+    serve.add_argument("topology")
+    serve.add_argument("data_dir")
+    serve.add_argument("port", type=int)
+    args = parser.parse_args(argv)
+    return _serve(args.topology, args.data_dir, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

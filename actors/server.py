@@ -48,6 +48,7 @@ class DatabaseServer(ActorTypeDispatcher):
         self.storage = None
         self.coordinator = None
         self.addresses: dict[str, object] = {}
+        self.clients: dict[str, object] = {}  # reply token -> the address it stands for
         self.leaders: dict[str, str | None] = {}
         self.tick_generation = 0
         self.asleep_until = 0.0
@@ -103,7 +104,7 @@ class DatabaseServer(ActorTypeDispatcher):
         if isinstance(destination, ToReplica):
             return self.addresses.get(destination.replica)
         if isinstance(destination, ToClient):
-            return destination.token
+            return self.clients.get(destination.token)
         if isinstance(destination, ToLeaderOf):
             leader = self.leaders.get(destination.cluster)
             return self.addresses.get(leader) if leader else None
@@ -134,8 +135,25 @@ class DatabaseServer(ActorTypeDispatcher):
         if isinstance(message, RepairLog):
             what = "a snapshot chunk" if message.snapshot is not None else f"{len(message.entries)} entries"
             self.event(f"repair from {message.leader}: {what}")
-        self.replica.receive(message, sender)
-        self.flush()
+        token = str(sender)  # the Replica keys replies by token; addresses are not hashable
+        self.clients[token] = sender
+        self.guarded(lambda: self.replica.receive(message, token))
+
+    def guarded(self, step) -> None:
+        """Run one step of the Replica, then send its output. An exception is a
+        bug that may have left the Replica half-updated: rather than let Thespian
+        re-run the handler on that state, crash, and let the coordinator restart
+        this server from its storage."""
+        try:
+            step()
+            self.flush()
+        except Exception:
+            self.log.exception("%s: crashed; exiting to be restarted from storage", self.config.replica)
+            self.replica = None
+            if self.storage is not None:
+                self.storage.close()
+                self.storage = None
+            self.send(self.myAddress, ActorExitRequest())
 
     receiveMsg_VoteRequest = deliver
     receiveMsg_Vote = deliver
@@ -155,8 +173,7 @@ class DatabaseServer(ActorTypeDispatcher):
             self.asleep_until = 0.0
             self.event("woke up")
         else:
-            self.replica.tick()
-            self.flush()
+            self.guarded(self.replica.tick)
         self.schedule_tick()
 
     def receiveMsg_Sleep(self, message: Sleep, sender) -> None:

@@ -114,7 +114,7 @@ class Coordinator(ActorTypeDispatcher):
         self.servers: dict[str, ServerRecord] = {}
         self.leaders: dict[str, str | None] = {}
         self.terms: dict[str, int] = {}
-        self.subscribers: dict[object, int] = {}
+        self.subscribers: list[tuple[object, int]] = []  # (address, pid); addresses are not hashable
         self.ts_next = 1
         self.ts_reserved = 0
         self.status_round: StatusRound | None = None
@@ -232,12 +232,13 @@ class Coordinator(ActorTypeDispatcher):
         for record in self.servers.values():
             if record.alive and record.address is not None:
                 self.send(record.address, update)
-        for subscriber in self.subscribers:
+        for subscriber, _ in self.subscribers:
             self.send(subscriber, update)
 
     def receiveMsg_Subscribe(self, message: Subscribe, sender) -> None:
-        self.subscribers[sender] = message.pid
-        self.write_pids()
+        if all(address != sender for address, _ in self.subscribers):
+            self.subscribers.append((sender, message.pid))
+            self.write_pids()
         if self.map is not None:
             self.send(sender, self.map_update())
 
@@ -293,7 +294,7 @@ class Coordinator(ActorTypeDispatcher):
     def pids(self) -> list[int]:
         pids = [os.getpid(), os.getppid()]  # this actor and the actor system's admin
         pids += [r.pid for r in self.servers.values() if r.pid]
-        pids += [pid for pid in self.subscribers.values() if pid]
+        pids += [pid for _, pid in self.subscribers if pid]
         return sorted(set(pids))
 
     def write_pids(self) -> None:

@@ -1,22 +1,78 @@
 """RaftNode: the Raft consensus core as a pure state machine.
 
-API STUB — the public surface below is fixed (the storage, the simulator and
-the server shell are written against it); the implementation is being built.
-
 Inputs: `step(message)`, `tick()`, `propose(data)`, `propose_conf_change(change)`,
 `transfer_leadership(to)`, `compact(index, data)`.
 Output: `ready()` -> `Ready`; the caller persists, sends, applies, then
 `advance(ready)`.  No clock (time is `tick()`), no I/O, no global randomness
 (an injected `random.Random`), no Thespian.
+
+Rules and invariants:
+- Term handling happens once, in `step`, before the message reaches the
+  role's step function (`_step_follower`, `_step_candidate`, `_step_leader`),
+  which `become_*` swaps (the structure of etcd-io/raft).
+- Persist before send: a message in a `Ready` depends only on state handed
+  over for persisting by that `Ready` or an earlier one (term and vote,
+  entries, snapshot). Between `ready()` and `advance()` the caller calls
+  nothing else on the node.
+- Flow control (THESPIAN.md): at most one unanswered AppendLog/RepairLog per
+  follower. Sends are built when the caller asks for `ready()`, so every
+  entry proposed since goes in one message, up to `max_batch_bytes`. Delivery
+  is at-most-once with no failure notice, so an in-flight slot unanswered for
+  `2 * heartbeat_ticks` ticks frees itself and the entries go again.
+- A follower gets a heartbeat (an AppendLog, empty when nothing waits) only
+  after `heartbeat_ticks` ticks without any message, so a quiet cluster sends
+  only heartbeats and their answers, and a busy one none.
+- Elections: PreVote (thesis 9.6) keeps a replica that was cut off from
+  raising its term; a replica that heard from a live leader within
+  `election_min` ticks ignores (pre)vote requests unless they come from a
+  leadership transfer (thesis 4.2.3), so a rejoining replica cannot depose a
+  healthy leader.
+- Repair: a follower that finds a gap before an AppendLog asks with
+  RepairLogReq; the leader answers with a RepairLog of the missing entries,
+  or of the snapshot, chunk by chunk, when they were compacted away.
+- A leader counts itself toward commit only for entries it has persisted,
+  and counts replicas only for entries of its own term (paper 5.4.2).
+- Membership takes effect when its entry is appended and reverts when it is
+  truncated (thesis 4.1); a replica that is not a voter never campaigns.
+- CheckQuorum counts answers over windows of `election_min` ticks, the same
+  span for which followers protect a live leader from elections, so a
+  cut-off leader steps down within two windows. A leadership transfer is
+  abandoned after `election_max` ticks, a full election timeout.
+- Caller errors raise `RaftError` (`NotLeader`, `ConfChangeBusy`: retry
+  elsewhere or later) or `ValueError` (a malformed request); a broken Raft
+  invariant raises `InvariantViolation` (an `AssertionError`: crash, restart
+  from storage).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from actors.messages import ConfChange, ConfState, Entry, RaftMessage, Snapshot
+from actors.messages import (
+    CONF_ADD_LEARNER,
+    CONF_PROMOTE,
+    CONF_REMOVE,
+    ENTRY_COMMAND,
+    ENTRY_CONF,
+    ENTRY_NOOP,
+    RAFT_MESSAGES,
+    AppendLog,
+    AppendLogReply,
+    ConfChange,
+    ConfState,
+    Entry,
+    RaftMessage,
+    RepairLog,
+    RepairLogReq,
+    Snapshot,
+    SnapshotChunk,
+    TimeoutNow,
+    Vote,
+    VoteRequest,
+)
+from actors.raft.log import ConfHistory, InvariantViolation, RaftLog
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre_candidate"
@@ -102,9 +158,12 @@ class RaftConfig:
         id: this replica's id, e.g. "c1-r0".
         election_min, election_max: the election timeout is drawn uniformly
             from [election_min, election_max] ticks after each reset.
-        heartbeat_ticks: a leader sends heartbeats every this many ticks.
+        heartbeat_ticks: a leader sends a heartbeat to a follower it has sent
+            nothing for this many ticks.
         max_batch_bytes: cap on the summed `len(entry.data)` of one AppendLog
-            or RepairLog (at least one entry is always sent).
+            or RepairLog, counting 32 bytes more per entry for its encoding
+            (at least one entry is always sent; a command longer than this
+            is refused by `propose`).
         max_snapshot_chunk: bytes of snapshot data per RepairLog chunk.
         pre_vote: run PreVote before becoming a candidate (thesis 9.6).
         check_quorum: a leader that has not heard from a quorum within an
@@ -122,6 +181,55 @@ class RaftConfig:
     check_quorum: bool = True
 
 
+@dataclass(slots=True)
+class Progress:
+    """The leader's view of one follower or learner (paper figure 2: nextIndex, matchIndex).
+
+    Fields:
+        next: first index to send; it moves only on an answer, so a lost
+            message is simply sent again from here.
+        match: highest index known to be replicated there.
+        inflight: an AppendLog or RepairLog is unanswered (never more than one).
+        idle_ticks: ticks since the last message to it; from `heartbeat_ticks`
+            on a heartbeat is due, so a busy follower gets none.
+        repair: it asked for repair (RepairLogReq); answer with a RepairLog.
+        recent_active: it sent something in the current check-quorum window.
+        snapshot_index: index of the snapshot being sent to it, 0 when none.
+        snapshot_offset: bytes of that snapshot it has acknowledged.
+    """
+
+    next: int
+    match: int = 0
+    inflight: bool = False
+    idle_ticks: int = 0
+    repair: bool = False
+    recent_active: bool = False
+    snapshot_index: int = 0
+    snapshot_offset: int = 0
+
+
+@dataclass(slots=True)
+class _IncomingSnapshot:
+    """A snapshot being received chunk by chunk from the leader of `leader_term`
+    (kept in memory only: after a restart the leader's next chunk mismatches
+    and the transfer starts over)."""
+
+    leader_term: int
+    index: int
+    term: int
+    conf: ConfState
+    data: bytearray = field(default_factory=bytearray)
+
+
+def _check_config(config: RaftConfig) -> None:
+    if not 1 <= config.election_min <= config.election_max:
+        raise ValueError(f"need 1 <= election_min <= election_max, got {config.election_min}, {config.election_max}")
+    if not 1 <= config.heartbeat_ticks < config.election_min:
+        raise ValueError(f"need 1 <= heartbeat_ticks < election_min, got {config.heartbeat_ticks}")
+    if config.max_batch_bytes < 1 or config.max_snapshot_chunk < 1:
+        raise ValueError("max_batch_bytes and max_snapshot_chunk must be positive")
+
+
 class RaftNode:
     """One replica's Raft state machine (see the module docstring)."""
 
@@ -137,36 +245,778 @@ class RaftNode:
     ) -> None:
         """Restore from what storage returned; `initial_conf` is used only when
         neither the snapshot nor the log carries a membership (a fresh cluster).
-        A replica whose membership does not include it never campaigns."""
-        raise NotImplementedError
+        A replica whose membership does not include it never campaigns.
 
-    # Read-only views: id, term, role, leader, commit, applied, last_index,
-    # conf (ConfState in force), progress (dict follower -> match index, leader only).
+        Conf entries are changes relative to the membership before them, so a
+        replica that joins later must be given the cluster's founding
+        membership as `initial_conf` too: until the log is first compacted
+        the leader sends it the log from index 1, not a snapshot.
 
-    def tick(self) -> None: ...
+        `applied` starts at the snapshot's index: the first `Ready` hands
+        back the committed entries after it for the caller to apply again.
+        """
+        _check_config(config)
+        base_index = snapshot.index if snapshot is not None else 0
+        if entries and entries[0].index != base_index + 1:
+            raise ValueError(f"entries start at {entries[0].index}, not right after the snapshot at {base_index}")
+        self._config = config
+        self._rng = rng
+        self._log = RaftLog(
+            snapshot_index=base_index,
+            snapshot_term=snapshot.term if snapshot is not None else 0,
+            entries=entries,
+        )
+        self._confs = ConfHistory(index=base_index, conf=snapshot.conf if snapshot is not None else initial_conf)
+        for entry in entries:
+            if entry.kind == ENTRY_CONF:
+                self._confs.append(entry.index, ConfChange.decode(entry.data))
+        if hard_state.commit > self._log.last_index:
+            raise ValueError(f"commit {hard_state.commit} is past the last entry {self._log.last_index}")
+        self._snapshot = snapshot
+        self._term = hard_state.term
+        self._voted_for = hard_state.voted_for
+        self._commit = max(hard_state.commit, base_index)
+        self._applied = base_index
+        self._stable = self._log.last_index
+        self._received_snapshot: Snapshot | None = None
+        self._incoming: _IncomingSnapshot | None = None
+        self._outbox: list[tuple[str, RaftMessage]] = []
+        self._progress: dict[str, Progress] = {}
+        self._votes: dict[str, bool] = {}
+        self._transferee: str | None = None
+        self._transfer_elapsed = 0
+        self._election_elapsed = 0
+        self._randomized_timeout = config.election_max
+        self._role = FOLLOWER
+        self._leader: str | None = None
+        self._step_role = self._step_follower
+        self.become_follower(self._term, None)
+        self._reported_hard = hard_state
+        self._reported_soft = self._soft_state()
 
-    def step(self, message: RaftMessage) -> None: ...
+    # -- read-only views -------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._config.id
+
+    @property
+    def term(self) -> int:
+        return self._term
+
+    @property
+    def role(self) -> str:
+        return self._role
+
+    @property
+    def leader(self) -> str | None:
+        return self._leader
+
+    @property
+    def commit(self) -> int:
+        return self._commit
+
+    @property
+    def applied(self) -> int:
+        """Last index handed to the caller to apply (advanced by `advance`)."""
+        return self._applied
+
+    @property
+    def last_index(self) -> int:
+        return self._log.last_index
+
+    @property
+    def first_index(self) -> int:
+        """First index still in the log; below it only the snapshot remains."""
+        return self._log.first_index
+
+    @property
+    def conf(self) -> ConfState:
+        """The membership in force (the one after the last appended conf entry)."""
+        return self._confs.current
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The latest snapshot, taken here (`compact`) or received from a leader."""
+        return self._snapshot
+
+    @property
+    def progress(self) -> dict[str, int]:
+        """Leader only: match index of every follower and learner (empty otherwise),
+        e.g. to promote a learner once it has caught up (thesis 4.2.1)."""
+        return {peer: progress.match for peer, progress in self._progress.items()}
+
+    @property
+    def transferee(self) -> str | None:
+        """Leader only: the replica leadership is being handed to, or None."""
+        return self._transferee
+
+    # -- roles ---------------------------------------------------------------------
+
+    def become_follower(self, term: int, leader: str | None) -> None:
+        self._reset(term)
+        self._role = FOLLOWER
+        self._leader = leader
+        self._step_role = self._step_follower
+
+    def become_pre_candidate(self) -> None:
+        """PreVote (thesis 9.6): ask whether an election could be won before
+        disturbing anyone; term and vote stay as they are."""
+        self._reset(self._term)
+        self._role = PRE_CANDIDATE
+        self._step_role = self._step_candidate
+
+    def become_candidate(self) -> None:
+        """Paper 5.2: a new term, a vote for itself."""
+        self._reset(self._term + 1)
+        self._voted_for = self.id
+        self._role = CANDIDATE
+        self._step_role = self._step_candidate
+
+    def become_leader(self) -> None:
+        if self._role != CANDIDATE:
+            raise InvariantViolation(f"{self.id} became leader from {self._role}")
+        self._reset(self._term)
+        self._role = LEADER
+        self._leader = self.id
+        self._step_role = self._step_leader
+        self._progress = {peer: Progress(next=self._log.last_index + 1) for peer in self._peers()}
+        # Paper 5.4.2 and thesis 3.6.2: earlier terms' entries commit only
+        # under an entry of this term, so append one at once; it also makes
+        # membership changes safe again (the leader-no-op fix, thesis 4.1).
+        self._append_new(ENTRY_NOOP, b"")
+
+    def _reset(self, term: int) -> None:
+        if term < self._term:
+            raise InvariantViolation(f"term would go back from {self._term} to {term}")
+        if term != self._term:
+            self._term = term
+            self._voted_for = None
+        self._leader = None
+        self._election_elapsed = 0
+        # Paper 5.2: randomized timeouts make split votes rare.
+        self._randomized_timeout = self._rng.randint(self._config.election_min, self._config.election_max)
+        self._votes = {}
+        self._progress = {}
+        self._transferee = None
+
+    # -- time ----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One logical tick of the caller's clock."""
+        if self._role == LEADER:
+            self._tick_leader()
+        else:
+            self._tick_election()
+
+    def _tick_election(self) -> None:
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._randomized_timeout and self._promotable():
+            self._campaign(pre_vote=self._config.pre_vote)
+
+    def _tick_leader(self) -> None:
+        config = self._config
+        self._election_elapsed += 1
+        if self._transferee is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= config.election_max:
+                # Thesis 3.10: a transfer that has not completed within an
+                # election timeout is aborted and the leader serves again.
+                self._transferee = None
+        if self._election_elapsed >= config.election_min:
+            self._election_elapsed = 0
+            # CheckQuorum (thesis 6.2): a leader cut off from a quorum steps
+            # down so its clients look for the real leader.
+            if config.check_quorum and not self._quorum_active():
+                self.become_follower(self._term, None)
+                return
+            for progress in self._progress.values():
+                progress.recent_active = False
+        for progress in self._progress.values():
+            progress.idle_ticks += 1
+            if progress.idle_ticks >= 2 * config.heartbeat_ticks:
+                # Unanswered this long: lost (delivery is at-most-once).
+                progress.inflight = False
+
+    def _quorum_active(self) -> bool:
+        voters = self._confs.current.voters
+        active = sum(1 for voter in voters if voter == self.id or self._progress[voter].recent_active)
+        return active >= len(voters) // 2 + 1
+
+    # -- elections -------------------------------------------------------------------
+
+    def _promotable(self) -> bool:
+        return self.id in self._confs.current.voters
+
+    def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
+        if pre_vote:
+            self.become_pre_candidate()
+            term = self._term + 1
+        else:
+            self.become_candidate()
+            term = self._term
+        self._votes[self.id] = True
+        for voter in self._confs.current.voters:
+            if voter != self.id:
+                self._send(
+                    voter,
+                    VoteRequest(
+                        term=term,
+                        candidate=self.id,
+                        last_index=self._log.last_index,
+                        last_term=self._log.last_term,
+                        pre_vote=pre_vote,
+                        transfer=transfer,
+                    ),
+                )
+        self._poll()
+
+    def _poll(self) -> None:
+        voters = self._confs.current.voters
+        quorum = len(voters) // 2 + 1
+        granted = sum(1 for voter in voters if self._votes.get(voter) is True)
+        rejected = sum(1 for voter in voters if self._votes.get(voter) is False)
+        if granted >= quorum:
+            if self._role == PRE_CANDIDATE:
+                self._campaign(pre_vote=False)
+            else:
+                self.become_leader()
+        elif len(voters) - rejected < quorum:
+            self.become_follower(self._term, None)
+
+    def _in_lease(self) -> bool:
+        """Thesis 4.2.3 with CheckQuorum: while a live leader is known (heard
+        from within the minimum election timeout) a replica ignores requests
+        to elect another, so a rejoining or removed replica cannot depose it."""
+        if not self._config.check_quorum:
+            return False
+        if self._role == LEADER:
+            return True
+        return self._leader is not None and self._election_elapsed < self._config.election_min
+
+    def handle_vote_request(self, message: VoteRequest) -> None:
+        """Paper 5.2 and 5.4.1; a pre-vote (thesis 9.6) is answered as the real
+        vote would be, but records nothing."""
+        can_vote = (
+            self._voted_for == message.candidate
+            or (self._voted_for is None and self._leader is None)
+            or (message.pre_vote and message.term > self._term)
+        )
+        if can_vote and self._log.is_up_to_date(message.last_index, message.last_term):
+            self._send(message.candidate, Vote(term=message.term, voter=self.id, granted=True, pre_vote=message.pre_vote))
+            if not message.pre_vote:
+                self._voted_for = message.candidate
+                self._election_elapsed = 0
+        else:
+            self._send(
+                message.candidate, Vote(term=self._term, voter=self.id, granted=False, pre_vote=message.pre_vote)
+            )
+
+    # -- stepping messages ------------------------------------------------------------------
+
+    def step(self, message: RaftMessage) -> None:
+        """Handle one message from another replica."""
+        if not isinstance(message, RAFT_MESSAGES):
+            raise TypeError(f"not a Raft message: {message!r}")
+        if message.term > self._term:
+            if isinstance(message, VoteRequest):
+                if not message.transfer and self._in_lease():
+                    return
+                if not message.pre_vote:
+                    self.become_follower(message.term, None)
+            elif isinstance(message, Vote) and message.pre_vote and message.granted:
+                pass  # a granted pre-vote carries the probed term, which is not ours yet
+            elif isinstance(message, (AppendLog, RepairLog, TimeoutNow)):
+                self.become_follower(message.term, message.leader)
+            else:
+                self.become_follower(message.term, None)
+        elif message.term < self._term:
+            self._answer_stale(message)
+            return
+        if isinstance(message, VoteRequest):
+            self.handle_vote_request(message)
+        else:
+            self._step_role(message)
+
+    def _answer_stale(self, message: RaftMessage) -> None:
+        """Most messages from an older term are dropped (paper 5.1). Two get an
+        answer carrying the current term, since with PreVote and CheckQuorum
+        nothing else would teach it to their sender: an old leader, and a
+        pre-candidate still behind the current term."""
+        if isinstance(message, (AppendLog, RepairLog)):
+            self._send(message.leader, AppendLogReply(term=self._term, follower=self.id, success=False))
+        elif isinstance(message, VoteRequest) and message.pre_vote:
+            self._send(message.candidate, Vote(term=self._term, voter=self.id, granted=False, pre_vote=True))
+
+    def _step_follower(self, message: RaftMessage) -> None:
+        if isinstance(message, (AppendLog, RepairLog)):
+            self._leader = message.leader
+            self._election_elapsed = 0
+            if isinstance(message, RepairLog) and message.snapshot is not None:
+                self.handle_snapshot_chunk(message)
+            else:
+                self.handle_append(message)
+        elif isinstance(message, TimeoutNow):
+            # Thesis 3.10: the leader handed over; skip PreVote, since the
+            # cluster is known to be healthy and the voters must not ignore it.
+            if self._promotable():
+                self._campaign(pre_vote=False, transfer=True)
+        # Anything else reaching a follower answers a role it no longer has.
+
+    def _step_candidate(self, message: RaftMessage) -> None:
+        if isinstance(message, (AppendLog, RepairLog)):
+            # Paper 5.2: a leader of this term exists; accept it.
+            self.become_follower(message.term, message.leader)
+            self._step_follower(message)
+        elif isinstance(message, Vote) and message.pre_vote == (self._role == PRE_CANDIDATE):
+            expected = self._term + 1 if self._role == PRE_CANDIDATE else self._term
+            if message.granted and message.term != expected:
+                return
+            if message.voter in self._confs.current.voters:
+                self._votes[message.voter] = message.granted
+                self._poll()
+
+    def _step_leader(self, message: RaftMessage) -> None:
+        if isinstance(message, AppendLogReply):
+            self.handle_append_reply(message)
+        elif isinstance(message, RepairLogReq):
+            self.handle_repair_request(message)
+        elif isinstance(message, (AppendLog, RepairLog)):
+            raise InvariantViolation(f"two leaders in term {self._term}: {self.id} and {message.leader}")
+
+    # -- follower: replication ------------------------------------------------------------------
+
+    def handle_append(self, message: AppendLog | RepairLog) -> None:
+        """AppendEntries (paper 5.3), for AppendLog and entry-carrying RepairLog."""
+        log = self._log
+        if message.prev_index > log.last_index:
+            if isinstance(message, AppendLog):
+                # A gap: this replica missed entries (it slept, or was cut off).
+                self._send(message.leader, RepairLogReq(term=self._term, follower=self.id, last_index=log.last_index))
+            else:
+                self._reject(message.leader, hint_index=log.last_index + 1, hint_term=0)
+            return
+        last_new = message.prev_index + len(message.entries)
+        if message.prev_index <= self._commit:
+            # Committed entries are in every later leader's log (Leader
+            # Completeness, paper 5.4.3): skip the ones the message repeats,
+            # after checking the ones still retained agree.
+            repeated = message.entries[: self._commit - message.prev_index]
+            known_prev_term = log.term(message.prev_index)
+            if log.find_conflict(repeated) is not None or known_prev_term not in (None, message.prev_term):
+                raise InvariantViolation(f"{self.id}: {message.leader} sent entries conflicting with committed ones")
+            entries = message.entries[self._commit - message.prev_index :]
+        elif log.match_term(message.prev_index, message.prev_term):
+            entries = message.entries
+        else:
+            # Paper 5.3 (end): name the conflicting term and where it starts,
+            # so the leader skips the whole term in one round trip.
+            conflict_term = log.term(message.prev_index)
+            assert conflict_term is not None  # prev_index is past the commit, hence retained
+            hint_index = log.first_index_of_term(message.prev_index, floor=self._commit + 1)
+            self._reject(message.leader, hint_index=hint_index, hint_term=conflict_term)
+            return
+        self._append_from_leader(entries)
+        self._commit_to(min(message.commit, last_new))
+        self._send(
+            message.leader,
+            AppendLogReply(term=self._term, follower=self.id, success=True, match_index=max(last_new, self._commit)),
+        )
+
+    def _append_from_leader(self, entries: Sequence[Entry]) -> None:
+        conflict = self._log.find_conflict(entries)
+        if conflict is None:
+            return
+        if conflict <= self._log.last_index:
+            self._log.truncate(conflict)
+            self._confs.truncate(conflict)
+            self._stable = min(self._stable, conflict - 1)
+        self._append(entries[conflict - entries[0].index :])
+
+    def _commit_to(self, index: int) -> None:
+        if index > self._commit:
+            self._commit = index
+
+    def _reject(self, leader: str, *, hint_index: int, hint_term: int) -> None:
+        self._send(
+            leader,
+            AppendLogReply(term=self._term, follower=self.id, success=False, hint_index=hint_index, hint_term=hint_term),
+        )
+
+    def handle_snapshot_chunk(self, message: RepairLog) -> None:
+        """InstallSnapshot (paper 7, figure 13), one acknowledged chunk at a time."""
+        chunk = message.snapshot
+        assert chunk is not None  # routed here only for snapshot-carrying RepairLogs
+        if chunk.index <= self._commit or self._log.match_term(chunk.index, chunk.term):
+            # Figure 13, step 6: the log already holds the snapshot's last
+            # entry, so the snapshot is not needed; only the commit moves.
+            self._incoming = None
+            self._commit_to(chunk.index)
+            self._send(
+                message.leader,
+                AppendLogReply(term=self._term, follower=self.id, success=True, match_index=self._commit),
+            )
+            return
+        incoming = self._incoming
+        # Only this leader's bytes may be joined: another leader's image of
+        # the same index need not be byte-identical.
+        if incoming is None or (incoming.leader_term, incoming.index) != (self._term, chunk.index):
+            incoming = None
+            if chunk.offset == 0:
+                incoming = _IncomingSnapshot(leader_term=self._term, index=chunk.index, term=chunk.term, conf=chunk.conf)
+            self._incoming = incoming
+        if incoming is None or chunk.offset != len(incoming.data):
+            # A lost, repeated or restarted chunk: say where to resume.
+            received = len(incoming.data) if incoming is not None else 0
+            self._send(
+                message.leader,
+                AppendLogReply(term=self._term, follower=self.id, success=False, snapshot_offset=received),
+            )
+            return
+        incoming.data.extend(chunk.data)
+        if not chunk.done:
+            self._send(
+                message.leader,
+                AppendLogReply(term=self._term, follower=self.id, success=True, snapshot_offset=len(incoming.data)),
+            )
+            return
+        self._incoming = None
+        self._install_snapshot(
+            Snapshot(index=incoming.index, term=incoming.term, conf=incoming.conf, data=bytes(incoming.data))
+        )
+        self._send(
+            message.leader,
+            AppendLogReply(term=self._term, follower=self.id, success=True, match_index=chunk.index),
+        )
+
+    def _install_snapshot(self, snapshot: Snapshot) -> None:
+        """Figure 13, steps 7-8: the snapshot replaces the whole log; the caller
+        persists it and restores its state machine from it (Ready.snapshot)."""
+        self._log.restore(snapshot.index, snapshot.term)
+        self._confs.restore(snapshot.index, snapshot.conf)
+        self._commit = snapshot.index
+        self._applied = snapshot.index
+        self._stable = snapshot.index
+        self._snapshot = snapshot
+        self._received_snapshot = snapshot
+
+    # -- leader: replication ---------------------------------------------------------------------
+
+    def handle_append_reply(self, message: AppendLogReply) -> None:
+        progress = self._progress.get(message.follower)
+        if progress is None:
+            return
+        progress.recent_active = True
+        # Any answer frees the slot; a late one for an expired message may
+        # briefly allow a second message in flight, which is harmless.
+        progress.inflight = False
+        if progress.snapshot_index:
+            self._handle_snapshot_ack(message.follower, progress, message)
+        elif message.success:
+            self._record_match(message.follower, progress, message.match_index)
+        else:
+            self._back_off(progress, message)
+
+    def _record_match(self, peer: str, progress: Progress, match: int) -> None:
+        if match <= progress.match:
+            return  # an old answer
+        progress.match = match
+        progress.next = max(progress.next, match + 1)
+        self.maybe_commit()
+        if peer == self._transferee and match == self._log.last_index:
+            self._send_timeout_now(peer)
+
+    def _back_off(self, progress: Progress, message: AppendLogReply) -> None:
+        """Paper 5.3 (end): skip past the follower's whole conflicting term. If
+        this log holds that term, the entries through its last one match (Log
+        Matching), so resend after them; otherwise resend from where the
+        follower's run of that term starts."""
+        target = message.hint_index
+        if message.hint_term:
+            index = self._log.last_index_with_term_at_most(message.hint_term, progress.next - 1)
+            if index is not None and self._log.term(index) == message.hint_term:
+                target = index + 1
+        # Move strictly back (only one message was in flight, sent from
+        # `next`), but never below what is known to match.
+        progress.next = max(progress.match + 1, min(target, progress.next - 1))
+
+    def handle_repair_request(self, message: RepairLogReq) -> None:
+        progress = self._progress.get(message.follower)
+        if progress is None:
+            return
+        progress.recent_active = True
+        progress.inflight = False
+        if progress.snapshot_index:
+            return  # a snapshot is on its way and covers what it lacks
+        progress.repair = True
+        progress.next = max(progress.match + 1, min(progress.next, message.last_index + 1))
+
+    def _handle_snapshot_ack(self, peer: str, progress: Progress, message: AppendLogReply) -> None:
+        if message.success and message.match_index >= progress.snapshot_index:
+            progress.snapshot_index = 0
+            progress.snapshot_offset = 0
+            self._record_match(peer, progress, message.match_index)
+        elif message.snapshot_offset or not message.success:
+            progress.snapshot_offset = message.snapshot_offset
+
+    def maybe_commit(self) -> bool:
+        """Advance the commit index to the highest index a quorum of voters
+        holds, if that entry is of this term (paper 5.4.2; figure 8 shows why
+        older terms' entries must not be counted)."""
+        voters = self._confs.current.voters
+        matches = sorted(
+            (self._stable if voter == self.id else self._progress[voter].match for voter in voters), reverse=True
+        )
+        index = matches[len(voters) // 2]
+        if index > self._commit and self._log.term(index) == self._term:
+            self._commit = index
+            if self._confs.last_change_index <= index:
+                self._track_members()
+            return True
+        return False
+
+    def _bcast_append(self) -> None:
+        for peer, progress in self._progress.items():
+            self._send_append_if_due(peer, progress)
+
+    def _wants_send(self, progress: Progress) -> bool:
+        return not progress.inflight and bool(
+            progress.snapshot_index
+            or progress.next <= self._log.last_index
+            or progress.idle_ticks >= self._config.heartbeat_ticks
+            or progress.repair
+        )
+
+    def _send_append_if_due(self, peer: str, progress: Progress) -> None:
+        """Send what `peer` lacks in one message (thesis 10.2.1 batching), a
+        heartbeat when nothing waits (paper 5.2), or the next snapshot chunk."""
+        if not self._wants_send(progress):
+            return
+        log = self._log
+        if progress.snapshot_index or progress.next < log.first_index:
+            self._send_snapshot_chunk(peer, progress)
+        else:
+            entries = ()
+            if progress.next <= log.last_index:
+                entries = log.slice(progress.next, log.last_index + 1, self._config.max_batch_bytes)
+            prev_index = progress.next - 1
+            prev_term = log.term(prev_index)
+            assert prev_term is not None  # prev_index >= the compaction point
+            kind = RepairLog if progress.repair else AppendLog
+            self._send(
+                peer,
+                kind(
+                    term=self._term,
+                    leader=self.id,
+                    prev_index=prev_index,
+                    prev_term=prev_term,
+                    entries=entries,
+                    commit=self._commit,
+                ),
+            )
+        progress.inflight = True
+        progress.idle_ticks = 0
+        progress.repair = False
+
+    def _send_snapshot_chunk(self, peer: str, progress: Progress) -> None:
+        """Paper 7: the entries it needs were compacted away; send the snapshot
+        in chunks of `max_snapshot_chunk` bytes, the next after each answer."""
+        snapshot = self._snapshot
+        assert snapshot is not None  # entries below the first index exist only in a snapshot
+        if progress.snapshot_index != snapshot.index:
+            # First chunk, or a newer snapshot replaced the one in transit.
+            progress.snapshot_index = snapshot.index
+            progress.snapshot_offset = 0
+        offset = progress.snapshot_offset
+        data = snapshot.data[offset : offset + self._config.max_snapshot_chunk]
+        chunk = SnapshotChunk(
+            index=snapshot.index,
+            term=snapshot.term,
+            conf=snapshot.conf,
+            offset=offset,
+            data=data,
+            done=offset + len(data) >= len(snapshot.data),
+        )
+        self._send(peer, RepairLog(term=self._term, leader=self.id, snapshot=chunk, commit=self._commit))
+
+    # -- proposals and membership --------------------------------------------------------------
 
     def propose(self, data: bytes) -> int:
         """Append a command; returns its log index. Raises NotLeader."""
-        raise NotImplementedError
+        self._check_accepting()
+        if len(data) > self._config.max_batch_bytes:
+            raise ValueError(f"a command of {len(data)} bytes exceeds max_batch_bytes {self._config.max_batch_bytes}")
+        return self._append_new(ENTRY_COMMAND, data)
 
     def propose_conf_change(self, change: ConfChange) -> int:
-        """Raises NotLeader or ConfChangeBusy."""
-        raise NotImplementedError
+        """Append a single-replica membership change (thesis 4.1); returns its index.
+
+        Raises ConfChangeBusy while an earlier change is uncommitted or this
+        leader has not yet committed an entry of its term (the leader-no-op
+        fix), NotLeader off the leader, ValueError for a change that does not
+        fit the membership.
+
+        Removing the leader itself (thesis 4.2.2) does not proceed here: the
+        leader starts handing leadership to the most up-to-date other voter
+        and raises NotLeader naming it, so the caller retries the removal
+        there."""
+        self._check_accepting()
+        if self._log.term(self._commit) != self._term or self._confs.last_change_index > self._commit:
+            raise ConfChangeBusy("a membership change or this leader's first entry is not committed yet")
+        self._check_change(change)
+        if change.op == CONF_REMOVE and change.replica == self.id:
+            successor = min(
+                (voter for voter in self._confs.current.voters if voter != self.id),
+                key=lambda voter: (-self._progress[voter].match, voter),
+            )
+            self.transfer_leadership(successor)
+            raise NotLeader(successor)
+        return self._append_new(ENTRY_CONF, change.encode())
+
+    def _check_change(self, change: ConfChange) -> None:
+        conf = self._confs.current
+        member = change.replica in conf.voters or change.replica in conf.learners
+        if change.op == CONF_ADD_LEARNER:
+            if member:
+                raise ValueError(f"{change.replica} is already a member")
+        elif change.op == CONF_PROMOTE:
+            if change.replica not in conf.learners:
+                raise ValueError(f"{change.replica} is not a learner")
+        elif change.op == CONF_REMOVE:
+            if not member:
+                raise ValueError(f"{change.replica} is not a member")
+            if conf.voters == (change.replica,):
+                raise ValueError(f"removing {change.replica} would leave no voter")
+        else:
+            raise ValueError(f"unknown membership change {change.op!r}")
 
     def transfer_leadership(self, to: str) -> None:
-        """Leader only: bring `to` up to date, then send it TimeoutNow."""
-        raise NotImplementedError
+        """Leader only: bring `to` up to date, then send it TimeoutNow (thesis
+        3.10). Proposals are refused meanwhile (NotLeader naming `to`); the
+        transfer is abandoned after an election timeout."""
+        if self._role != LEADER:
+            raise NotLeader(self._leader)
+        if to == self.id or to == self._transferee:
+            return
+        if to not in self._confs.current.voters:
+            raise ValueError(f"{to} is not a voter")
+        self._transferee = to
+        self._transfer_elapsed = 0
+        if self._progress[to].match == self._log.last_index:
+            self._send_timeout_now(to)
+
+    def _send_timeout_now(self, to: str) -> None:
+        self._send(to, TimeoutNow(term=self._term, leader=self.id))
+
+    def _check_accepting(self) -> None:
+        if self._role != LEADER:
+            raise NotLeader(self._leader)
+        if self._transferee is not None:
+            raise NotLeader(self._transferee)
+
+    def _append_new(self, kind: str, data: bytes) -> int:
+        index = self._log.last_index + 1
+        self._append((Entry(index=index, term=self._term, kind=kind, data=data),))
+        return index
+
+    def _append(self, entries: Sequence[Entry]) -> None:
+        self._log.append(entries)
+        changed = False
+        for entry in entries:
+            if entry.kind == ENTRY_CONF:
+                self._confs.append(entry.index, ConfChange.decode(entry.data))
+                changed = True
+        if changed and self._role == LEADER:
+            self._track_members()
+            # Removing a slow voter can shrink the quorum to what is replicated.
+            self.maybe_commit()
+
+    def _track_members(self) -> None:
+        """A membership change took effect on the leader, or committed.
+
+        New members get the log at once. A removed replica keeps getting it
+        until its removal commits, so it learns it was removed and stops
+        campaigning (thesis 4.2.3); it no longer counts toward any quorum."""
+        peers = self._peers()
+        for peer in peers:
+            self._progress.setdefault(peer, Progress(next=self._log.last_index + 1))
+        if self._confs.last_change_index <= self._commit:
+            for peer in [peer for peer in self._progress if peer not in peers]:
+                del self._progress[peer]
+
+    def _peers(self) -> tuple[str, ...]:
+        conf = self._confs.current
+        return tuple(replica for replica in conf.voters + conf.learners if replica != self.id)
+
+    # -- compaction ----------------------------------------------------------------------------
 
     def compact(self, index: int, data: bytes) -> Snapshot:
         """The application snapshotted its state at applied `index`: record it
         as the node's snapshot and drop the in-memory log up to `index`. The
         caller persists the returned Snapshot (storage.compact)."""
-        raise NotImplementedError
+        if index > self._applied:
+            raise ValueError(f"cannot compact to {index}: only {self._applied} is applied")
+        if index <= self._log.snapshot_index:
+            raise ValueError(f"already compacted to {self._log.snapshot_index}")
+        term = self._log.term(index)
+        assert term is not None  # snapshot_index < index <= applied <= last_index
+        snapshot = Snapshot(index=index, term=term, conf=self._confs.at(index), data=data)
+        self._log.compact(index)
+        self._confs.compact(index)
+        self._snapshot = snapshot
+        return snapshot
 
-    def has_ready(self) -> bool: ...
+    # -- Ready ---------------------------------------------------------------------------------
 
-    def ready(self) -> Ready: ...
+    def has_ready(self) -> bool:
+        return (
+            self._soft_state() != self._reported_soft
+            or self._hard_state() != self._reported_hard
+            or self._received_snapshot is not None
+            or self._log.last_index > self._stable
+            or bool(self._outbox)
+            or self._commit > self._applied
+            or (self._role == LEADER and any(self._wants_send(progress) for progress in self._progress.values()))
+        )
 
-    def advance(self, ready: Ready) -> None: ...
+    def ready(self) -> Ready:
+        """What to persist, send and apply now (see `Ready`); hand it back
+        through `advance` once done, calling nothing else in between."""
+        if self._role == LEADER:
+            self._bcast_append()
+        soft_state = self._soft_state()
+        hard_state = self._hard_state()
+        log = self._log
+        return Ready(
+            soft_state=soft_state if soft_state != self._reported_soft else None,
+            hard_state=hard_state if hard_state != self._reported_hard else None,
+            snapshot=self._received_snapshot,
+            entries=log.slice(self._stable + 1, log.last_index + 1) if log.last_index > self._stable else (),
+            messages=tuple(self._outbox),
+            committed_entries=log.slice(self._applied + 1, self._commit + 1) if self._commit > self._applied else (),
+        )
+
+    def advance(self, ready: Ready) -> None:
+        """The caller persisted, sent and applied `ready`."""
+        if ready.soft_state is not None:
+            self._reported_soft = ready.soft_state
+        if ready.hard_state is not None:
+            self._reported_hard = ready.hard_state
+        if ready.snapshot is not None:
+            self._received_snapshot = None
+        if ready.entries:
+            self._stable = ready.entries[-1].index
+        del self._outbox[: len(ready.messages)]
+        if ready.committed_entries:
+            self._applied = ready.committed_entries[-1].index
+        if self._role == LEADER and ready.entries:
+            self.maybe_commit()
+
+    def _soft_state(self) -> SoftState:
+        return SoftState(role=self._role, leader=self._leader, term=self._term)
+
+    def _hard_state(self) -> HardState:
+        return HardState(term=self._term, voted_for=self._voted_for, commit=self._commit)
+
+    def _send(self, to: str, message: RaftMessage) -> None:
+        self._outbox.append((to, message))

@@ -94,15 +94,21 @@ class AdminClient:
 
         self.coordinator = self.system.createActor(Coordinator, globalName=COORDINATOR_NAME)
 
-    def ask(self, message, timeout: float = 10.0):
-        """Send `message` to the coordinator and wait for its reply of the expected kind."""
+    def ask(self, message, expect: type, timeout: float = 10.0):
+        """Send `message` to the coordinator and wait for its reply of type `expect`
+        (a late answer to an earlier, timed-out question is skipped)."""
+        deadline = time.monotonic() + timeout
         reply = self.system.ask(self.coordinator, message, timeout)
+        while reply is not None and not isinstance(reply, expect):
+            reply = self.system.listen(max(0.0, deadline - time.monotonic()))
         if reply is None:
             raise Unavailable(f"the coordinator at {self.admin} did not answer within {timeout:g} s")
         return reply
 
     def admin_request(self, message, timeout: float = 10.0):
-        reply = self.ask(message, timeout)
+        from actors.messages import AdminReply
+
+        reply = self.ask(message, AdminReply, timeout)
         if not reply.ok:
             raise AdminError(reply.message)
         return reply.value
@@ -129,9 +135,9 @@ class Cluster:
         return connect(admin=self.admin, base=self.base)
 
     def status(self, timeout: float = 10.0) -> dict:
-        from actors.messages import StatusRequest
+        from actors.messages import StatusReport, StatusRequest
 
-        return self._client.ask(StatusRequest(), timeout).status
+        return self._client.ask(StatusRequest(), StatusReport, timeout).status
 
     def leader(self, cluster: str) -> str | None:
         clusters = self.status()["clusters"]
@@ -218,12 +224,12 @@ def start(
 def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BASE, grace: float = 3.0) -> list[int]:
     """Shut the system at `admin` down and SIGKILL any survivor; returns the PIDs
     that had to be killed. Raises ClusterNotRunning when nothing listens there."""
-    from actors.messages import ProcessList
+    from actors.messages import AdminReply, ProcessList
 
     client = AdminClient(admin, base)
     pids: list[int] = []
     try:
-        processes = client.ask(ProcessList(), timeout=5.0).value or {}
+        processes = client.ask(ProcessList(), AdminReply, timeout=5.0).value or {}
         data_dir = data_dir or (Path(processes["data_dir"]) if processes.get("data_dir") else None)
         pids = processes.get("pids", [])
     except Unavailable:

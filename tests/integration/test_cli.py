@@ -1,0 +1,100 @@
+"""The `raftline` command end to end, including every error path (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from coordinator.system import free_port
+from tests.integration.conftest import alive, unique, wait_for, write_topology
+
+
+def raftline(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clerk.cli", *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_put_get_delete_and_txn(cluster):
+    admin = ("--admin", cluster.admin)
+    key = unique("cli")
+    assert raftline("put", key, '{"n": 1}', *admin).returncode == 0
+    assert json.loads(raftline("get", key, *admin).stdout) == {"n": 1}
+    assert raftline("put", key, "plain words", *admin).returncode == 0
+    assert json.loads(raftline("get", key, *admin).stdout) == "plain words"
+    result = raftline("txn", f"put {key} 7", f"get {key}", f"put {key}-other [1, 2]", *admin)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{key} = 7", "committed"]
+    assert json.loads(raftline("get", f"{key}-other", *admin).stdout) == [1, 2]
+    assert raftline("delete", key, *admin).returncode == 0
+    assert raftline("get", key, *admin).stdout.strip() == "null"
+
+
+def test_status_json_is_pure_json_with_the_promised_fields(cluster):
+    result = raftline("status", "--json", "--admin", cluster.admin)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["epoch"] >= 1
+    for info in status["clusters"].values():
+        assert {"leader", "term", "slots", "replicas"} <= set(info)
+        for replica in info["replicas"].values():
+            assert {"role", "term", "commit", "applied", "last_index", "alive", "asleep", "pid"} <= set(replica)
+    table = raftline("status", "--admin", cluster.admin)
+    assert table.returncode == 0 and "cluster c1: leader" in table.stdout
+
+
+def test_sleep_and_kill_through_the_cli(cluster):
+    admin = ("--admin", cluster.admin)
+    follower = next(r for r, info in cluster.status()["clusters"]["c2"]["replicas"].items() if info["role"] == "follower")
+    result = raftline("sleep", follower, "1", *admin)
+    assert result.returncode == 0 and "sleeps for 1 s" in result.stdout
+    wait_for(lambda: not cluster.status()["clusters"]["c2"]["replicas"][follower]["asleep"], timeout=15)
+    result = raftline("kill", follower, *admin)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: cluster.status()["clusters"]["c2"]["replicas"][follower]["alive"], timeout=30)
+
+
+def test_error_paths_are_one_clear_line(cluster, tmp_path):
+    admin = ("--admin", cluster.admin)
+    assert_one_line_error(raftline("sleep", "c9-r9", "1", *admin), "unknown server 'c9-r9'")
+    assert_one_line_error(raftline("kill", "nobody", *admin), "unknown server 'nobody'")
+    assert_one_line_error(raftline("put", "big", "x" * 40_000, *admin), "value too large")
+    assert_one_line_error(raftline("txn", "frobnicate a", *admin), "bad transaction operation")
+    assert_one_line_error(raftline("sleep", "c1-r0", "-1", *admin), "SECONDS must be positive")
+    assert_one_line_error(raftline("get", "k", "--admin", "nonsense"), "HOST:PORT")
+    nobody = f"127.0.0.1:{free_port()}"
+    assert_one_line_error(raftline("get", "k", "--admin", nobody), "no raftline system is running", "raftline start")
+    assert_one_line_error(raftline("status", "--admin", nobody), "raftline start")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("clusters:\n  c1: {replicas: 3}\nraft:\n  election_ticks: [12, 6]\n")
+    assert_one_line_error(raftline("get", "k", "-t", str(broken)), "broken.yaml:4", "raft.election_ticks")
+    assert_one_line_error(raftline("get", "k", "-t", str(tmp_path / "missing.yaml")), "missing.yaml", "no such file")
+
+
+def test_start_status_stop_in_the_background(tmp_path):
+    topology = write_topology(tmp_path)
+    port = str(free_port())
+    admin = ("--admin", f"127.0.0.1:{port}")
+    started = raftline("start", "-t", str(topology), "--data-dir", str(tmp_path / "data"), "--admin-port", port)
+    assert started.returncode == 0, started.stderr
+    assert "raftline is running at" in started.stdout
+    status = json.loads(raftline("status", "--json", *admin).stdout)
+    pids = {status["admin_pid"]} | {r["pid"] for c in status["clusters"].values() for r in c["replicas"].values()}
+    again = raftline("start", "-t", str(topology), "--data-dir", str(tmp_path / "data"), "--admin-port", port)
+    assert_one_line_error(again, "already listens")
+    stopped = raftline("stop", *admin)
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=15)
+    assert_one_line_error(raftline("stop", *admin), "no raftline system is running")
+    assert (tmp_path / "data" / "raftline.log").exists()

@@ -1,0 +1,174 @@
+"""The actor system end to end on real processes (DESIGN.md sections 4, 5, 7)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from thespian.actors import ActorSystem
+
+from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subscribe
+from clerk import TransactionAborted
+from coordinator.shardmap import slot_of
+from coordinator.coordinator import Coordinator
+from coordinator.system import COORDINATOR_NAME, start
+from tests.integration.conftest import unique, wait_for, write_topology
+
+
+def keys_on_each_cluster(cluster, prefix: str) -> dict[str, str]:
+    """One fresh key per cluster: cluster -> key."""
+    status = cluster.status()
+    owner_of_slot = {slot: name for name, info in status["clusters"].items() for slot in info["slots"]}
+    slots = len(owner_of_slot)
+    found: dict[str, str] = {}
+    index = 0
+    while len(found) < len(status["clusters"]):
+        key = f"{prefix}-{index}"
+        found.setdefault(owner_of_slot[slot_of(key, slots)], key)
+        index += 1
+    return found
+
+
+def test_transaction_across_clusters_is_atomic(cluster, store):
+    keys = keys_on_each_cluster(cluster, unique("atomic"))
+    a, b = keys["c1"], keys["c2"]
+    store.put(a, 100)
+    store.put(b, {"balance": 5})
+    with store.transaction() as txn:
+        txn.put(a, txn.get(a) - 10)
+        txn.put(b, {"balance": txn.get(b)["balance"] + 10})
+    assert store.get(a) == 90
+    assert store.get(b) == {"balance": 15}
+    store.delete(a)
+    assert store.get(a) is None
+    assert store.get(unique("never-written")) is None
+
+
+def test_conflicting_transactions_one_aborts(cluster, store):
+    key = unique("conflict")
+    store.put(key, 0)
+    first, second = store.transaction(), store.transaction()
+    first.put(key, first.get(key) + 1)
+    second.put(key, second.get(key) + 1)
+    first.commit()
+    with pytest.raises(TransactionAborted):
+        second.commit()
+    assert store.get(key) == 1
+
+
+def test_bank_with_concurrent_clerks_conserves_the_total(cluster, store):
+    accounts = [unique(f"account{i}") for i in range(6)]
+    with store.transaction() as txn:
+        for account in accounts:
+            txn.put(account, 100)
+    errors: list[BaseException] = []
+
+    def client(seed: int) -> None:
+        try:
+            with cluster.connect() as own:
+                transfer = own.transactional(retries=50)(move)
+                for step in range(15):
+                    source, target = accounts[(seed + step) % 6], accounts[(seed * 2 + step + 1) % 6]
+                    if source != target:
+                        transfer(source, target, 1 + step % 7)
+        except BaseException as error:  # reported below: a thread's failure must fail the test
+            errors.append(error)
+
+    def move(txn, source, target, amount):
+        balance = txn.get(source)
+        if balance >= amount:
+            txn.put(source, balance - amount)
+            txn.put(target, txn.get(target) + amount)
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    with store.transaction() as txn:
+        balances = [txn.get(account) for account in accounts]
+    assert sum(balances) == 600
+    assert min(balances) >= 0
+
+
+def test_sleeping_follower_repairs_its_log(cluster, store):
+    status = cluster.status()["clusters"]["c1"]
+    sleeper = next(r for r in status["replicas"] if r != status["leader"])
+    cluster.sleep(sleeper, 2.0)
+    wait_for(lambda: cluster.status()["clusters"]["c1"]["replicas"][sleeper]["asleep"])
+    key = keys_on_each_cluster(cluster, unique("repair"))["c1"]
+    for value in range(40):
+        store.put(key, value)
+
+    def caught_up():
+        info = cluster.status()["clusters"]["c1"]
+        mine, leader = info["replicas"][sleeper], info["replicas"][info["leader"]]
+        return not mine["asleep"] and mine["role"] == "follower" and mine["applied"] >= leader["commit"]
+
+    wait_for(caught_up, timeout=30)
+    log = (cluster.data_dir / sleeper / "server.log").read_text()
+    assert "sleeping for 2 s" in log and "woke up" in log
+
+
+def test_killed_leader_is_replaced_and_restarted(cluster, store):
+    before = cluster.status()["clusters"]["c2"]
+    old_leader = before["leader"]
+    old_pid = before["replicas"][old_leader]["pid"]
+    cluster.kill(old_leader)
+    wait_for(lambda: cluster.leader("c2") not in (None, old_leader), timeout=30)
+    key = keys_on_each_cluster(cluster, unique("failover"))["c2"]
+    store.put(key, "after failover")  # the clerk follows the MapUpdate to the new leader
+    assert store.get(key) == "after failover"
+
+    def restarted():
+        replica = cluster.status()["clusters"]["c2"]["replicas"][old_leader]
+        return replica["alive"] and replica["pid"] not in (0, old_pid) and replica["role"] == "follower"
+
+    wait_for(restarted, timeout=30)
+
+
+def test_prepared_keys_unblock_after_the_clerk_dies(cluster, store):
+    """A clerk that dies between prepare and commit: participants time out,
+    ask the primary, which aborts; the keys are writable again."""
+    keys = keys_on_each_cluster(cluster, unique("orphan"))
+    system = ActorSystem("multiprocTCPBase", {"Admin Port": int(cluster.admin.rsplit(":", 1)[1])}, transientUnique=True)
+    routing = system.ask(system.createActor(Coordinator, globalName=COORDINATOR_NAME), Subscribe(pid=0), 10)
+    assert isinstance(routing, MapUpdate)
+    participants = tuple(sorted(keys))
+    primary = min(participants, key=lambda name: keys[name])
+    for name, key in keys.items():
+        prepare = Prepare(
+            txid=unique("dead-clerk"), ts=1, reads={}, writes={key: "orphan"}, primary=primary,
+            participants=participants, epoch=routing.epoch,
+        )
+        leader = routing.addresses[routing.leaders[name]]
+        system.tell(leader, ClientBatch(client="dead-clerk", cluster=name, epoch=routing.epoch,
+                                        requests=(ClientRequest(req=1, op=prepare),)))
+    # Whatever the timing, a new writer of both keys eventually commits, and the orphan's writes never appear.
+    write_both = store.transactional(retries=200)(lambda txn: [txn.put(key, "fresh") for key in keys.values()])
+    write_both()
+    assert all(store.get(key) == "fresh" for key in keys.values())
+
+
+def test_stop_then_start_keeps_every_committed_key(tmp_path):
+    topology = write_topology(tmp_path)
+    data = tmp_path / "data"
+    with start(topology, data_dir=data, admin_port=0) as system:
+        with system.connect() as store:
+            for index in range(20):
+                store.put(f"durable-{index}", {"index": index})
+    with start(topology, data_dir=data, admin_port=0) as system:
+        with system.connect() as store:
+            assert [store.get(f"durable-{index}") for index in range(20)] == [{"index": i} for i in range(20)]
+
+
+def test_killing_every_replica_of_a_cluster_loses_no_acknowledged_write(cluster, store):
+    keys = [unique(f"crash{i}") for i in range(12)]
+    for index, key in enumerate(keys):
+        store.put(key, index)
+    for replica in cluster.status()["clusters"]["c1"]["replicas"]:
+        cluster.kill(replica)
+    wait_for(lambda: cluster.leader("c1") is not None and all(
+        r["alive"] for r in cluster.status()["clusters"]["c1"]["replicas"].values()), timeout=30)
+    assert [store.get(key) for key in keys] == list(range(12))

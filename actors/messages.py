@@ -756,6 +756,8 @@ class MapUpdate:
         leaders: cluster -> known leader replica id (or None).
         terms: cluster -> term of that leader.
         addresses: replica id -> actor address.
+        read_from_followers: clerks may read from any replica (topology
+            `transactions.read_from: follower`).
     """
 
     epoch: int
@@ -764,6 +766,7 @@ class MapUpdate:
     leaders: dict[str, str | None]
     terms: dict[str, int]
     addresses: dict[str, object]
+    read_from_followers: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -775,6 +778,23 @@ class Subscribe:
     """
 
     pid: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Unsubscribe:
+    """A clerk that is closing: no more MapUpdates to it."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkOpen:
+    """The application's first message to its new clerk.
+
+    Fields:
+        owner_pid: the application's process id; the clerk exits when that
+            process is gone (an application that died without closing).
+    """
+
+    owner_pid: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

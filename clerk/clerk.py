@@ -24,10 +24,21 @@ from datetime import timedelta
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, PoisonMessage, WakeupMessage
 
 from actors.process import set_process_title
-from actors.messages import ClerkCommit, ClerkRead, ClerkReply, MapUpdate, Subscribe, Timestamp, TimestampRequest
+from actors.messages import (
+    ClerkCommit,
+    ClerkOpen,
+    ClerkRead,
+    ClerkReply,
+    MapUpdate,
+    Subscribe,
+    Timestamp,
+    TimestampRequest,
+    Unsubscribe,
+)
 from clerk.core import Aborted, ClerkConfig, ClerkCore, Committed, Failed, ReadDone, Routing
 
 TICK = timedelta(milliseconds=50)
+OWNER_CHECK = timedelta(seconds=2)
 TIMESTAMP_BLOCK = 16
 TIMESTAMP_FRESH_SECONDS = 0.05
 TIMESTAMP_RETRY_SECONDS = 1.0
@@ -59,13 +70,29 @@ class Clerk(ActorTypeDispatcher):
             self.coordinator = self.createActor(Coordinator, globalName=COORDINATOR_NAME)
             self.send(self.coordinator, Subscribe(pid=os.getpid()))
 
+    def receiveMsg_ClerkOpen(self, message: ClerkOpen, sender) -> None:
+        self.ensure_subscribed()
+        self.wakeupAfter(OWNER_CHECK, payload=("owner", message.owner_pid))
+
+    def check_owner(self, pid: int) -> None:
+        """An application that died without closing leaves its clerk behind: exit then."""
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        except PermissionError:
+            pass
+        self.wakeupAfter(OWNER_CHECK, payload=("owner", pid))
+
     # -- routing ------------------------------------------------------------------
 
     def receiveMsg_MapUpdate(self, update: MapUpdate, sender) -> None:
         self.addresses = dict(update.addresses)
         routing = Routing(epoch=update.epoch, slots=update.slots, members=dict(update.members), leaders=dict(update.leaders))
         if self.core is None:
-            self.core = ClerkCore(ClerkConfig(clerk=self.clerk_id), routing, random.Random())
+            config = ClerkConfig(clerk=self.clerk_id, read_from_followers=update.read_from_followers)
+            self.core = ClerkCore(config, routing, random.Random())
             queued, self.before_map = self.before_map, []
             for message, asker in queued:
                 self.start(message, asker)
@@ -144,6 +171,9 @@ class Clerk(ActorTypeDispatcher):
             self.wakeupAfter(TICK, payload="tick")
 
     def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
+        if isinstance(message.payload, tuple) and message.payload[0] == "owner":
+            self.check_owner(message.payload[1])
+            return
         self.ticking = False
         if self.core is None:
             return
@@ -155,6 +185,8 @@ class Clerk(ActorTypeDispatcher):
     # -- lifecycle ----------------------------------------------------------------------
 
     def receiveMsg_ActorExitRequest(self, message: ActorExitRequest, sender) -> None:
+        if self.coordinator is not None:
+            self.send(self.coordinator, Unsubscribe())
         self.core = None
 
     def receiveMsg_ChildActorExited(self, message: ChildActorExited, sender) -> None:

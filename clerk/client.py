@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from actors.messages import ClerkCommit, ClerkRead, ClerkReply, ReadResult, Stamp
+from actors.messages import ClerkCommit, ClerkOpen, ClerkRead, ClerkReply, ReadResult, Stamp
 from clerk.errors import ClusterNotRunning, TransactionAborted, Unavailable
 from coordinator.system import DEFAULT_BASE, LOOPBACK, admin_listening, how_to_start, parse_admin, prepare_environment
 
@@ -93,6 +93,7 @@ class Store:
         self._exit_request = ActorExitRequest
         self._system = ActorSystem(base, {"Admin Port": port}, transientUnique=True)
         self._clerk = self._system.createActor(Clerk)
+        self._system.tell(self._clerk, ClerkOpen(owner_pid=os.getpid()))
         self._requests = itertools.count(1)
 
     # -- plain operations (each one a transaction) ---------------------------------

@@ -106,6 +106,9 @@ class ClerkConfig:
             (except a sent commit decision: see `outcome_budget_ticks`).
         outcome_budget_ticks: after Decide(commit) was sent to the primary, keep
             asking for the outcome this long before failing Unavailable.
+        read_from_followers: send each ReadKeys to a random member rather than
+            the leader (`transactions.read_from: follower`); a stale answer is
+            caught by validation at commit.
     """
 
     clerk: str
@@ -113,6 +116,7 @@ class ClerkConfig:
     max_backoff_ticks: int = 40
     max_attempts: int = 8
     outcome_budget_ticks: int = 600
+    read_from_followers: bool = False
 
     def __post_init__(self) -> None:
         if self.request_timeout_ticks < 1:
@@ -290,7 +294,8 @@ class ClerkCore:
             self._leaders[cluster] = leader if leader in members else routing.leaders.get(cluster)
 
     def read(self, op: int, keys: list[str]) -> None:
-        """Read `keys` from their clusters (leaders); completes with ReadDone or Failed."""
+        """Read `keys` from their clusters (leaders, or any member with
+        `read_from_followers`); completes with ReadDone or Failed."""
         self._check_new_op(op)
         keys_by_cluster = self._group_by_cluster(keys)
         state = _ReadOp(op=op, keys=tuple(dict.fromkeys(keys)))
@@ -299,7 +304,8 @@ class ClerkCore:
             return
         self._ops[op] = state
         for cluster, cluster_keys in keys_by_cluster.items():
-            state.waiting.add(self._start(cluster, ReadKeys(keys=tuple(cluster_keys)), owner=op))
+            target = self._rng.choice(self._members[cluster]) if self._config.read_from_followers else None
+            state.waiting.add(self._start(cluster, ReadKeys(keys=tuple(cluster_keys)), owner=op, target=target))
 
     def commit(
         self,
@@ -550,8 +556,10 @@ class ClerkCore:
             grouped.setdefault(self._cluster_of(key), []).append(key)
         return grouped
 
-    def _start(self, cluster: str, op: ClientOp, *, owner: int | None, decision: bool = False) -> int:
-        target = self._candidate(cluster)
+    def _start(
+        self, cluster: str, op: ClientOp, *, owner: int | None, decision: bool = False, target: str | None = None
+    ) -> int:
+        target = target or self._candidate(cluster)
         request = _Request(
             req=self._next_req,
             cluster=cluster,

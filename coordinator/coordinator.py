@@ -49,6 +49,7 @@ from actors.messages import (
     Subscribe,
     Timestamp,
     TimestampRequest,
+    Unsubscribe,
     WhoServes,
 )
 from coordinator.shardmap import ShardMap
@@ -225,6 +226,7 @@ class Coordinator(ActorTypeDispatcher):
             leaders=dict(self.leaders),
             terms=dict(self.terms),
             addresses={r.replica: r.address for r in self.servers.values() if r.address is not None},
+            read_from_followers=self.topology.transactions.read_from == "follower",
         )
 
     def broadcast_map(self) -> None:
@@ -241,6 +243,10 @@ class Coordinator(ActorTypeDispatcher):
             self.write_pids()
         if self.map is not None:
             self.send(sender, self.map_update())
+
+    def receiveMsg_Unsubscribe(self, message: Unsubscribe, sender) -> None:
+        self.subscribers = [(address, pid) for address, pid in self.subscribers if address != sender]
+        self.write_pids()
 
     def receiveMsg_WhoServes(self, message: WhoServes, sender) -> None:
         owners = {key: self.map.owner(key) for key in message.keys}
@@ -371,7 +377,7 @@ class Coordinator(ActorTypeDispatcher):
                 "slots": list(self.map.slots_of(cluster)),
                 "replicas": replicas,
             }
-        return {"epoch": self.map.epoch, "admin_pid": os.getppid(), "clusters": clusters}
+        return {"epoch": self.map.epoch, "admin_pid": os.getppid(), "clerks": len(self.subscribers), "clusters": clusters}
 
     # -- timers and lifecycle ------------------------------------------------------
 

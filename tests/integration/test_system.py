@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -172,3 +174,13 @@ def test_killing_every_replica_of_a_cluster_loses_no_acknowledged_write(cluster,
     wait_for(lambda: cluster.leader("c1") is not None and all(
         r["alive"] for r in cluster.status()["clusters"]["c1"]["replicas"].values()), timeout=30)
     assert [store.get(key) for key in keys] == list(range(12))
+
+
+def test_clerk_of_an_application_that_died_without_closing_exits(cluster):
+    before = cluster.status()["clerks"]
+    script = (
+        "import os; from clerk import connect; "
+        f"store = connect(admin={cluster.admin!r}); store.put('abandoned', 1); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    wait_for(lambda: cluster.status()["clerks"] <= before, timeout=20)

@@ -872,3 +872,18 @@ def test_outcomes_agree_with_the_servers_under_loss_duplication_reordering_and_e
                 assert fakes[owner_of(min(keys))].outcomes[txid] == TXN_COMMITTED
         else:
             assert isinstance(completion, Aborted) and refused and TXN_COMMITTED not in states
+
+
+def test_reads_spread_over_members_when_reading_from_followers():
+    """`transactions.read_from: follower`: ReadKeys go to any member, not only the leader."""
+    clerk = make_clerk(read_from_followers=True)
+    key = keys_in("c1")[0]
+    targets = set()
+    for op in range(1, 30):
+        clerk.read(op, [key])
+        targets |= {replica for replica, batch in clerk.take_output()}
+    assert targets == set(MEMBERS["c1"])
+    leader_only = make_clerk()
+    for op in range(1, 30):
+        leader_only.read(op, [key])
+    assert {replica for replica, _ in leader_only.take_output()} == {"c1-r0"}

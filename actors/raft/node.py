@@ -14,22 +14,32 @@ Rules and invariants:
   over for persisting by that `Ready` or an earlier one (term and vote,
   entries, snapshot). Between `ready()` and `advance()` the caller calls
   nothing else on the node.
-- Flow control (THESPIAN.md): at most one unanswered AppendLog/RepairLog per
-  follower. Sends are built when the caller asks for `ready()`, so every
-  entry proposed since goes in one message, up to `max_batch_bytes`. Delivery
-  is at-most-once with no failure notice, so an in-flight slot unanswered for
-  `2 * heartbeat_ticks` ticks frees itself and the entries go again.
-- A follower gets a heartbeat (an AppendLog, empty when nothing waits) only
-  after `heartbeat_ticks` ticks without any message, so a quiet cluster sends
-  only heartbeats and their answers, and a busy one none.
+- Flow control (THESPIAN.md): at most one unanswered AppendLog/RepairLog
+  carrying entries or a snapshot chunk per follower, and nothing else goes
+  to it meanwhile. Sends are built when the caller asks for `ready()`, so
+  every entry proposed since goes in one message, up to `max_batch_bytes`.
+- Each follower is in one of two states (etcd's Progress): REPLICATE, while
+  it answers, gets the log from `next` as above; PROBE, when it is new, the
+  leader is new, or its in-flight message went unanswered for
+  `2 * heartbeat_ticks` ticks (delivery is at-most-once with no failure
+  notice), gets only heartbeats, which ask whether it holds the leader's
+  last entry, and a RepairLog when it asks for one. So a follower that
+  sleeps costs one heartbeat per `heartbeat_ticks`, never repeated large
+  resends. A successful answer moves it to REPLICATE.
+- A follower gets a heartbeat (an empty AppendLog) only after
+  `heartbeat_ticks` ticks without any message, so a quiet cluster sends only
+  heartbeats and their answers, and a busy one none. Heartbeats carry no
+  entries, so they do not hold the slot.
 - Elections: PreVote (thesis 9.6) keeps a replica that was cut off from
   raising its term; a replica that heard from a live leader within
   `election_min` ticks ignores (pre)vote requests unless they come from a
   leadership transfer (thesis 4.2.3), so a rejoining replica cannot depose a
   healthy leader.
-- Repair: a follower that finds a gap before an AppendLog asks with
-  RepairLogReq; the leader answers with a RepairLog of the missing entries,
-  or of the snapshot, chunk by chunk, when they were compacted away.
+- Repair is follower-driven: a follower that finds a gap before an
+  AppendLog (a probe beyond its log) asks with RepairLogReq; the leader
+  answers with a RepairLog of the missing entries, or of the snapshot, chunk
+  by chunk, when they were compacted away. A follower whose log conflicts
+  answers with a hint instead (paper 5.3, end) and the leader probes there.
 - A leader counts itself toward commit only for entries it has persisted,
   and counts replicas only for entries of its own term (paper 5.4.2).
 - Membership takes effect when its entry is appended and reverts when it is
@@ -78,6 +88,9 @@ FOLLOWER = "follower"
 PRE_CANDIDATE = "pre_candidate"
 CANDIDATE = "candidate"
 LEADER = "leader"
+
+PROBE = "probe"
+REPLICATE = "replicate"
 
 
 class RaftError(Exception):
@@ -183,16 +196,27 @@ class RaftConfig:
 
 @dataclass(slots=True)
 class Progress:
-    """The leader's view of one follower or learner (paper figure 2: nextIndex, matchIndex).
+    """The leader's view of one follower or learner (paper figure 2: nextIndex,
+    matchIndex), with etcd's probe/replicate states.
 
     Fields:
-        next: first index to send; it moves only on an answer, so a lost
-            message is simply sent again from here.
+        next: in REPLICATE, the first index to send; it moves only on an
+            answer. In PROBE, one past the index a heartbeat asks about: the
+            leader's last index, except in a probe sent at once
+            (`probe_due`), which asks where `next` was set with it.
         match: highest index known to be replicated there.
-        inflight: an AppendLog or RepairLog is unanswered (never more than one).
+        state: PROBE (heartbeats only) or REPLICATE (entries from `next`).
+        inflight: an AppendLog or RepairLog carrying entries or a snapshot
+            chunk is unanswered (never more than one).
+        inflight_index: the last index that message carries (the snapshot's
+            index for a chunk): an answer matching it frees the slot, while
+            an earlier heartbeat's answer does not.
         idle_ticks: ticks since the last message to it; from `heartbeat_ticks`
             on a heartbeat is due, so a busy follower gets none.
-        repair: it asked for repair (RepairLogReq); answer with a RepairLog.
+        probe_due: send a heartbeat now, not on the schedule: the follower
+            is new, or answered and the probe point moved.
+        repair: send a RepairLog now: it asked (RepairLogReq), or the entries
+            it needs were compacted away and it must get the snapshot.
         recent_active: it sent something in the current check-quorum window.
         snapshot_index: index of the snapshot being sent to it, 0 when none.
         snapshot_offset: bytes of that snapshot it has acknowledged.
@@ -200,12 +224,29 @@ class Progress:
 
     next: int
     match: int = 0
+    state: str = PROBE
     inflight: bool = False
+    inflight_index: int = 0
     idle_ticks: int = 0
+    probe_due: bool = True
     repair: bool = False
     recent_active: bool = False
     snapshot_index: int = 0
     snapshot_offset: int = 0
+
+    def become_probe(self, last_index: int) -> None:
+        """It stopped answering: ask about the leader's last entry, and let
+        its answer (RepairLogReq or a hint) say where to go on. A snapshot
+        in transit stays recorded so that the transfer can resume."""
+        self.state = PROBE
+        self.next = last_index + 1
+        self.inflight = False
+        self.repair = False
+
+    def become_replicate(self) -> None:
+        self.state = REPLICATE
+        self.next = self.match + 1
+        self.probe_due = False
 
 
 @dataclass(slots=True)
@@ -380,6 +421,8 @@ class RaftNode:
         self._role = LEADER
         self._leader = self.id
         self._step_role = self._step_leader
+        # The first probes ask about the entry before the no-op, which the
+        # followers in step hold, so they answer at once without a repair.
         self._progress = {peer: Progress(next=self._log.last_index + 1) for peer in self._peers()}
         # Paper 5.4.2 and thesis 3.6.2: earlier terms' entries commit only
         # under an entry of this term, so append one at once; it also makes
@@ -434,9 +477,11 @@ class RaftNode:
                 progress.recent_active = False
         for progress in self._progress.values():
             progress.idle_ticks += 1
-            if progress.idle_ticks >= 2 * config.heartbeat_ticks:
-                # Unanswered this long: lost (delivery is at-most-once).
-                progress.inflight = False
+            if progress.inflight and progress.idle_ticks >= 2 * config.heartbeat_ticks:
+                # Unanswered this long: lost (delivery is at-most-once), or
+                # the follower stopped answering; sending it more would be
+                # lost the same way.
+                progress.become_probe(self._log.last_index)
 
     def _quorum_active(self) -> bool:
         voters = self._confs.current.voters
@@ -707,24 +752,54 @@ class RaftNode:
         if progress is None:
             return
         progress.recent_active = True
-        # Any answer frees the slot; a late one for an expired message may
-        # briefly allow a second message in flight, which is harmless.
-        progress.inflight = False
-        if progress.snapshot_index:
-            self._handle_snapshot_ack(message.follower, progress, message)
+        if message.success and message.snapshot_offset:
+            self._handle_chunk_ack(progress, message.snapshot_offset)
         elif message.success:
             self._record_match(message.follower, progress, message.match_index)
-        else:
-            self._back_off(progress, message)
+        elif message.hint_index:
+            self._handle_reject(progress, message)
+        elif progress.snapshot_index:
+            # Only an out-of-place chunk is refused without a hint (one was
+            # lost, or the follower restarted): resend from what it holds,
+            # at once, since it is answering.
+            progress.snapshot_offset = message.snapshot_offset
+            progress.inflight = False
+            progress.repair = True
 
     def _record_match(self, peer: str, progress: Progress, match: int) -> None:
-        if match <= progress.match:
-            return  # an old answer
-        progress.match = match
-        progress.next = max(progress.next, match + 1)
-        self.maybe_commit()
-        if peer == self._transferee and match == self._log.last_index:
-            self._send_timeout_now(peer)
+        if progress.inflight and match >= progress.inflight_index:
+            progress.inflight = False
+        if progress.snapshot_index and match >= progress.snapshot_index:
+            progress.snapshot_index = 0
+            progress.snapshot_offset = 0
+        advanced = match > progress.match
+        if advanced:
+            progress.match = match
+            progress.next = max(progress.next, match + 1)
+        if progress.state == PROBE:
+            progress.become_replicate()
+        if advanced:
+            self.maybe_commit()
+            if peer == self._transferee and match == self._log.last_index:
+                self._send_timeout_now(peer)
+
+    def _handle_chunk_ack(self, progress: Progress, offset: int) -> None:
+        if not progress.snapshot_index or offset <= progress.snapshot_offset:
+            return  # an old or repeated answer
+        progress.snapshot_offset = offset
+        progress.inflight = False
+        if progress.state == PROBE:
+            progress.become_replicate()
+
+    def _handle_reject(self, progress: Progress, message: AppendLogReply) -> None:
+        """Its log conflicts at the probed index (or is short of a RepairLog):
+        back off, then probe again at once, since it is answering; or, when
+        what it needs was compacted away, send the snapshot."""
+        progress.inflight = False
+        progress.state = PROBE
+        self._back_off(progress, message)
+        progress.repair = progress.next < self._log.first_index
+        progress.probe_due = not progress.repair
 
     def _back_off(self, progress: Progress, message: AppendLogReply) -> None:
         """Paper 5.3 (end): skip past the follower's whole conflicting term. If
@@ -736,8 +811,8 @@ class RaftNode:
             index = self._log.last_index_with_term_at_most(message.hint_term, progress.next - 1)
             if index is not None and self._log.term(index) == message.hint_term:
                 target = index + 1
-        # Move strictly back (only one message was in flight, sent from
-        # `next`), but never below what is known to match.
+        # Move strictly back (the rejected message asked about the entry
+        # before `next`), but never below what is known to match.
         progress.next = max(progress.match + 1, min(target, progress.next - 1))
 
     def handle_repair_request(self, message: RepairLogReq) -> None:
@@ -745,19 +820,12 @@ class RaftNode:
         if progress is None:
             return
         progress.recent_active = True
-        progress.inflight = False
-        if progress.snapshot_index:
-            return  # a snapshot is on its way and covers what it lacks
-        progress.repair = True
+        if progress.inflight:
+            # What is in flight answers it; if that was lost, its expiry
+            # leads to a new probe and a new request.
+            return
         progress.next = max(progress.match + 1, min(progress.next, message.last_index + 1))
-
-    def _handle_snapshot_ack(self, peer: str, progress: Progress, message: AppendLogReply) -> None:
-        if message.success and message.match_index >= progress.snapshot_index:
-            progress.snapshot_index = 0
-            progress.snapshot_offset = 0
-            self._record_match(peer, progress, message.match_index)
-        elif message.snapshot_offset or not message.success:
-            progress.snapshot_offset = message.snapshot_offset
+        progress.repair = True
 
     def maybe_commit(self) -> bool:
         """Advance the commit index to the highest index a quorum of voters
@@ -779,44 +847,68 @@ class RaftNode:
         for peer, progress in self._progress.items():
             self._send_append_if_due(peer, progress)
 
+    def _sends_data(self, progress: Progress) -> bool:
+        """Whether what it is owed now is entries or a snapshot chunk: only
+        in REPLICATE, or as a repair."""
+        return (progress.state == REPLICATE or progress.repair) and bool(
+            progress.snapshot_index or progress.next <= self._log.last_index
+        )
+
     def _wants_send(self, progress: Progress) -> bool:
-        return not progress.inflight and bool(
-            progress.snapshot_index
-            or progress.next <= self._log.last_index
-            or progress.idle_ticks >= self._config.heartbeat_ticks
+        return not progress.inflight and (
+            self._sends_data(progress)
+            or progress.probe_due
             or progress.repair
+            or progress.idle_ticks >= self._config.heartbeat_ticks
         )
 
     def _send_append_if_due(self, peer: str, progress: Progress) -> None:
-        """Send what `peer` lacks in one message (thesis 10.2.1 batching), a
-        heartbeat when nothing waits (paper 5.2), or the next snapshot chunk."""
+        """Send what `peer` lacks in one message (thesis 10.2.1 batching), the
+        next snapshot chunk, or else a heartbeat when one is due (paper 5.2)."""
         if not self._wants_send(progress):
             return
         log = self._log
-        if progress.snapshot_index or progress.next < log.first_index:
+        if not self._sends_data(progress):
+            self._send_heartbeat(peer, progress)
+        elif progress.snapshot_index or progress.next < log.first_index:
             self._send_snapshot_chunk(peer, progress)
         else:
-            entries = ()
-            if progress.next <= log.last_index:
-                entries = log.slice(progress.next, log.last_index + 1, self._config.max_batch_bytes)
-            prev_index = progress.next - 1
-            prev_term = log.term(prev_index)
-            assert prev_term is not None  # prev_index >= the compaction point
+            entries = log.slice(progress.next, log.last_index + 1, self._config.max_batch_bytes)
             kind = RepairLog if progress.repair else AppendLog
-            self._send(
-                peer,
-                kind(
-                    term=self._term,
-                    leader=self.id,
-                    prev_index=prev_index,
-                    prev_term=prev_term,
-                    entries=entries,
-                    commit=self._commit,
-                ),
-            )
-        progress.inflight = True
+            self._send_append(peer, kind, progress.next - 1, entries)
+            progress.inflight = True
+            progress.inflight_index = entries[-1].index
         progress.idle_ticks = 0
+        progress.probe_due = False
         progress.repair = False
+
+    def _send_heartbeat(self, peer: str, progress: Progress) -> None:
+        """An empty AppendLog asking whether `peer` holds the entry before
+        `next`. It carries the commit index, which the follower takes only as
+        far as that entry, which it has then verified."""
+        log = self._log
+        if (progress.state == PROBE and not progress.probe_due) or progress.next < log.first_index:
+            # On the schedule a probe asks about the leader's last entry, so
+            # a follower that missed any finds its gap whatever it last said.
+            progress.next = log.last_index + 1
+        self._send_append(peer, AppendLog, progress.next - 1, ())
+
+    def _send_append(
+        self, peer: str, kind: type[AppendLog] | type[RepairLog], prev_index: int, entries: tuple[Entry, ...]
+    ) -> None:
+        prev_term = self._log.term(prev_index)
+        assert prev_term is not None  # prev_index >= the compaction point
+        self._send(
+            peer,
+            kind(
+                term=self._term,
+                leader=self.id,
+                prev_index=prev_index,
+                prev_term=prev_term,
+                entries=entries,
+                commit=self._commit,
+            ),
+        )
 
     def _send_snapshot_chunk(self, peer: str, progress: Progress) -> None:
         """Paper 7: the entries it needs were compacted away; send the snapshot
@@ -838,6 +930,8 @@ class RaftNode:
             done=offset + len(data) >= len(snapshot.data),
         )
         self._send(peer, RepairLog(term=self._term, leader=self.id, snapshot=chunk, commit=self._commit))
+        progress.inflight = True
+        progress.inflight_index = snapshot.index
 
     # -- proposals and membership --------------------------------------------------------------
 

@@ -111,6 +111,7 @@ def test_sleeping_follower_repairs_its_log(cluster, store):
     wait_for(caught_up, timeout=30)
     log = (cluster.data_dir / sleeper / "server.log").read_text()
     assert "sleeping for 2 s" in log and "woke up" in log
+    assert "found a gap" in log and "repair from" in log
 
 
 def test_killed_leader_is_replaced_and_restarted(cluster, store):

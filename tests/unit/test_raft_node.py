@@ -362,18 +362,26 @@ def test_a_quiet_cluster_sends_only_heartbeats_and_their_replies():
     assert len(pump.sent) == 4 * rounds
 
 
-def test_a_lost_append_frees_its_slot_after_a_bounded_wait_and_is_resent():
+def test_a_lost_append_frees_its_slot_after_a_bounded_wait_and_the_follower_repairs():
+    """The slot frees after `2 * heartbeat_ticks`; the leader then probes
+    rather than resends, and the follower asks for what it lacks."""
     pump = Pump(["a", "b", "c"])
     a = pump.elect("a")
     pump.tick(HEARTBEAT)
+    pump.sent.clear()
     pump.drop = lambda sender, to, message: to == "b" and isinstance(message, AppendLog) and bool(message.entries)
     [index] = pump.propose("a", b"x")
     pump.settle()
     pump.drop = lambda sender, to, message: False
     assert pump.nodes["b"].last_index < index
-    pump.tick(2 * HEARTBEAT, replicas=["a"])
+    pump.tick(2 * HEARTBEAT - 1, replicas=["a"])
+    assert pump.nodes["b"].last_index < index and len(pump.sent_of(AppendLog, to="b")) == 1
+    pump.tick(1, replicas=["a"])
     assert pump.nodes["b"].last_index == index
     assert a.progress["b"] == index
+    [request] = pump.sent_of(RepairLogReq, sender="b")
+    [repair] = pump.sent_of(RepairLog, to="b")
+    assert request.last_index == index - 1 and [e.index for e in repair.entries] == [index]
 
 
 def test_hints_let_the_leader_skip_hundreds_of_conflicting_entries_in_few_round_trips():
@@ -389,10 +397,13 @@ def test_hints_let_the_leader_skip_hundreds_of_conflicting_entries_in_few_round_
     pump.elect("a")
     pump.cut = set()
     pump.sent.clear()
-    pump.tick(2 * HEARTBEAT, replicas=["a"])  # the message lost while c was cut off expires
+    pump.tick(2 * HEARTBEAT, replicas=["a"])  # the probe lost while c was cut off is due again
     c = pump.nodes["c"]
     assert c.last_index == 311 and c.commit == 311
-    assert len(pump.sent_of(AppendLogReply, sender="c")) + len(pump.sent_of(RepairLogReq, sender="c")) <= 4
+    answers = [message for sender, _, message in pump.sent if sender == "c"]
+    caught_up = next(k for k, m in enumerate(answers) if isinstance(m, AppendLogReply) and m.match_index == 311)
+    # Its gap (RepairLogReq), the conflict's hint, the probe there, the entries.
+    assert caught_up + 1 == 4
     b_log = pump.disks["b"].entries
     assert [e.term for e in b_log[-2:]] == [4, pump.nodes["a"].term] and len(b_log) == 311
 
@@ -410,16 +421,73 @@ def test_a_replica_that_missed_entries_asks_for_repair_and_gets_them_batched():
     assert b.role == LEADER
     pump.cut = set()
     pump.sent.clear()
-    pump.tick(2 * HEARTBEAT, replicas=["b"])  # the no-op lost while c was cut off expires
+    pump.tick(2 * HEARTBEAT, replicas=["b"])  # the probe lost while c was cut off is due again
     [request] = pump.sent_of(RepairLogReq, sender="c")
     assert request.last_index == 1
     [repair] = pump.sent_of(RepairLog, to="c")
     assert (repair.prev_index, len(repair.entries)) == (1, 500)
-    # The no-op's AppendLog found the gap; after the repair, batches carry the rest.
-    assert [len(m.entries) for m in pump.sent_of(AppendLog, to="c")] == [1, 500, 1]
+    # A heartbeat found the gap; after the repair, batches carry the rest.
+    appends = pump.sent_of(AppendLog, to="c")
+    assert not appends[0].entries and appends[0].prev_index == b.last_index
+    assert [len(m.entries) for m in appends if m.entries] == [500, 1]
     assert pump.nodes["c"].last_index == b.last_index == 1002
     pump.spread("b")
     assert pump.states["c"] == pump.states["a"] and len(pump.states["c"]) == 1000
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["entries", "snapshot"])
+def test_a_sleeping_follower_gets_only_heartbeats_then_repairs_its_log_on_waking(compacted):
+    """c sleeps (it does not tick; messages to and from it are lost) while
+    the leader commits many entries: after the first lost append times out
+    the leader only probes it with heartbeats; on waking it finds its gap,
+    asks with RepairLogReq and is sent what it missed by RepairLog (the
+    snapshot when it was compacted away), then gets ordinary pipelined
+    AppendLogs again."""
+    pump = Pump(["a", "b", "c"], max_batch_bytes=20 * (6 + ENTRY_OVERHEAD_BYTES), max_snapshot_chunk=200)
+    a = pump.elect("a")
+    pump.spread("a")
+    c = pump.nodes["c"]
+    slept_at = c.last_index
+    pump.cut = {"c"}
+    pump.sent.clear()
+    rounds = 10
+    for k in range(rounds):
+        pump.propose("a", *[b"r%02d-%02d" % (k, n) for n in range(5)])  # 6-byte commands
+        pump.settle()
+        pump.tick(HEARTBEAT, replicas=["a", "b"])
+    assert a.commit == a.last_index == slept_at + 5 * rounds
+    if compacted:
+        snapshot = pump.compact("a")
+    pump.tick(HEARTBEAT, replicas=["a", "b"])
+    asleep = [m for _, to, m in pump.sent if to == "c"]
+    [lost, *heartbeats] = asleep
+    assert lost.entries and all(isinstance(m, AppendLog) and not m.entries for m in heartbeats)
+    slept_ticks = (rounds + 1) * HEARTBEAT
+    assert len(heartbeats) == (slept_ticks - 2 * HEARTBEAT) // HEARTBEAT + 1  # one per heartbeat_ticks
+    assert heartbeats[-1].prev_index == a.last_index
+
+    pump.cut = set()
+    pump.sent.clear()
+    pump.tick(HEARTBEAT)
+    [request] = pump.sent_of(RepairLogReq, sender="c")
+    assert request.last_index == slept_at
+    repairs = pump.sent_of(RepairLog, to="c")
+    if compacted:
+        assert all(m.snapshot.index == snapshot.index for m in repairs) and len(repairs) > 1
+        assert c.snapshot == snapshot and not pump.sent_of(AppendLog, to="c")[0].entries
+    else:
+        [repair] = repairs
+        assert (repair.prev_index, len(repair.entries)) == (slept_at, 20)
+        assert [len(m.entries) for m in pump.sent_of(AppendLog, to="c") if m.entries] == [20, 10]
+    assert c.last_index == a.last_index and pump.states["c"] == pump.states["a"]
+
+    pump.sent.clear()
+    [index] = pump.propose("a", b"after")
+    pump.flush()
+    [append] = pump.sent_of(AppendLog, to="c")
+    assert [e.index for e in append.entries] == [index]
+    pump.spread("a")
+    assert pump.states["c"][-1] == b"after" and a.progress["c"] == index
 
 
 def test_a_far_behind_replica_receives_the_snapshot_in_acknowledged_chunks():
@@ -765,9 +833,11 @@ def test_the_leader_resends_after_the_last_entry_of_a_term_both_logs_hold():
     pump.cut = set()
     pump.sent.clear()
     pump.tick(2 * HEARTBEAT, replicas=["a"])
-    [reject, accept] = pump.sent_of(AppendLogReply, sender="c")
+    reject, probed, accept = pump.sent_of(AppendLogReply, sender="c")[:3]
     assert (reject.success, reject.hint_index, reject.hint_term) == (False, 2, 2)
-    assert pump.sent_of(AppendLog, to="c")[-1].prev_index == 3 and accept.success
+    probe, append = pump.sent_of(AppendLog, to="c")[1:3]
+    assert (probe.prev_index, probe.entries, probed.success) == (3, (), True)
+    assert (append.prev_index, len(append.entries), accept.success) == (3, 2, True)
     assert [e.term for e in pump.disks["c"].entries] == [1, 2, 2, 4, 5]
 
 

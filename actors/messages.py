@@ -712,6 +712,7 @@ class ServerConfig:
         heartbeat_ticks, election_min, election_max: Raft timing, in ticks.
         snapshot_entries: compaction threshold.
         prepare_timeout_ticks: recovery timeout for prepared transactions.
+        retention_ticks: how long settled outcome records are kept.
         read_from_followers: serve ReadKeys as a follower too.
         seed: seeds the replica's election-timeout randomness.
     """
@@ -728,6 +729,7 @@ class ServerConfig:
     election_max: int
     snapshot_entries: int
     prepare_timeout_ticks: int
+    retention_ticks: int
     read_from_followers: bool
     seed: int
 

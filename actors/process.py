@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 
 def set_process_title(title: str) -> None:
     """Give this actor's process a readable title in `ps` (setproctitle is a dependency)."""
     import setproctitle
 
     setproctitle.setproctitle(title)
+
+
+def process_running(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not); reaps it when it is a
+    dead child of the caller, which Thespian does not always do."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child, or already reaped
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

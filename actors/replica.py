@@ -206,8 +206,6 @@ class _LeaderTimers:
         # txid -> tick its prepare timeout next fires (again every timeout
         # while T stays prepared: a participant re-asks its primary).
         self.timeout_at: dict[str, int] = dict.fromkeys(held, now + timeout)
-        # Prepared transactions whose timeout has fired at least once.
-        self.timed_out: set[str] = set()
         # txid -> tick its commit decision is next pushed.
         self.push_due: dict[str, int] = {}
         # Commits to push at once: every unacknowledged one on election, then
@@ -469,7 +467,6 @@ class Replica:
                 held = self._held.pop(txid, None)
                 if leader is not None:
                     leader.timeout_at.pop(txid, None)
-                    leader.timed_out.discard(txid)
                 if held is not None and held.primary == self.cluster and result.status == TXN_COMMITTED:
                     # The machine counts the primary as acknowledged (it applied the commit).
                     missing = tuple(p for p in held.participants if p != self.cluster)
@@ -516,14 +513,13 @@ class Replica:
 
     def _handle_txn_status(self, op: TxnStatus, sender: Hashable, req: int) -> None:
         """DESIGN.md section 4, step 5, at T's primary: a settled answer comes
-        from the record; an abort is logged and answered once applied, so log
-        order settles a race with the clerk's commit."""
+        from the record; otherwise (T undecided here: the asker has already held
+        it a whole prepare timeout) an abort is logged and answered once
+        applied, so log order settles a race with the clerk's commit."""
         machine = self._machine
         status = machine.status(op.txid)
         if status in (TXN_COMMITTED, TXN_ABORTED):
             self._reply(sender, req, TxnStatusResult(txid=op.txid, status=status))
-        elif status == TXN_PREPARED and op.txid not in self._leader.timed_out:
-            self._reply(sender, req, TxnStatusResult(txid=op.txid, status=TXN_PREPARED))
         elif status == TXN_UNKNOWN and (op.ts, op.txid) <= machine.threshold:
             # Presumed abort: a commit record is trimmed only after every
             # participant acknowledged it, so none can still be asking.
@@ -616,7 +612,6 @@ class Replica:
         for txid in expired:
             del leader.timeout_at[txid]
             leader.timeout_at[txid] = now + self.config.prepare_timeout_ticks
-            leader.timed_out.add(txid)
             held = self._held[txid]
             if held.primary == self.cluster:
                 self._internal[Decide(txid=txid, ts=held.ts, commit=False)] = None

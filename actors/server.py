@@ -21,9 +21,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, PoisonMessage, WakeupMessage
+from thespian.actors import (
+    ActorExitRequest,
+    ActorTypeDispatcher,
+    ChildActorExited,
+    PoisonMessage,
+    WakeupMessage,
+)
 
-from actors.process import set_process_title
 from actors.messages import (
     ConfState,
     MapUpdate,
@@ -35,9 +40,17 @@ from actors.messages import (
     ServerStarted,
     Sleep,
 )
+from actors.process import set_process_title
 from actors.raft.node import RaftConfig
 from actors.raft.storage import MemoryStorage, SqliteStorage
-from actors.replica import Replica, ReplicaConfig, ToClient, ToCoordinator, ToLeaderOf, ToReplica
+from actors.replica import (
+    Replica,
+    ReplicaConfig,
+    ToClient,
+    ToCoordinator,
+    ToLeaderOf,
+    ToReplica,
+)
 
 
 class DatabaseServer(ActorTypeDispatcher):
@@ -82,6 +95,7 @@ class DatabaseServer(ActorTypeDispatcher):
                 initial_conf=ConfState(voters=config.voters),
                 snapshot_entries=config.snapshot_entries,
                 prepare_timeout_ticks=config.prepare_timeout_ticks,
+                retention_ticks=config.retention_ticks,
                 read_from_followers=config.read_from_followers,
             ),
             self.storage,

@@ -5,7 +5,13 @@
 
 __version__ = "0.1.0"
 
-from clerk.errors import AdminError, ClusterNotRunning, RaftlineError, TransactionAborted, Unavailable
+from clerk.errors import (
+    AdminError,
+    ClusterNotRunning,
+    RaftlineError,
+    TransactionAborted,
+    Unavailable,
+)
 
 
 def connect(topology=None, admin=None):

@@ -21,9 +21,14 @@ import random
 import time
 from datetime import timedelta
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, PoisonMessage, WakeupMessage
+from thespian.actors import (
+    ActorExitRequest,
+    ActorTypeDispatcher,
+    ChildActorExited,
+    PoisonMessage,
+    WakeupMessage,
+)
 
-from actors.process import set_process_title
 from actors.messages import (
     ClerkCommit,
     ClerkOpen,
@@ -35,9 +40,21 @@ from actors.messages import (
     TimestampRequest,
     Unsubscribe,
 )
-from clerk.core import Aborted, ClerkConfig, ClerkCore, Committed, Failed, ReadDone, Routing
+from actors.process import set_process_title
+from clerk.core import (
+    Aborted,
+    ClerkConfig,
+    ClerkCore,
+    Committed,
+    Failed,
+    ReadDone,
+    Routing,
+)
 
 TICK = timedelta(milliseconds=50)
+OUTCOME_BUDGET_SECONDS = 30.0
+"""How long a commit may take, votes and outcome included; servers keep outcome
+records several times longer (coordinator.RECORD_RETENTION_SECONDS)."""
 OWNER_CHECK = timedelta(seconds=2)
 TIMESTAMP_BLOCK = 16
 TIMESTAMP_FRESH_SECONDS = 0.05
@@ -59,6 +76,7 @@ class Clerk(ActorTypeDispatcher):
         self.ts_granted_at = 0.0
         self.ts_requested_at = 0.0  # when a TimestampRequest went out; 0 when none is pending
         self.ticking = False
+        self.tick_scheduled_at = 0.0
         self.clerk_id = f"k{os.getpid()}-{random.getrandbits(24):06x}"
 
     def ensure_subscribed(self) -> None:
@@ -91,7 +109,11 @@ class Clerk(ActorTypeDispatcher):
         self.addresses = dict(update.addresses)
         routing = Routing(epoch=update.epoch, slots=update.slots, members=dict(update.members), leaders=dict(update.leaders))
         if self.core is None:
-            config = ClerkConfig(clerk=self.clerk_id, read_from_followers=update.read_from_followers)
+            config = ClerkConfig(
+                clerk=self.clerk_id,
+                outcome_budget_ticks=round(OUTCOME_BUDGET_SECONDS / TICK.total_seconds()),
+                read_from_followers=update.read_from_followers,
+            )
             self.core = ClerkCore(config, routing, random.Random())
             queued, self.before_map = self.before_map, []
             for message, asker in queued:
@@ -168,6 +190,7 @@ class Clerk(ActorTypeDispatcher):
                 self.send(asker, _reply(req, completion))
         if (self.waiting or self.commits_without_ts) and not self.ticking:
             self.ticking = True
+            self.tick_scheduled_at = time.monotonic()
             self.wakeupAfter(TICK, payload="tick")
 
     def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
@@ -177,7 +200,9 @@ class Clerk(ActorTypeDispatcher):
         self.ticking = False
         if self.core is None:
             return
-        self.core.tick()
+        # Real time, in ticks: a paused process must see its budgets run out.
+        elapsed = time.monotonic() - self.tick_scheduled_at
+        self.core.tick(max(1, int(elapsed / TICK.total_seconds())))
         if self.commits_without_ts:
             self.assign_timestamps()
         self.flush()

@@ -24,9 +24,23 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from actors.messages import ClerkCommit, ClerkOpen, ClerkRead, ClerkReply, ReadResult, Stamp
+from actors.messages import (
+    ClerkCommit,
+    ClerkOpen,
+    ClerkRead,
+    ClerkReply,
+    ReadResult,
+    Stamp,
+)
 from clerk.errors import ClusterNotRunning, TransactionAborted, Unavailable
-from coordinator.system import DEFAULT_BASE, LOOPBACK, admin_listening, how_to_start, parse_admin, prepare_environment
+from coordinator.system import (
+    DEFAULT_BASE,
+    LOOPBACK,
+    admin_listening,
+    how_to_start,
+    parse_admin,
+    prepare_environment,
+)
 
 MAX_VALUE_BYTES = 32 * 1024
 """Largest JSON encoding of one value; keeps every message far under Thespian's 60 KB."""

@@ -20,7 +20,13 @@ Rules (DESIGN.md sections 4 and 7):
 - Once a commit decision may have been taken (CommitOnePhase or
   Decide(commit) sent) the clerk never guesses: it repeats that idempotent
   request, attempts unbounded, until the cluster answers or
-  `outcome_budget_ticks` pass; only then is the outcome reported unknown.
+  `outcome_budget_ticks` since the commit began pass; only then is the
+  outcome reported unknown.
+- The outcome budget runs from the start of the commit and bounds it whole:
+  servers forget outcomes some time after deciding them (DESIGN.md section 4,
+  step 6), and every decision about this transaction is taken after its
+  start, so a decision asked for within the budget is still on record. Votes
+  that complete after the budget (a slow or paused clerk) abort instead.
 - Only the clerk sends Decide(commit), and only after every participant voted
   yes; so until then aborting is always safe, and aborts are sent freely.
 - Replies may be lost, duplicated, delayed or reordered: a response is matched
@@ -104,8 +110,9 @@ class ClerkConfig:
         max_backoff_ticks: the cap of that doubling.
         max_attempts: attempts per request before the operation fails Unavailable
             (except a sent commit decision: see `outcome_budget_ticks`).
-        outcome_budget_ticks: after Decide(commit) was sent to the primary, keep
-            asking for the outcome this long before failing Unavailable.
+        outcome_budget_ticks: how long after a commit begins its decision may
+            still be sent or asked again; must be shorter than the servers'
+            outcome-record retention (ReplicaConfig.retention_ticks).
         read_from_followers: send each ReadKeys to a random member rather than
             the leader (`transactions.read_from: follower`); a stale answer is
             caught by validation at commit.
@@ -228,6 +235,7 @@ class _CommitOp:
         txid: the transaction.
         ts: its timestamp.
         participants: every cluster it touches, sorted.
+        deadline: the tick after which no commit decision is sent or asked again.
         primary: the cluster that holds its commit record (two-phase commit only).
         waiting: request ids of the current phase not answered yet.
     """
@@ -236,6 +244,7 @@ class _CommitOp:
     txid: str
     ts: int
     participants: tuple[str, ...]
+    deadline: int
     primary: str = ""
     waiting: set[int] = field(default_factory=set)
 
@@ -351,7 +360,9 @@ class ClerkCore:
             return
         owner = {key: self._cluster_of(key) for key in touched}
         participants = tuple(sorted(set(owner.values())))
-        state = _CommitOp(op=op, txid=txid, ts=ts, participants=participants)
+        state = _CommitOp(
+            op=op, txid=txid, ts=ts, participants=participants, deadline=self._now + self._config.outcome_budget_ticks
+        )
         self._ops[op] = state
         epoch = self._routing.epoch
 
@@ -364,7 +375,7 @@ class ClerkCore:
             command = CommitOnePhase(
                 txid=txid, ts=ts, reads=dict(reads), writes=dict(writes), deletes=tuple(deletes), epoch=epoch
             )
-            state.waiting.add(self._start(participants[0], command, owner=op, decision=True))
+            state.waiting.add(self._start(participants[0], command, owner=op, deadline=state.deadline))
             return
         state.primary = owner[touched[0]]
         for cluster in participants:
@@ -395,9 +406,13 @@ class ClerkCore:
             elif _answers(request.op, response.result):
                 self._handle_result(request, response.result)
 
-    def tick(self) -> None:
-        """One logical tick: timeouts, resends."""
-        self._now += 1
+    def tick(self, ticks: int = 1) -> None:
+        """`ticks` logical ticks have passed (more than one when the caller's
+        process was paused): timeouts, resends. Budgets are checked before any
+        resend, so a clerk frozen past its outcome budget gives up rather than
+        ask again after the servers may have trimmed the outcome (DESIGN.md
+        section 4, step 6)."""
+        self._now += max(1, ticks)
         for request in [request for request in self._requests.values() if request.due <= self._now]:
             # An earlier timeout in this pass may have ended its operation.
             if request.req in self._requests:
@@ -505,8 +520,13 @@ class ClerkCore:
             others = [participant for participant in state.participants if participant != cluster]
             self._abort_everywhere(state, others, reason=f"{cluster} voted no: {result.reason}")
         elif not state.waiting:
+            if self._now >= state.deadline:
+                budget = self._config.outcome_budget_ticks
+                reason = f"the votes took longer than the outcome budget ({budget} ticks): aborted rather than committed late"
+                self._abort_everywhere(state, state.participants, reason=reason)
+                return
             decide = Decide(txid=state.txid, ts=state.ts, commit=True)
-            state.waiting.add(self._start(state.primary, decide, owner=state.op, decision=True))
+            state.waiting.add(self._start(state.primary, decide, owner=state.op, deadline=state.deadline))
 
     def _handle_decide_result(self, state: _CommitOp, result: DecideResult) -> None:
         if result.status == TXN_COMMITTED:
@@ -557,7 +577,7 @@ class ClerkCore:
         return grouped
 
     def _start(
-        self, cluster: str, op: ClientOp, *, owner: int | None, decision: bool = False, target: str | None = None
+        self, cluster: str, op: ClientOp, *, owner: int | None, deadline: int | None = None, target: str | None = None
     ) -> int:
         target = target or self._candidate(cluster)
         request = _Request(
@@ -568,7 +588,7 @@ class ClerkCore:
             sent_to=target,
             target=target,
             wait=self._config.request_timeout_ticks,
-            deadline=self._now + self._config.outcome_budget_ticks if decision else None,
+            deadline=deadline,
         )
         self._next_req += 1
         self._requests[request.req] = request

@@ -28,9 +28,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, PoisonMessage, WakeupMessage
+from thespian.actors import (
+    ActorExitRequest,
+    ActorTypeDispatcher,
+    ChildActorExited,
+    PoisonMessage,
+    WakeupMessage,
+)
 
-from actors.process import set_process_title
 from actors.messages import (
     AdminReply,
     Boot,
@@ -40,9 +45,9 @@ from actors.messages import (
     ProcessList,
     ReplicaStatusReport,
     ReplicaStatusRequest,
-    Serves,
     ServerConfig,
     ServerStarted,
+    Serves,
     Sleep,
     StatusReport,
     StatusRequest,
@@ -52,6 +57,8 @@ from actors.messages import (
     Unsubscribe,
     WhoServes,
 )
+from actors.process import process_running, set_process_title
+from clerk.clerk import OUTCOME_BUDGET_SECONDS
 from coordinator.shardmap import ShardMap
 from coordinator.topology import Topology, load_topology
 
@@ -61,6 +68,11 @@ STATUS_DEADLINE = timedelta(milliseconds=700)
 TIMESTAMP_RESERVE = 100_000
 """Timestamps reserved per durable write of the high-water mark."""
 RESTART_BACKOFF = timedelta(milliseconds=200)
+LIVENESS_INTERVAL = timedelta(milliseconds=500)
+RECORD_RETENTION_SECONDS = 4 * OUTCOME_BUDGET_SECONDS
+"""Servers keep outcome records this long after every participant acknowledged
+them: far beyond any clerk's budget, so no clerk asks about a forgotten
+transaction (DESIGN.md section 4, step 6)."""
 
 
 @dataclass
@@ -147,6 +159,7 @@ class Coordinator(ActorTypeDispatcher):
                 self.servers[replica] = ServerRecord(cluster=cluster, replica=replica)
                 self.start_server(replica)
         self.write_pids()
+        self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness",))
         log.warning("coordinator booted %d servers from %s (epoch %d)", len(self.servers), message.topology, self.map.epoch)
 
     def start_server(self, replica: str) -> None:
@@ -172,6 +185,7 @@ class Coordinator(ActorTypeDispatcher):
                 election_max=topo.raft.election_max,
                 snapshot_entries=topo.raft.snapshot_entries,
                 prepare_timeout_ticks=max(1, round(topo.transactions.prepare_timeout_ms / topo.raft.tick_ms)),
+                retention_ticks=round(RECORD_RETENTION_SECONDS * 1000 / topo.raft.tick_ms),
                 read_from_followers=topo.transactions.read_from == "follower",
                 seed=int.from_bytes(os.urandom(4), "big"),
             ),
@@ -188,17 +202,29 @@ class Coordinator(ActorTypeDispatcher):
     # -- supervision ----------------------------------------------------------
 
     def receiveMsg_ChildActorExited(self, message: ChildActorExited, sender) -> None:
-        if self.stopping:
-            return
         for record in self.servers.values():
-            if record.address == message.childAddress and record.alive:
-                record.alive = False
-                record.restarts += 1
-                if self.leaders.get(record.cluster) == record.replica:
-                    self.leaders[record.cluster] = None
-                log.warning("server %s (pid %d) exited; restarting it", record.replica, record.pid)
-                self.wakeupAfter(RESTART_BACKOFF, payload=("restart", record.replica, record.restarts))
+            if record.address == message.childAddress:
+                self.server_exited(record)
                 return
+
+    def check_liveness(self) -> None:
+        """Thespian misses some exits (children killed together): look at the
+        processes themselves, and reap the ones that are gone."""
+        for record in self.servers.values():
+            if record.alive and record.pid and not process_running(record.pid):
+                self.server_exited(record)
+        self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness",))
+
+    def server_exited(self, record: ServerRecord) -> None:
+        """Idempotent: ChildActorExited can arrive twice, and after the liveness check."""
+        if self.stopping or not record.alive:
+            return
+        record.alive = False
+        record.restarts += 1
+        if self.leaders.get(record.cluster) == record.replica:
+            self.leaders[record.cluster] = None
+        log.warning("server %s (pid %d) exited; restarting it", record.replica, record.pid)
+        self.wakeupAfter(RESTART_BACKOFF, payload=("restart", record.replica, record.restarts))
 
     def restart(self, replica: str, generation: int) -> None:
         record = self.servers.get(replica)
@@ -389,6 +415,8 @@ class Coordinator(ActorTypeDispatcher):
             self.maybe_finish_status(deadline_passed=True)
         elif payload[0] == "restart":
             self.restart(payload[1], payload[2])
+        elif payload[0] == "liveness":
+            self.check_liveness()
 
     def receiveMsg_ActorExitRequest(self, message: ActorExitRequest, sender) -> None:
         self.stopping = True

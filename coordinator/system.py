@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from actors.process import process_running
 from clerk.errors import AdminError, AlreadyRunning, ClusterNotRunning, Unavailable
 from coordinator.topology import Topology, load_topology
 
@@ -247,34 +248,27 @@ def _recorded_pids(data_dir: Path) -> list[int]:
         return []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        # A zombie child of ours is gone for every purpose but the process table.
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _reap(pids: list[int], grace: float) -> list[int]:
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.05)
+    """Wait up to `grace` seconds for `pids` to exit, SIGKILL the rest and wait
+    for them to be gone; returns the PIDs that had to be killed."""
+    pids = [pid for pid in pids if pid != os.getpid()]
+    _wait_gone(pids, grace)
     killed = []
     for pid in pids:
-        if pid != os.getpid() and _alive(pid):
+        if process_running(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
             except ProcessLookupError:
                 pass
+    _wait_gone(killed, grace)
     return killed
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(process_running(pid) for pid in pids):
+        time.sleep(0.05)
 
 
 def log_definitions(data_dir: Path) -> dict:

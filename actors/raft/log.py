@@ -33,7 +33,6 @@ from actors.messages import (
     Entry,
 )
 
-
 ENTRY_OVERHEAD_BYTES = 32
 """What one entry costs in a message beyond its data: a pickled Entry takes
 about 22 bytes more than its payload (measured), rounded up so that a batch

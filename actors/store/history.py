@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from actors.messages import PrepareResult, Stamp
-
 from actors.store.kv import VersionedTable
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from actors.process import process_running
 from coordinator.system import prepare_environment, start
 
 prepare_environment()  # before any test module imports thespian
@@ -51,14 +52,6 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.1):
     pytest.fail(f"condition not met within {timeout:g} s")
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def system_pids(cluster) -> set[int]:
     status = cluster.status()
     pids = {status["admin_pid"]}
@@ -75,7 +68,7 @@ def cluster(tmp_path_factory):
     pids = system_pids(system)
     yield system
     system.stop()
-    leftovers = [pid for pid in pids if alive(pid)]
+    leftovers = [pid for pid in pids if process_running(pid)]
     assert not leftovers, f"processes left behind: {leftovers}"
 
 

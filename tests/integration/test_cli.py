@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
+from actors.process import process_running
 from coordinator.system import free_port
-from tests.integration.conftest import alive, unique, wait_for, write_topology
+from tests.integration.conftest import unique, wait_for, write_topology
 
 
 def raftline(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess:
@@ -95,6 +96,6 @@ def test_start_status_stop_in_the_background(tmp_path):
     assert_one_line_error(again, "already listens")
     stopped = raftline("stop", *admin)
     assert stopped.returncode == 0, stopped.stderr
-    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=15)
+    wait_for(lambda: not any(process_running(pid) for pid in pids), timeout=15)
     assert_one_line_error(raftline("stop", *admin), "no raftline system is running")
     assert (tmp_path / "data" / "raftline.log").exists()

@@ -11,8 +11,8 @@ from thespian.actors import ActorSystem
 
 from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subscribe
 from clerk import TransactionAborted
-from coordinator.shardmap import slot_of
 from coordinator.coordinator import Coordinator
+from coordinator.shardmap import slot_of
 from coordinator.system import COORDINATOR_NAME, start
 from tests.integration.conftest import unique, wait_for, write_topology
 

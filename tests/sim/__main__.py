@@ -3,9 +3,12 @@
     python3 -m tests.sim raft --seeds N --first-seed S [--nodes 3|5|7]
                               [--faults all|none|drop,dup,...] [--ticks T]
                               [--stats [--load-ticks L]] [--trace]
+    python3 -m tests.sim txn --seeds N --first-seed S [--clusters K --replicas R --clerks C]
+                             [--workload mixed|uniform|hotkey|bank] [--faults ...] [--no-clerk-crash]
 
 Prints one line per failing seed with the command that replays it, then a
-last line `raft: N seeds, V violations`; exits non-zero when V > 0. Without
+last line `raft: N seeds, V violations` (for txn: `txn: N seeds, V
+violations, A committed, B aborted`); exits non-zero when V > 0. Without
 `--nodes`, seed S runs (3, 5, 7)[S % 3] replicas. `--stats` adds the time
 taken and, for a steady load on a reliable network, messages per committed
 entry (batching at work).
@@ -19,6 +22,7 @@ import time
 
 from tests.sim.faults import FAULT_NAMES, Faults
 from tests.sim.raft_random import CHAOS_TICKS, measure_load, run_seed
+from tests.sim.txn_sim import add_txn_arguments
 
 
 def _nodes_for(seed: int, nodes: int | None) -> int:
@@ -82,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     raft.add_argument("--load-ticks", type=int, default=200, help="ticks of each --stats load run (default 200)")
     raft.add_argument("--trace", action="store_true", help="print the trace tail of each failing seed")
     raft.set_defaults(run=run_raft)
+    add_txn_arguments(commands.add_parser("txn", help="randomized transaction runs on whole clusters under faults"))
     args = parser.parse_args(argv)
-    try:
-        Faults.parse(args.faults)
-    except ValueError as error:
-        parser.error(str(error))
+    if args.command == "raft":
+        try:
+            Faults.parse(args.faults)
+        except ValueError as error:
+            parser.error(str(error))
     return args.run(args)
 
 

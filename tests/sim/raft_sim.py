@@ -29,12 +29,12 @@ from typing import Callable
 
 from actors.messages import (
     CONF_ADD_LEARNER,
-    AppendLog,
-    AppendLogReply,
     CONF_PROMOTE,
     CONF_REMOVE,
     ENTRY_COMMAND,
     ENTRY_CONF,
+    AppendLog,
+    AppendLogReply,
     ConfChange,
     ConfState,
     Entry,

@@ -28,7 +28,15 @@ from actors.messages import (
     ReadResult,
     Redirect,
 )
-from clerk.core import Aborted, ClerkConfig, ClerkCore, Committed, Failed, ReadDone, Routing
+from clerk.core import (
+    Aborted,
+    ClerkConfig,
+    ClerkCore,
+    Committed,
+    Failed,
+    ReadDone,
+    Routing,
+)
 from coordinator.shardmap import slot_of
 
 MEMBERS = {cluster: tuple(f"{cluster}-r{index}" for index in range(3)) for cluster in ("c1", "c2", "c3")}
@@ -657,6 +665,25 @@ def test_commit_outcome_is_unknown_only_after_the_whole_budget_without_the_prima
         Failed(op=1, reason="outcome unknown: c1 did not answer Decide within 60 ticks")
     ]
     assert clerk.take_output() == []
+
+
+def test_votes_that_complete_after_the_budget_abort_rather_than_commit_late():
+    """A clerk whose process froze past its budget (its first tick then counts
+    every tick it missed) must not ask for a commit the primary may already
+    have decided against and forgotten (DESIGN.md section 4, step 6)."""
+    c1, c2, c3 = clusters()
+    net = Net(c1, c2, c3)
+    writes = {keys_in("c1", prefix="a")[0]: 1, keys_in("c2", prefix="b")[0]: 2}
+    clerk = make_clerk(request_timeout_ticks=2, max_backoff_ticks=8, max_attempts=8, outcome_budget_ticks=60)
+    clerk.commit(1, txid="t1", ts=10, reads={}, writes=writes)
+    c2.down = set(MEMBERS["c2"])
+    net.round(clerk)
+    clerk.tick(100)  # frozen for 100 ticks
+    c2.down = set()
+    net.run(clerk, ticks=20)
+    [completion] = clerk.take_completions()
+    assert isinstance(completion, Aborted) and "outcome budget" in completion.reason
+    assert c1.ops(Decide) and all(not decide.commit for _, decide in c1.ops(Decide))
 
 
 def test_a_one_phase_commit_whose_answer_was_lost_is_asked_again_until_answered():

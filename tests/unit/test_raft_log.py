@@ -11,7 +11,13 @@ from actors.messages import (
     ConfState,
     Entry,
 )
-from actors.raft.log import ENTRY_OVERHEAD_BYTES, ConfHistory, InvariantViolation, RaftLog, apply_conf_change
+from actors.raft.log import (
+    ENTRY_OVERHEAD_BYTES,
+    ConfHistory,
+    InvariantViolation,
+    RaftLog,
+    apply_conf_change,
+)
 
 
 def run(first: int, terms: list[int], size: int = 0) -> list[Entry]:

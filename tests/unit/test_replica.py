@@ -43,7 +43,14 @@ from actors.messages import (
 )
 from actors.raft.node import LEADER, RaftConfig
 from actors.raft.storage import MemoryStorage, SqliteStorage
-from actors.replica import Replica, ReplicaConfig, ToClient, ToCoordinator, ToLeaderOf, ToReplica
+from actors.replica import (
+    Replica,
+    ReplicaConfig,
+    ToClient,
+    ToCoordinator,
+    ToLeaderOf,
+    ToReplica,
+)
 
 SEED = 7
 
@@ -387,12 +394,14 @@ def test_txn_status_answers_from_the_record_when_settled():
     assert net.leader_status("c1")["last_index"] == last_index
 
 
-def test_txn_status_of_a_fresh_prepare_says_ask_again_later():
+def test_txn_status_of_an_undecided_prepare_aborts_it_even_before_the_primary_timed_out():
+    """The asker has already held T a whole prepare timeout: waiting for the
+    primary's own timer (restarted by every election) would hold it longer."""
     net = two_clusters(prepare_timeout_ticks=20)
     clerk = Clerk(net)
     clerk.call("c1", prepare("t1", 10, {"a": 1}))
-    assert clerk.call("c1", TxnStatus(txid="t1", ts=10)) == [TxnStatusResult(txid="t1", status=TXN_PREPARED)]
-    assert machine_status(net, net.leaders["c1"], "t1") == TXN_PREPARED
+    assert clerk.call("c1", TxnStatus(txid="t1", ts=10)) == [TxnStatusResult(txid="t1", status=TXN_ABORTED)]
+    assert machine_status(net, net.leaders["c1"], "t1") == TXN_ABORTED
 
 
 def test_txn_status_of_a_timed_out_prepare_logs_an_abort_and_answers_once_applied():

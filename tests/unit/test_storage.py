@@ -13,7 +13,13 @@ import pytest
 
 from actors.messages import ENTRY_CONF, ENTRY_NOOP, ConfState, Entry, Snapshot
 from actors.raft.node import HardState
-from actors.raft.storage import CorruptStorage, MemoryStorage, SqliteStorage, Storage, StoredState
+from actors.raft.storage import (
+    CorruptStorage,
+    MemoryStorage,
+    SqliteStorage,
+    Storage,
+    StoredState,
+)
 
 CONF = ConfState(voters=("c1-r0", "c1-r1", "c1-r2"))
 

@@ -1,0 +1,244 @@
+"""Workloads of the transaction simulator, and the driver that runs one clerk's share.
+
+Rules:
+- A workload only plans: `plan(rng)` names the keys a transaction reads and
+  the keys it writes; `write_values(plan, values, rng)` decides what to write
+  from what was read. All randomness is the rng it is handed.
+- `uniform`: one to four keys out of many, so transactions rarely meet.
+  `hotkey`: most keys from a handful, so they meet all the time. Both mix
+  read-only, read-modify-write and blind-write transactions.
+  `bank`: transfers between two accounts (read both, write both, never below
+  zero) and whole-bank read-only audits; an account never written holds the
+  opening balance, so the total is known without a set-up phase.
+- A `ClerkDriver` runs one clerk's sequence: read phase (`ClerkCore.read`),
+  then `commit` with the versions read and a fresh timestamp (the
+  coordinator's job in production), a short pause, the next. Every commit
+  and its outcome goes to the shared list of ClerkRecords.
+- A driver outlives its clerk: when the clerk dies the transaction in flight
+  is recorded as abandoned (the ground truth says what became of it) and the
+  driver carries on with a fresh clerk.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from actors.messages import ReadResult
+from clerk.core import Aborted, ClerkCore, Committed, Completion, Failed, ReadDone
+from tests.sim.txn_truth import ABANDONED, ABORTED, COMMITTED, FAILED, Bank, ClerkRecord
+
+WORKLOADS = ("uniform", "hotkey", "bank")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TxnPlan:
+    """What one transaction touches.
+
+    Fields:
+        reads: keys read first; their versions go with the commit.
+        writes: keys written (read ones, or blind writes).
+        audit: a whole-bank read, whose balances the bank check judges.
+    """
+
+    reads: tuple[str, ...]
+    writes: tuple[str, ...] = ()
+    audit: bool = False
+
+
+class Workload(Protocol):
+    """What a ClerkDriver asks of a workload."""
+
+    name: str
+
+    def plan(self, rng: random.Random) -> TxnPlan: ...
+
+    def write_values(self, plan: TxnPlan, values: dict[str, ReadResult], rng: random.Random) -> dict[str, Any]: ...
+
+
+class KeysWorkload:
+    """`uniform` (no hot keys) and `hotkey` (`hot_share` of picks among `hot` keys)."""
+
+    def __init__(self, name: str, *, keys: int = 200, hot: int = 0, hot_share: float = 0.0) -> None:
+        self.name = name
+        self.cold = tuple(f"u{number:02d}" for number in range(keys))
+        self.hot = tuple(f"h{number}" for number in range(hot))
+        self.hot_share = hot_share
+
+    def _pick(self, rng: random.Random) -> str:
+        if self.hot and rng.random() < self.hot_share:
+            return rng.choice(self.hot)
+        return rng.choice(self.cold)
+
+    def plan(self, rng: random.Random) -> TxnPlan:
+        keys = tuple(sorted({self._pick(rng) for _ in range(rng.randint(1, 4))}))
+        roll = rng.random()
+        if roll < 0.2:
+            return TxnPlan(reads=keys)
+        if roll < 0.3:
+            return TxnPlan(reads=(), writes=keys)
+        written = tuple(key for key in keys if rng.random() < 0.6) or keys[:1]
+        return TxnPlan(reads=keys, writes=written)
+
+    def write_values(self, plan: TxnPlan, values: dict[str, ReadResult], rng: random.Random) -> dict[str, Any]:
+        """Increment what was read; a blind write sets a random number."""
+        return {
+            key: (values[key].value or 0) + 1 if key in values else rng.randint(0, 999) for key in plan.writes
+        }
+
+
+class BankWorkload:
+    """Transfers and audits over `bank.accounts`."""
+
+    name = "bank"
+
+    def __init__(self, bank: Bank, *, audit_share: float = 0.25) -> None:
+        self.bank = bank
+        self.audit_share = audit_share
+
+    def plan(self, rng: random.Random) -> TxnPlan:
+        if rng.random() < self.audit_share:
+            return TxnPlan(reads=self.bank.accounts, audit=True)
+        pair = tuple(sorted(rng.sample(self.bank.accounts, 2)))
+        return TxnPlan(reads=pair, writes=pair)
+
+    def balances(self, values: dict[str, ReadResult]) -> dict[str, int]:
+        return {key: self.bank.balance(result.exists, result.value) for key, result in values.items()}
+
+    def write_values(self, plan: TxnPlan, values: dict[str, ReadResult], rng: random.Random) -> dict[str, Any]:
+        if not plan.writes:
+            return {}
+        balances = self.balances(values)
+        source, target = rng.sample(plan.writes, 2)
+        amount = rng.randint(0, min(10, balances[source]))
+        return {source: balances[source] - amount, target: balances[target] + amount}
+
+
+def make_workload(name: str) -> Workload:
+    if name == "uniform":
+        return KeysWorkload("uniform")
+    if name == "hotkey":
+        return KeysWorkload("hotkey", hot=3, hot_share=0.8)
+    if name == "bank":
+        return BankWorkload(Bank(accounts=tuple(f"acct{number}" for number in range(8)), opening=100))
+    raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+
+
+class ClerkDriver:
+    """Runs one clerk's transactions, one at a time (see the module rules)."""
+
+    def __init__(
+        self,
+        *,
+        workload: Workload,
+        rng: random.Random,
+        timestamps: Callable[[], int],
+        records: list[ClerkRecord],
+        max_pause_ticks: int = 3,
+    ) -> None:
+        self.workload = workload
+        self.rng = rng
+        self.timestamps = timestamps
+        self.records = records
+        self.max_pause_ticks = max_pause_ticks
+        self.active = True
+        self.read_failures = 0
+        self._core: ClerkCore | None = None
+        self._clerk = ""
+        self._started = 0
+        self._op = 0
+        self._plan: TxnPlan | None = None
+        self._txid = ""
+        self._ts = 0
+        self._balances: dict[str, int] | None = None
+        self._committing = False
+        self._next_start = 0
+
+    @property
+    def busy(self) -> bool:
+        """A transaction is in flight."""
+        return self._plan is not None
+
+    @property
+    def txid(self) -> str:
+        """The transaction in flight ("" when idle)."""
+        return self._txid
+
+    def attach(self, core: ClerkCore, clerk: str, now: int) -> None:
+        """Drive a fresh clerk; if the previous one died mid-transaction, that
+        transaction is abandoned."""
+        if self._committing:
+            self._record(ABANDONED, "its clerk died")
+        self._reset(now)
+        self._core = core
+        self._clerk = clerk
+        self._started = 0
+
+    def tick(self, now: int) -> None:
+        """Start the next transaction when idle, active and the pause is over."""
+        if self._core is None or self.busy or not self.active or now < self._next_start:
+            return
+        self._started += 1
+        self._op += 1
+        self._plan = self.workload.plan(self.rng)
+        self._txid = f"{self._clerk}/{self._started}"
+        self._core.read(self._op, list(self._plan.reads))
+
+    def handle(self, completion: Completion, now: int) -> None:
+        if completion.op != self._op or self._plan is None:
+            raise AssertionError(f"{self._clerk}: completion of op {completion.op} while op {self._op} is current")
+        plan = self._plan
+        match completion:
+            case ReadDone(values=values) if not self._committing:
+                self._commit(plan, values)
+            case Failed() if not self._committing:
+                self.read_failures += 1
+                self._reset(now)
+            case Committed():
+                self._record(COMMITTED, "")
+                self._reset(now)
+            case Aborted(reason=reason):
+                self._record(ABORTED, reason)
+                self._reset(now)
+            case Failed(reason=reason):
+                self._record(FAILED, reason)
+                self._reset(now)
+            case _:
+                raise AssertionError(f"{self._clerk}: unexpected completion {completion!r}")
+
+    def _commit(self, plan: TxnPlan, values: dict[str, ReadResult]) -> None:
+        writes = self.workload.write_values(plan, values, self.rng)
+        if plan.audit:
+            self._balances = self.workload.balances(values)
+        self._ts = self.timestamps()
+        self._op += 1
+        self._committing = True
+        self._core.commit(
+            self._op,
+            txid=self._txid,
+            ts=self._ts,
+            reads={key: result.version for key, result in values.items()},
+            writes=writes,
+        )
+
+    def _record(self, outcome: str, reason: str) -> None:
+        plan = self._plan
+        self.records.append(
+            ClerkRecord(
+                txid=self._txid,
+                ts=self._ts,
+                reads=plan.reads,
+                writes=plan.writes,
+                outcome=outcome,
+                reason=reason,
+                balances=self._balances,
+            )
+        )
+
+    def _reset(self, now: int) -> None:
+        self._plan = None
+        self._txid = ""
+        self._balances = None
+        self._committing = False
+        self._next_start = now + self.rng.randint(0, self.max_pause_ticks)

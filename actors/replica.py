@@ -508,6 +508,11 @@ class Replica:
                 self._checks.append((op, _Waiter(sender, req, _same)))
             elif isinstance(op, TxnStatus):
                 self._handle_txn_status(op, sender, req)
+            elif isinstance(op, Decide) and (settled := self._machine.status(op.txid)) in (TXN_COMMITTED, TXN_ABORTED):
+                # Already decided here (the clerk and the primary's push both
+                # deliver a commit): an outcome is final, answer from applied
+                # state without spending a log entry.
+                self._reply(sender, req, DecideResult(txid=op.txid, status=settled))
             else:
                 self._commands.append((op, _Waiter(sender, req, _same)))
 

@@ -113,6 +113,8 @@ class ClerkConfig:
         outcome_budget_ticks: how long after a commit begins its decision may
             still be sent or asked again; must be shorter than the servers'
             outcome-record retention (ReplicaConfig.retention_ticks).
+        publish_ticks: after the primary committed, how long to wait for the
+            other participants to apply the commit before answering anyway.
         read_from_followers: send each ReadKeys to a random member rather than
             the leader (`transactions.read_from: follower`); a stale answer is
             caught by validation at commit.
@@ -123,6 +125,7 @@ class ClerkConfig:
     max_backoff_ticks: int = 40
     max_attempts: int = 8
     outcome_budget_ticks: int = 600
+    publish_ticks: int = 20
     read_from_followers: bool = False
 
     def __post_init__(self) -> None:
@@ -238,6 +241,7 @@ class _CommitOp:
         deadline: the tick after which no commit decision is sent or asked again.
         primary: the cluster that holds its commit record (two-phase commit only).
         waiting: request ids of the current phase not answered yet.
+        committed: the primary committed T; the other participants are being told.
     """
 
     op: int
@@ -246,6 +250,7 @@ class _CommitOp:
     participants: tuple[str, ...]
     deadline: int
     primary: str = ""
+    committed: bool = False
     waiting: set[int] = field(default_factory=set)
 
 
@@ -339,8 +344,10 @@ class ClerkCore:
           `outcome_budget_ticks` without an answer.
         - Several clusters: Prepare to each at once. A no vote -> Decide(abort)
           to every other participant, Aborted. All yes -> Decide(commit) to the
-          primary only; its answer is the outcome (the primary's leader informs
-          the others; on its abort the clerk aborts the others itself). No
+          primary first; its answer is the outcome. Committed: the clerk then
+          sends the commit to the others and answers once they applied it (or
+          after `publish_ticks`; the primary's leader pushes it to them too).
+          Aborted: the clerk aborts the others itself. No
           answer within `outcome_budget_ticks` -> Failed "outcome unknown",
           which takes the primary cluster being without a quorum (or
           unreachable) for that whole budget.
@@ -492,6 +499,8 @@ class ClerkCore:
                 self._handle_commit_one_phase_result(state, result)
             case Prepare(), PrepareResult():
                 self._handle_prepare_result(state, request.cluster, result)
+            case Decide(), DecideResult() if state.committed:
+                self._maybe_finish_publishing(state)
             case Decide(), DecideResult():
                 self._handle_decide_result(state, result)
 
@@ -530,7 +539,7 @@ class ClerkCore:
 
     def _handle_decide_result(self, state: _CommitOp, result: DecideResult) -> None:
         if result.status == TXN_COMMITTED:
-            self._finish(state, Committed(op=state.op, txid=state.txid))
+            self._publish(state)
         elif result.status == TXN_ABORTED:
             others = [participant for participant in state.participants if participant != state.primary]
             reason = f"primary {state.primary} aborted it" + (f": {result.reason}" if result.reason else "")
@@ -541,6 +550,24 @@ class ClerkCore:
             reason = f"outcome unknown: primary {state.primary} answered {result.status}: {result.reason}"
             self._finish(state, Failed(op=state.op, reason=reason))
 
+    def _publish(self, state: _CommitOp) -> None:
+        """T is committed (its primary applied the commit). Tell the other
+        participants too and answer once they applied it, so the application
+        reads its own writes everywhere next. A participant slow to answer
+        delays the answer by at most `publish_ticks`: the primary's leader
+        keeps pushing the decision until every participant acknowledges it."""
+        state.committed = True
+        deadline = self._now + self._config.publish_ticks
+        for cluster in state.participants:
+            if cluster != state.primary:
+                decide = Decide(txid=state.txid, ts=state.ts, commit=True)
+                state.waiting.add(self._start(cluster, decide, owner=state.op, deadline=deadline))
+        self._maybe_finish_publishing(state)
+
+    def _maybe_finish_publishing(self, state: _CommitOp) -> None:
+        if not state.waiting:
+            self._finish(state, Committed(op=state.op, txid=state.txid))
+
     def _handle_exhausted(self, request: _Request) -> None:
         """A request ran out of attempts (or of outcome budget)."""
         del self._requests[request.req]
@@ -548,6 +575,10 @@ class ClerkCore:
         if state is None:
             # A lost abort: the participant's prepare timeout asks the primary,
             # which presumes abort (DESIGN.md section 4, step 5).
+            return
+        if isinstance(state, _CommitOp) and state.committed:
+            state.waiting.discard(request.req)
+            self._maybe_finish_publishing(state)
             return
         kind = type(request.op).__name__
         silence = f"{request.cluster} did not answer {kind} after {request.attempts} attempts"

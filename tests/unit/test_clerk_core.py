@@ -250,7 +250,7 @@ def test_a_refused_one_phase_commit_aborts_with_the_reason():
     assert clerk.take_completions() == [Aborted(op=1, txid="t1", reason="c1: rule 3: stale read")]
 
 
-def test_two_phase_commit_sends_prepare_to_each_then_decide_to_the_primary_only():
+def test_two_phase_commit_sends_prepare_to_each_then_decide_to_the_primary_first():
     c1, c2, c3 = clusters()
     net = Net(c1, c2, c3)
     a, b = keys_in("c1", 2, prefix="a")
@@ -321,10 +321,30 @@ def test_two_phase_commit_sends_prepare_to_each_then_decide_to_the_primary_only(
             ),
         )
     ]
+    assert clerk.take_completions() == []
+    # Committed at the primary: the clerk publishes to c2 and answers once c2 applied it.
+    assert sent_ops(net.round(clerk)) == [("c2-r0", Decide)]
     assert clerk.take_completions() == [Committed(op=1, txid="t1")]
-    # The primary's leader informs c2; the clerk sends nothing more, ever.
     assert net.run(clerk, ticks=200) == []
-    assert c1.outcomes == {"t1": TXN_COMMITTED} and c2.prepared == {"t1"}
+    assert c1.outcomes == {"t1": TXN_COMMITTED} and c2.outcomes == {"t1": TXN_COMMITTED}
+
+
+def test_a_committed_transaction_is_answered_even_when_a_participant_is_slow_to_apply_it():
+    """The publish round is bounded: the primary's leader keeps pushing to a
+    participant that does not answer the clerk in time."""
+    c1, c2, c3 = clusters()
+    net = Net(c1, c2, c3)
+    clerk = make_clerk(request_timeout_ticks=2, max_backoff_ticks=4, publish_ticks=6)
+    clerk.commit(1, txid="t1", ts=10, reads={}, writes={keys_in("c1", prefix="a")[0]: 1, keys_in("c2", prefix="b")[0]: 2})
+    net.round(clerk)
+    c2.down = set(MEMBERS["c2"])
+    net.round(clerk)
+    for _ in range(5):
+        clerk.tick()
+        net.round(clerk)
+    assert clerk.take_completions() == []
+    clerk.tick()
+    assert clerk.take_completions() == [Committed(op=1, txid="t1")]
 
 
 def test_the_primary_is_the_owner_of_the_smallest_key_touched():
@@ -643,7 +663,7 @@ def test_a_lost_commit_answer_is_asked_again_of_the_new_leader_not_reported_unkn
     assert clerk.take_completions() == [Committed(op=1, txid="t1")]
     decides = c1.ops(Decide)
     assert all(op.commit for _, op in decides) and decides[-1][0] == "c1-r2"
-    assert not c2.ops(Decide)
+    assert [op.commit for _, op in c2.ops(Decide)] == [True]  # published once the primary answered
 
 
 def test_commit_outcome_is_unknown_only_after_the_whole_budget_without_the_primary():
@@ -727,6 +747,10 @@ def test_duplicate_late_and_stray_replies_are_ignored():
         responses=(ClientResponse(req=99, result=PrepareResult(txid="t9", vote=True)),),
     )
     clerk.receive(stray)
+    assert clerk.take_completions() == []
+    [publish] = net.answers(clerk.take_output())  # the commit, published to c2
+    clerk.receive(publish)
+    clerk.receive(publish)
     assert clerk.take_completions() == [Committed(op=1, txid="t1")]
     assert clerk.take_output() == []
 

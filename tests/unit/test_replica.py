@@ -595,3 +595,16 @@ def test_a_lagging_replica_catches_up_through_a_snapshot():
     assert net.storages[lagging].snapshot() is not None
     assert all(read(net, lagging, f"k{n}").value == n for n in range(12))
     assert caught_up["role"] == "follower" and net.leaders["c1"] == leader.id
+
+
+def test_a_decision_already_applied_is_answered_from_the_record_without_a_log_entry():
+    """The clerk and the primary's push both deliver a commit: the second is
+    answered from the settled outcome, spending no log entry."""
+    net = two_clusters()
+    clerk = Clerk(net)
+    clerk.call("c2", prepare("t1", 10, {"z": 1}))
+    assert clerk.call("c2", Decide(txid="t1", ts=10, commit=True)) == [DecideResult(txid="t1", status=TXN_COMMITTED)]
+    last_index = net.leader_status("c2")["last_index"]
+    assert clerk.call("c2", Decide(txid="t1", ts=10, commit=True)) == [DecideResult(txid="t1", status=TXN_COMMITTED)]
+    assert clerk.call("c2", Decide(txid="t1", ts=10, commit=False)) == [DecideResult(txid="t1", status=TXN_COMMITTED)]
+    assert net.leader_status("c2")["last_index"] == last_index

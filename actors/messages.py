@@ -994,6 +994,9 @@ class ClerkReply:
         values: for a read, key -> ReadResult.
         txid: for a commit, the transaction's id.
         reason: why, when not ok.
+        hops: messages on this operation's critical path (the application's
+            ask included), as counted by clerk.clerk.CriticalPath; benchmarks
+            multiply it by the measured cost of one message.
     """
 
     req: int
@@ -1001,3 +1004,4 @@ class ClerkReply:
     values: dict[str, ReadResult] | None = None
     txid: str = ""
     reason: str = ""
+    hops: int = 0

@@ -10,7 +10,9 @@ What the shell adds to the core:
 - timestamps: fresh ones from the coordinator in small blocks. A block is
   used only within one tick of its grant, since an old timestamp would fail
   validation against newer versions (a spurious abort, never a wrong result);
-- ticks only while operations are in flight, so an idle clerk costs nothing.
+- ticks only while operations are in flight, so an idle clerk costs nothing;
+- hop accounting: every reply says how many messages were on its critical
+  path (CriticalPath), for benchmarks.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from actors.messages import (
     ClerkOpen,
     ClerkRead,
     ClerkReply,
+    Decide,
     MapUpdate,
+    ReadKeys,
     Subscribe,
     Timestamp,
     TimestampRequest,
@@ -61,6 +65,65 @@ TIMESTAMP_FRESH_SECONDS = 0.05
 TIMESTAMP_RETRY_SECONDS = 1.0
 
 
+class CriticalPath:
+    """Messages on each operation's critical path (ClerkReply.hops), counted
+    from what the core actually sends, so resends and followed redirects count.
+
+    An operation costs 2 for the application's ask, 2 more when its commit
+    waited for a timestamp round trip to the coordinator, and per protocol
+    phase (its requests first sent together, answered in parallel) the cost
+    of the phase's most expensive request: per send, 2 for clerk <-> leader
+    and 2 more when it is a logged command (the leader's AppendLog to the
+    followers and their acknowledgements that commit it; only ReadKeys is
+    answered unlogged). Decide(abort) is never waited for, so never counted.
+    """
+
+    def __init__(self) -> None:
+        self.base: dict[int, int] = {}  # op -> hops outside its phases
+        self.phases: dict[int, list[dict[int, int]]] = {}  # op -> per phase: core request id -> hops so far
+        self.owners: dict[int, tuple[int, int]] = {}  # core request id -> (op, phase index)
+        self.txids: dict[str, int] = {}
+        self.reading: int | None = None  # the read whose ReadKeys the next batch carries (they have no txid)
+
+    def begin(self, op: int, *, txid: str = "") -> None:
+        self.base[op] = 2
+        self.phases[op] = []
+        if txid:
+            self.txids[txid] = op
+        else:
+            self.reading = op
+
+    def waited_for_timestamp(self, op: int) -> None:
+        self.base[op] += 2
+
+    def sent(self, batches: list[tuple[str, object]]) -> None:
+        opened: dict[int, int] = {}  # op -> the phase its new requests in these batches join
+        for _, batch in batches:
+            for request in batch.requests:
+                if isinstance(request.op, Decide) and not request.op.commit:
+                    continue
+                if request.req not in self.owners:
+                    op = self.txids.get(getattr(request.op, "txid", ""), self.reading)
+                    if op not in self.phases:
+                        continue
+                    if op not in opened:
+                        self.phases[op].append({})
+                        opened[op] = len(self.phases[op]) - 1
+                    self.owners[request.req] = (op, opened[op])
+                op, phase = self.owners[request.req]
+                hops = self.phases[op][phase]
+                hops[request.req] = hops.get(request.req, 0) + (2 if isinstance(request.op, ReadKeys) else 4)
+        self.reading = None
+
+    def finish(self, op: int, txid: str = "") -> int:
+        phases = self.phases.pop(op, [])
+        for phase in phases:
+            for req in phase:
+                self.owners.pop(req, None)
+        self.txids.pop(txid, None)
+        return self.base.pop(op, 2) + sum(max(phase.values()) for phase in phases)
+
+
 class Clerk(ActorTypeDispatcher):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,6 +141,7 @@ class Clerk(ActorTypeDispatcher):
         self.ticking = False
         self.tick_scheduled_at = 0.0
         self.clerk_id = f"k{os.getpid()}-{random.getrandbits(24):06x}"
+        self.path = CriticalPath()
 
     def ensure_subscribed(self) -> None:
         if self.coordinator is None:
@@ -138,11 +202,18 @@ class Clerk(ActorTypeDispatcher):
         op = next(self.ops)
         self.waiting[op] = (asker, message.req)
         if isinstance(message, ClerkRead):
+            self.path.begin(op)
             self.core.read(op, list(message.keys))
         else:
+            self.path.begin(op, txid=self.txid(op))
             self.commits_without_ts.append((op, message))
             self.assign_timestamps()
+            if any(waiting == op for waiting, _ in self.commits_without_ts):
+                self.path.waited_for_timestamp(op)
         self.flush()
+
+    def txid(self, op: int) -> str:
+        return f"{self.clerk_id}-{op}"
 
     def assign_timestamps(self) -> None:
         fresh = time.monotonic() - self.ts_granted_at < TIMESTAMP_FRESH_SECONDS
@@ -152,7 +223,7 @@ class Clerk(ActorTypeDispatcher):
             self.ts_next += 1
             self.core.commit(
                 op,
-                txid=f"{self.clerk_id}-{op}",
+                txid=self.txid(op),
                 ts=ts,
                 reads=dict(message.reads),
                 writes=dict(message.writes),
@@ -180,14 +251,17 @@ class Clerk(ActorTypeDispatcher):
     def flush(self) -> None:
         if self.core is None:
             return
-        for replica, batch in self.core.take_output():
+        output = self.core.take_output()
+        self.path.sent(output)
+        for replica, batch in output:
             address = self.addresses.get(replica)
             if address is not None:
                 self.send(address, batch)
         for completion in self.core.take_completions():
             asker, req = self.waiting.pop(completion.op, (None, 0))
+            hops = self.path.finish(completion.op, self.txid(completion.op))
             if asker is not None:
-                self.send(asker, _reply(req, completion))
+                self.send(asker, _reply(req, completion, hops))
         if (self.waiting or self.commits_without_ts) and not self.ticking:
             self.ticking = True
             self.tick_scheduled_at = time.monotonic()
@@ -221,14 +295,14 @@ class Clerk(ActorTypeDispatcher):
         """Undeliverable: the core's timeouts retry whatever mattered."""
 
 
-def _reply(req: int, completion) -> ClerkReply:
+def _reply(req: int, completion, hops: int) -> ClerkReply:
     if isinstance(completion, ReadDone):
-        return ClerkReply(req=req, outcome="ok", values=dict(completion.values))
+        return ClerkReply(req=req, outcome="ok", values=dict(completion.values), hops=hops)
     if isinstance(completion, Committed):
-        return ClerkReply(req=req, outcome="ok", txid=completion.txid)
+        return ClerkReply(req=req, outcome="ok", txid=completion.txid, hops=hops)
     if isinstance(completion, Aborted):
-        return ClerkReply(req=req, outcome="aborted", txid=completion.txid, reason=completion.reason)
+        return ClerkReply(req=req, outcome="aborted", txid=completion.txid, reason=completion.reason, hops=hops)
     if isinstance(completion, Failed):
-        return ClerkReply(req=req, outcome="unavailable", reason=completion.reason)
+        return ClerkReply(req=req, outcome="unavailable", reason=completion.reason, hops=hops)
     raise TypeError(f"unknown completion {completion!r}")
 

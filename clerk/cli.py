@@ -191,6 +191,12 @@ def cmd_kill(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from clerk.bench import run_bench
+
+    return run_bench(args)
+
+
 def cmd_demo(args) -> int:
     from clerk.demo import run_demo
 
@@ -236,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("seconds", type=float)
     p = command("kill", cmd_kill, "SIGKILL SERVER's process; the coordinator restarts it")
     p.add_argument("server")
+    p = command("bench", cmd_bench, "throughput, latency, aborts and hops of a workload (put|get|txn|bank|mixed|election|sweep)")
+    from clerk.bench import add_bench_arguments
+
+    add_bench_arguments(p, connection_options=False)
     p = command("demo", cmd_demo, "start, transact, sleep a replica and watch repair, kill a leader, stop")
     p.add_argument("--keep", action="store_true", help="keep the demo's data directory")
     return parser
@@ -252,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"raftline {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (RaftlineError, TopologyError, ValueError) as error:
+    except (RaftlineError, TopologyError, ValueError, TimeoutError, RuntimeError) as error:
         print(f"raftline {args.command}: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -109,6 +109,10 @@ class Store:
         self._clerk = self._system.createActor(Clerk)
         self._system.tell(self._clerk, ClerkOpen(owner_pid=os.getpid()))
         self._requests = itertools.count(1)
+        self.last_hops = 0
+        """Messages on the critical path of the last clerk request (ClerkReply.hops), for benchmarks."""
+        self.total_hops = 0
+        """The same, summed over every clerk request of this store."""
 
     # -- plain operations (each one a transaction) ---------------------------------
 
@@ -196,6 +200,8 @@ class Store:
             reply = self._system.listen(REQUEST_TIMEOUT)  # a late answer to an earlier, timed-out request
         if reply is None:
             raise Unavailable(f"no answer from the clerk within {REQUEST_TIMEOUT:g} s (is the system at {self.admin} overloaded?)")
+        self.last_hops = reply.hops
+        self.total_hops += reply.hops
         return reply
 
     def _read(self, keys: list[str]) -> dict[str, ReadResult]:

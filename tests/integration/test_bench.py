@@ -1,0 +1,122 @@
+"""`raftline bench` on real processes (short runs), and its arithmetic.
+
+Speed is never asserted: the figures are checked for shape and for what the
+protocol guarantees (hops per operation have a floor set by its phases)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from actors.messages import ClientBatch, ClientRequest, CommitOnePhase, Decide, Prepare, ReadKeys
+from clerk.bench import percentile, summarize
+from clerk.clerk import CriticalPath
+
+REPORT_KEYS = {
+    "workload",
+    "ops",
+    "throughput",
+    "latency_ms",
+    "abort_rate",
+    "hops",
+    "rtt_ms",
+    "cpu_s",
+    "attempts_per_commit",
+}
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clerk.bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def last_json_line(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def assert_sane(report: dict, workload: str) -> None:
+    assert REPORT_KEYS <= set(report)
+    assert report["workload"] == workload
+    assert report["ops"] > 0 and report["throughput"] > 0
+    latency = report["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    assert 0 <= report["abort_rate"] < 1 and report["attempts_per_commit"] >= 1
+    assert report["rtt_ms"] > 0
+    assert report["cpu_s"]["servers"] > 0
+    assert set(report["cpu_s"]) == {"admin", "coordinator", "servers", "clerks", "clients"}
+
+
+def test_put_on_its_own_system():
+    report = last_json_line(bench("put", "--clients", "2", "--duration", "2", "--clusters", "2", "--json"))
+    assert_sane(report, "put")
+    assert report["clients"] == 2 and report["clusters"] == 2
+    # The ask, then one logged phase (clerk <-> leader, AppendLog and acks).
+    assert report["hops"] >= 6
+
+
+def test_txn_against_a_running_system(cluster):
+    report = last_json_line(bench("txn", "--clients", "2", "--duration", "2", "--admin", cluster.admin, "--json"))
+    assert_sane(report, "txn")
+    # Two unlogged reads (4 each), then a two-phase commit: the ask plus
+    # prepare, decide and publish, each logged (4 each).
+    assert report["hops"] >= 2 * 4 + 2 + 3 * 4
+
+
+def test_inconsistent_arguments_are_one_line_errors():
+    result = bench("put", "--replicas", "3,5")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "raftline bench: put takes one --replicas count, got 3,5"
+    result = bench("sweep", "--admin", "127.0.0.1:1")
+    assert result.returncode == 1 and "--admin does not apply" in result.stderr
+
+
+def test_summary_counts_attempts_aborts_and_percentiles():
+    records = [
+        [0.0, 0.010, "ok", 1, 6],
+        [0.1, 0.030, "ok", 3, 18],
+        [0.2, 0.500, "aborted", 4, 24],
+        [0.3, 0.020, "failed", 2, 8],
+    ]
+    summary = summarize(records, duration=2.0)
+    assert summary["ops"] == 2 and summary["gave_up"] == 1 and summary["failed"] == 1
+    assert summary["abort_rate"] == round((0 + 2 + 4 + 1) / 10, 4)
+    assert summary["attempts_per_commit"] == 5.0
+    assert summary["hops"] == 12.0
+    assert summary["latency_ms"] == {"p50": 10.0, "p95": 30.0, "p99": 30.0, "max": 30.0}
+    assert percentile([], 0.5) == 0.0
+
+
+def batch(*requests: ClientRequest) -> list[tuple[str, ClientBatch]]:
+    return [("c1-r0", ClientBatch(client="k", cluster="c1", epoch=1, requests=requests))]
+
+
+def test_critical_path_counts_phases_resends_and_skips_aborts():
+    path = CriticalPath()
+    path.begin(1)
+    path.sent(batch(ClientRequest(req=1, op=ReadKeys(keys=("a",))), ClientRequest(req=2, op=ReadKeys(keys=("b",)))))
+    path.sent(batch(ClientRequest(req=2, op=ReadKeys(keys=("b",)))))  # a resend
+    assert path.finish(1) == 2 + 2 * 2
+
+    path.begin(2, txid="t2")
+    path.waited_for_timestamp(2)
+    prepare = Prepare(
+        txid="t2", ts=5, reads={}, writes={"a": 1}, deletes=(), primary="c1", participants=("c1", "c2"), epoch=1
+    )
+    path.sent(batch(ClientRequest(req=3, op=prepare), ClientRequest(req=4, op=prepare)))
+    path.sent(batch(ClientRequest(req=5, op=Decide(txid="t2", ts=5, commit=True))))
+    path.sent(batch(ClientRequest(req=6, op=Decide(txid="t2", ts=5, commit=True))))
+    path.sent(batch(ClientRequest(req=7, op=Decide(txid="t2", ts=5, commit=False))))
+    assert path.finish(2, "t2") == 2 + 2 + 3 * 4
+
+    path.begin(3, txid="t3")
+    path.sent(
+        batch(ClientRequest(req=8, op=CommitOnePhase(txid="t3", ts=6, reads={}, writes={"a": 2}, deletes=(), epoch=1)))
+    )
+    assert path.finish(3, "t3") == 2 + 4

@@ -191,6 +191,12 @@ def cmd_kill(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from clerk.check_cli import run_check
+
+    return run_check(args)
+
+
 def cmd_bench(args) -> int:
     from clerk.bench import run_bench
 
@@ -246,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     from clerk.bench import add_bench_arguments
 
     add_bench_arguments(p, connection_options=False)
+    check = sub.add_parser("check", help="judge a recorded history (JSON Lines) against a model")
+    from clerk.check_cli import add_check_arguments
+
+    add_check_arguments(check)
+    check.set_defaults(handler=cmd_check)
     p = command("demo", cmd_demo, "start, transact, sleep a replica and watch repair, kill a leader, stop")
     p.add_argument("--keep", action="store_true", help="keep the demo's data directory")
     return parser

@@ -62,12 +62,25 @@ def check_key(key: Any) -> str:
 def check_value(value: Any) -> Any:
     """A JSON value within the size limit, returned as it will be stored (tuples become lists)."""
     try:
+        _require_string_keys(value)
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
         raise ValueError(f"value is not JSON (str, int, float, bool, None, list, dict with str keys): {error}") from None
     if len(text.encode()) > MAX_VALUE_BYTES:
         raise ValueError(f"value too large: {len(text.encode())} bytes as JSON (limit {MAX_VALUE_BYTES})")
     return json.loads(text)
+
+
+def _require_string_keys(value: Any) -> None:
+    """json.dumps would silently turn {1: x} into {"1": x}: refuse it instead."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"dict key {key!r} is not a string")
+            _require_string_keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _require_string_keys(item)
 
 
 def resolve_admin(topology: str | os.PathLike | None, admin: str | None) -> tuple[str, str]:

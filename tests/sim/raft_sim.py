@@ -20,10 +20,8 @@ Rules:
 
 from __future__ import annotations
 
-import hashlib
 import random
 import struct
-from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -46,6 +44,7 @@ from actors.raft.storage import MemoryStorage
 from tests.sim.faults import Faults
 from tests.sim.invariants import LIVENESS, NODE_ERROR, RaftChecker, Violation
 from tests.sim.network import TICK, Network, Scheduler
+from tests.sim.trace import Trace
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,8 +184,7 @@ class RaftSim:
         self.scheduler = Scheduler()
         self.checker = RaftChecker()
         self.stats = SimStats()
-        self._digest = hashlib.sha256()
-        self._recent: deque[str] = deque(maxlen=40)
+        self._trace = Trace(self.scheduler)
         self.network = Network(
             scheduler=self.scheduler,
             rng=self.rng("network"),
@@ -217,16 +215,10 @@ class RaftSim:
     def _replica_id(self, number: int) -> str:
         return f"{self.config.cluster}-r{number}"
 
-    def _trace(self, line: str) -> None:
-        stamped = f"{self.scheduler.now} {line}"
-        self._digest.update(stamped.encode())
-        self._digest.update(b"\n")
-        self._recent.append(stamped)
-
     @property
     def digest(self) -> str:
         """SHA-256 of the trace so far: equal for two runs of one seed."""
-        return self._digest.hexdigest()
+        return self._trace.digest
 
     @property
     def now_ticks(self) -> float:
@@ -254,7 +246,7 @@ class RaftSim:
             time=self.scheduler.now,
             seed=self.seed,
             nodes=self.config.nodes,
-            trace_tail=list(self._recent),
+            trace_tail=self._trace.tail(),
         )
 
     def at_tick(self, ticks: float, label: str, action: Callable[[], None]) -> None:

@@ -35,12 +35,11 @@ Rules:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import re
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -67,6 +66,7 @@ from tests.sim.network import (
     Scheduler,
     random_groups,
 )
+from tests.sim.trace import Trace
 from tests.sim.txn_truth import (
     ABANDONED,
     ABORTED,
@@ -262,8 +262,7 @@ class TxnSim:
         self.seed = config.seed
         self.scheduler = Scheduler()
         self.stats = TxnStats()
-        self._digest = hashlib.sha256()
-        self._recent: deque[str] = deque(maxlen=40)
+        self._trace = Trace(self.scheduler)
         self.network = Network(
             scheduler=self.scheduler,
             rng=self.rng("network"),
@@ -316,16 +315,10 @@ class TxnSim:
         """A random stream of this run, named so that adding one shifts no other."""
         return random.Random(f"{self.seed}:{stream}")
 
-    def _trace(self, line: str) -> None:
-        stamped = f"{self.scheduler.now} {line}"
-        self._digest.update(stamped.encode())
-        self._digest.update(b"\n")
-        self._recent.append(stamped)
-
     @property
     def digest(self) -> str:
         """SHA-256 of the trace so far: equal for two runs of one seed."""
-        return self._digest.hexdigest()
+        return self._trace.digest
 
     @property
     def now_ticks(self) -> int:
@@ -353,7 +346,7 @@ class TxnSim:
 
     def violation(self, invariant: str, detail: str) -> TxnViolation:
         return TxnViolation(
-            invariant, detail, seed=self.seed, time=self.scheduler.now, trace_tail=list(self._recent)
+            invariant, detail, seed=self.seed, time=self.scheduler.now, trace_tail=self._trace.tail()
         )
 
     def run(self, ticks: float) -> None:

@@ -1,0 +1,34 @@
+"""A simulation run's trace: every event line, stamped with simulated time.
+
+Two runs of one seed produce the same lines, so their digests are equal
+(determinism tests); the last lines go into a violation's report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+
+from tests.sim.network import Scheduler
+
+
+class Trace:
+    def __init__(self, scheduler: Scheduler, keep: int = 40) -> None:
+        self._scheduler = scheduler
+        self._digest = hashlib.sha256()
+        self._recent: deque[str] = deque(maxlen=keep)
+
+    def __call__(self, line: str) -> None:
+        stamped = f"{self._scheduler.now} {line}"
+        self._digest.update(stamped.encode())
+        self._digest.update(b"\n")
+        self._recent.append(stamped)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of every line so far."""
+        return self._digest.hexdigest()
+
+    def tail(self) -> list[str]:
+        """The last lines, oldest first."""
+        return list(self._recent)

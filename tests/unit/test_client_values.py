@@ -1,0 +1,37 @@
+"""Values and keys are refused at the client, before anything is sent (DESIGN.md section 7)."""
+
+import math
+
+import pytest
+
+from clerk.client import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, check_value
+
+
+@pytest.mark.parametrize("value", [None, True, 3, 2.5, "text", [1, "two", None], {"a": {"b": [1, 2]}}])
+def test_json_values_are_accepted_as_they_will_be_stored(value):
+    assert check_value(value) == value
+
+
+def test_tuples_are_stored_as_lists():
+    assert check_value((1, 2)) == [1, 2]
+
+
+@pytest.mark.parametrize("value", [{1, 2}, b"bytes", object(), {1: "int key"}, math.nan, math.inf])
+def test_values_that_are_not_json_are_refused_with_one_clear_error(value):
+    with pytest.raises(ValueError, match="not JSON"):
+        check_value(value)
+
+
+def test_values_over_the_size_limit_are_refused():
+    check_value("x" * (MAX_VALUE_BYTES - 2))
+    with pytest.raises(ValueError, match="value too large"):
+        check_value("x" * MAX_VALUE_BYTES)
+
+
+def test_keys_are_non_empty_strings_within_the_limit():
+    assert check_key("alice") == "alice"
+    for bad in ("", 7, None):
+        with pytest.raises(TypeError):
+            check_key(bad)
+    with pytest.raises(ValueError, match="key too long"):
+        check_key("k" * (MAX_KEY_BYTES + 1))

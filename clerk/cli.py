@@ -197,6 +197,12 @@ def cmd_check(args) -> int:
     return run_check(args)
 
 
+def cmd_verify(args) -> int:
+    from clerk.verify import run_verify
+
+    return run_verify(args)
+
+
 def cmd_bench(args) -> int:
     from clerk.bench import run_bench
 
@@ -252,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     from clerk.bench import add_bench_arguments
 
     add_bench_arguments(p, connection_options=False)
+    p = command("verify", cmd_verify, "a workload under faults on real processes; its history checked (exit 0 valid)")
+    from clerk.verify import add_verify_arguments
+
+    add_verify_arguments(p, connection_options=False)
     check = sub.add_parser("check", help="judge a recorded history (JSON Lines) against a model")
     from clerk.check_cli import add_check_arguments
 

@@ -33,14 +33,7 @@ from actors.messages import (
     Stamp,
 )
 from clerk.errors import ClusterNotRunning, TransactionAborted, Unavailable
-from coordinator.system import (
-    DEFAULT_BASE,
-    LOOPBACK,
-    admin_listening,
-    how_to_start,
-    parse_admin,
-    prepare_environment,
-)
+from coordinator.system import DEFAULT_BASE, LOOPBACK, attach, parse_admin
 
 MAX_VALUE_BYTES = 32 * 1024
 """Largest JSON encoding of one value; keeps every message far under Thespian's 60 KB."""
@@ -108,17 +101,13 @@ class Store:
     """A connection to raftline; see the module docstring. Not thread-safe: one per thread."""
 
     def __init__(self, admin: str, base: str = DEFAULT_BASE):
-        host, port = parse_admin(admin)
-        if not admin_listening(host, port):
-            raise ClusterNotRunning(how_to_start(admin))
-        prepare_environment()
-        from thespian.actors import ActorExitRequest, ActorSystem
+        self._system = attach(admin, base)
+        from thespian.actors import ActorExitRequest
 
         from clerk.clerk import Clerk
 
         self.admin = admin
         self._exit_request = ActorExitRequest
-        self._system = ActorSystem(base, {"Admin Port": port}, transientUnique=True)
         self._clerk = self._system.createActor(Clerk)
         self._system.tell(self._clerk, ClerkOpen(owner_pid=os.getpid()))
         self._requests = itertools.count(1)

@@ -79,18 +79,24 @@ def how_to_start(admin: str) -> str:
     return f"no raftline system is running at {admin}; start one with `raftline start` (or `raftline demo`)"
 
 
+def attach(admin: str, base: str = DEFAULT_BASE):
+    """A private ActorSystem handle on the running system at `admin` (never
+    starts one: ClusterNotRunning when nothing listens there)."""
+    host, port = parse_admin(admin)
+    if not admin_listening(host, port):
+        raise ClusterNotRunning(how_to_start(admin))
+    prepare_environment()
+    from thespian.actors import ActorSystem
+
+    return ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+
+
 class AdminClient:
     """A handle on a running system, from outside it: asks the coordinator."""
 
     def __init__(self, admin: str, base: str = DEFAULT_BASE):
-        host, port = parse_admin(admin)
-        if not admin_listening(host, port):
-            raise ClusterNotRunning(how_to_start(admin))
-        prepare_environment()
-        from thespian.actors import ActorSystem
-
         self.admin = admin
-        self.system = ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+        self.system = attach(admin, base)
         from coordinator.coordinator import Coordinator
 
         self.coordinator = self.system.createActor(Coordinator, globalName=COORDINATOR_NAME)

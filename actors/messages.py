@@ -864,6 +864,21 @@ class Sleep:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Isolate:
+    """Cut a server off from its peers: it drops every Raft message to and from
+    the other replicas for a while, but keeps ticking (PreVote must keep it from
+    disrupting the cluster when it returns).
+
+    Fields:
+        server: the replica id.
+        seconds: how long.
+    """
+
+    server: str
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Kill:
     """SIGKILL a server's process; the coordinator then restarts it.
 

@@ -30,7 +30,9 @@ from thespian.actors import (
 )
 
 from actors.messages import (
+    RAFT_MESSAGES,
     ConfState,
+    Isolate,
     MapUpdate,
     RepairLog,
     RepairLogReq,
@@ -65,6 +67,7 @@ class DatabaseServer(ActorTypeDispatcher):
         self.leaders: dict[str, str | None] = {}
         self.tick_generation = 0
         self.asleep_until = 0.0
+        self.isolated_until = 0.0
         self.log: logging.Logger | None = None
         self.last_role: str | None = None
 
@@ -127,7 +130,10 @@ class DatabaseServer(ActorTypeDispatcher):
         raise TypeError(f"unknown destination {destination!r}")
 
     def flush(self) -> None:
+        cut_off = self.isolated()
         for destination, message in self.replica.take_output():
+            if cut_off and isinstance(destination, ToReplica):
+                continue
             if isinstance(message, RepairLogReq):
                 self.event(f"found a gap after index {message.last_index}: asking the leader to repair the log")
             address = self.resolve(destination)
@@ -143,9 +149,14 @@ class DatabaseServer(ActorTypeDispatcher):
     def asleep(self) -> bool:
         return self.asleep_until > time.monotonic()
 
+    def isolated(self) -> bool:
+        return self.isolated_until > time.monotonic()
+
     def deliver(self, message, sender) -> None:
         if self.replica is None or self.asleep():
             return
+        if isinstance(message, RAFT_MESSAGES) and self.isolated():
+            return  # cut off from its peers (but not from clients)
         if isinstance(message, RepairLog):
             what = "a snapshot chunk" if message.snapshot is not None else f"{len(message.entries)} entries"
             self.event(f"repair from {message.leader}: {what}")
@@ -197,6 +208,10 @@ class DatabaseServer(ActorTypeDispatcher):
         self.tick_generation += 1  # the running tick chain stops here
         self.event(f"sleeping for {message.seconds:g} s")
         self.wakeupAfter(timedelta(seconds=message.seconds), payload=("wake", self.tick_generation))
+
+    def receiveMsg_Isolate(self, message: Isolate, sender) -> None:
+        self.isolated_until = time.monotonic() + message.seconds
+        self.event(f"cut off from its peers for {message.seconds:g} s")
 
     def receiveMsg_ReplicaStatusRequest(self, message: ReplicaStatusRequest, sender) -> None:
         if self.replica is None or self.asleep():

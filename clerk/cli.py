@@ -185,6 +185,14 @@ def cmd_sleep(args) -> int:
     return 0
 
 
+def cmd_isolate(args) -> int:
+    if not args.seconds > 0:
+        raise UsageError(f"SECONDS must be positive, got {args.seconds:g}")
+    open_cluster(args).isolate(args.server, args.seconds)
+    print(f"{args.server} is cut off from its peers for {args.seconds:g} s; it keeps ticking")
+    return 0
+
+
 def cmd_kill(args) -> int:
     open_cluster(args).kill(args.server)
     print(f"killed {args.server}; the coordinator restarts it")
@@ -250,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("txn", cmd_txn, "one atomic transaction: raftline txn 'put a 1' 'get b' 'delete c'")
     p.add_argument("ops", nargs="+", metavar="OP")
     p = command("sleep", cmd_sleep, "put SERVER to sleep for SECONDS; it then repairs its log")
+    p.add_argument("server")
+    p.add_argument("seconds", type=float)
+    p = command("isolate", cmd_isolate, "cut SERVER off from its peers for SECONDS (it keeps ticking)")
     p.add_argument("server")
     p.add_argument("seconds", type=float)
     p = command("kill", cmd_kill, "SIGKILL SERVER's process; the coordinator restarts it")

@@ -2,7 +2,9 @@
 
 Rules and invariants:
 - Kinds: `sleep` (a leader or a follower goes silent for 1-3 s, then
-  repairs its log), `kill` (SIGKILL a server; the coordinator restarts it),
+  repairs its log), `isolate` (a leader or a follower is cut off from its
+  peers for 1-3 s but keeps ticking: PreVote must keep it from disrupting
+  the cluster when it returns), `kill` (SIGKILL a server; the coordinator restarts it),
   `clerk` (SIGKILL one client process mid-run; the runner records its open
   operation as `info`). `all` is every kind, mixed at random.
 - One fault every FAULT_INTERVAL seconds, the first after FIRST_FAULT_DELAY.
@@ -25,7 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-FAULT_KINDS = ("sleep", "kill", "clerk")
+FAULT_KINDS = ("sleep", "isolate", "kill", "clerk")
+TIMED_KINDS = ("sleep", "isolate")
 FAULT_INTERVAL = 1.5
 FIRST_FAULT_DELAY = 0.5
 SLEEP_SECONDS = (1.0, 3.0)
@@ -55,10 +58,10 @@ class Fault:
     """One fault, chosen or injected.
 
     Fields:
-        kind: "sleep", "kill" or "clerk".
+        kind: "sleep", "isolate", "kill" or "clerk".
         target: the server name, or for "clerk" the client's process number.
         role: the server's role when chosen ("leader", "follower"); "" for a clerk.
-        seconds: how long a sleep lasts; 0 otherwise.
+        seconds: how long a sleep or an isolation lasts; 0 otherwise.
         time: when it was injected (monotonic ns); 0 while only chosen.
     """
 
@@ -71,16 +74,16 @@ class Fault:
     def describe(self) -> str:
         if self.kind == "clerk":
             return f"clerk: killed client process {self.target}"
-        extra = f" for {self.seconds:.1f} s" if self.kind == "sleep" else ""
+        extra = f" for {self.seconds:.1f} s" if self.kind in TIMED_KINDS else ""
         return f"{self.kind}: {self.role} {self.target}{extra}"
 
 
 def healthy_servers(status: dict) -> list[tuple[str, str]]:
-    """(server, role) of every replica in a cluster whose replicas are all alive and awake."""
+    """(server, role) of every replica in a cluster whose replicas are all alive, awake and connected."""
     servers = []
     for name in sorted(status.get("clusters", {})):
         replicas = status["clusters"][name]["replicas"]
-        if all(info["alive"] and not info["asleep"] for info in replicas.values()):
+        if all(info["alive"] and not info["asleep"] and not info.get("isolated") for info in replicas.values()):
             servers += [(server, replicas[server]["role"]) for server in sorted(replicas)]
     return servers
 
@@ -100,7 +103,7 @@ def choose_fault(rng: random.Random, kinds: Sequence[str], status: dict, clients
     candidates = [server for server, server_role in servers if server_role == role] or [s for s, _ in servers]
     server = rng.choice(candidates)
     role = dict(servers)[server]
-    seconds = round(rng.uniform(*SLEEP_SECONDS), 2) if kind == "sleep" else 0.0
+    seconds = round(rng.uniform(*SLEEP_SECONDS), 2) if kind in TIMED_KINDS else 0.0
     return Fault(kind=kind, target=server, role=role, seconds=seconds)
 
 
@@ -163,6 +166,8 @@ class FaultScheduler:
     def _inject(self, cluster, fault: Fault) -> None:
         if fault.kind == "sleep":
             cluster.sleep(fault.target, fault.seconds)
+        elif fault.kind == "isolate":
+            cluster.isolate(fault.target, fault.seconds)
         elif fault.kind == "kill":
             cluster.kill(fault.target)
         else:

@@ -64,7 +64,7 @@ def add_verify_arguments(parser: argparse.ArgumentParser, *, connection_options:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of workload (default 30)")
     parser.add_argument("--clients", type=int, default=4, help="client processes (default 4)")
     parser.add_argument(
-        "--faults", default="none", help="none, all, or a comma-separated list of sleep,kill,clerk (default none)"
+        "--faults", default="none", help="none, all, or a comma-separated list of sleep,isolate,kill,clerk (default none)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seeds the clients' operations and the faults")
     parser.add_argument("--history", metavar="FILE", help="where to write the history (default: a new temp dir)")

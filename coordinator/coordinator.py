@@ -39,6 +39,7 @@ from thespian.actors import (
 from actors.messages import (
     AdminReply,
     Boot,
+    Isolate,
     Kill,
     LeaderChange,
     MapUpdate,
@@ -85,6 +86,7 @@ class ServerRecord:
     pid: int = 0
     alive: bool = False
     asleep_until: float = 0.0
+    isolated_until: float = 0.0
     restarts: int = 0
     last_status: dict = field(default_factory=dict)
 
@@ -305,6 +307,18 @@ class Coordinator(ActorTypeDispatcher):
         self.send(record.address, message)
         self.send(sender, AdminReply(ok=True, message=f"{message.server} sleeps for {message.seconds:g} s"))
 
+    def receiveMsg_Isolate(self, message: Isolate, sender) -> None:
+        record = self.servers.get(message.server)
+        if record is None:
+            self.send(sender, self.unknown_server(message.server))
+            return
+        if not 0 < message.seconds <= 3600:
+            self.send(sender, AdminReply(ok=False, message=f"isolate seconds must be in (0, 3600], got {message.seconds:g}"))
+            return
+        record.isolated_until = time.monotonic() + message.seconds
+        self.send(record.address, message)
+        self.send(sender, AdminReply(ok=True, message=f"{message.server} is cut off from its peers for {message.seconds:g} s"))
+
     def receiveMsg_Kill(self, message: Kill, sender) -> None:
         record = self.servers.get(message.server)
         if record is None:
@@ -392,6 +406,7 @@ class Coordinator(ActorTypeDispatcher):
                     entry.setdefault(name, 0)
                 entry["alive"] = record.alive and (report is not None or self.asleep(record))
                 entry["asleep"] = self.asleep(record)
+                entry["isolated"] = record.isolated_until > time.monotonic()
                 entry["pid"] = record.pid
                 entry["restarts"] = record.restarts
                 if report is None and not entry["asleep"]:

@@ -157,6 +157,12 @@ class Cluster:
 
         self._client.admin_request(Sleep(server=server, seconds=float(seconds)))
 
+    def isolate(self, server: str, seconds: float) -> None:
+        """Cut `server` off from its peers for `seconds`; it keeps ticking."""
+        from actors.messages import Isolate
+
+        self._client.admin_request(Isolate(server=server, seconds=float(seconds)))
+
     def kill(self, server: str) -> None:
         from actors.messages import Kill
 

@@ -185,3 +185,25 @@ def test_clerk_of_an_application_that_died_without_closing_exits(cluster):
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     wait_for(lambda: cluster.status()["clerks"] <= before, timeout=20)
+
+
+def test_an_isolated_follower_returns_without_deposing_the_leader(cluster, store):
+    """It keeps ticking while cut off; PreVote keeps it from raising the term,
+    so when it returns the leader and term are unchanged and it catches up."""
+    before = cluster.status()["clusters"]["c1"]
+    leader, term = before["leader"], before["term"]
+    cut_off = next(r for r in before["replicas"] if r != leader)
+    cluster.isolate(cut_off, 2.0)
+    key = keys_on_each_cluster(cluster, unique("isolated"))["c1"]
+    for value in range(10):
+        store.put(key, value)
+    wait_for(lambda: not cluster.status()["clusters"]["c1"]["replicas"][cut_off]["isolated"], timeout=15)
+
+    def caught_up():
+        info = cluster.status()["clusters"]["c1"]
+        mine, head = info["replicas"][cut_off], info["replicas"][info["leader"]]
+        return mine["applied"] >= head["commit"]
+
+    wait_for(caught_up, timeout=20)
+    after = cluster.status()["clusters"]["c1"]
+    assert (after["leader"], after["term"], after["replicas"][cut_off]["term"]) == (leader, term, term)

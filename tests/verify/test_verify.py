@@ -130,8 +130,9 @@ def test_parse_faults():
     assert parse_faults("none") == ()
     assert parse_faults("all") == FAULT_KINDS
     assert parse_faults("kill,sleep,kill") == ("kill", "sleep")
+    assert parse_faults("isolate") == ("isolate",)
     with pytest.raises(FaultUsageError):
-        parse_faults("isolate")
+        parse_faults("partition")
 
 
 def test_faults_never_hit_a_cluster_already_faulted():

@@ -800,6 +800,18 @@ class ClerkOpen:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkOpened:
+    """The clerk's answer to ClerkOpen.
+
+    Fields:
+        pid: the clerk actor's process id (fault injection kills it to test
+            recovery from a clerk that dies mid-transaction).
+    """
+
+    pid: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class WhoServes:
     """Which clusters own these keys, and who leads them.
 

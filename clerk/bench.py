@@ -340,6 +340,7 @@ class ClientHandle:
         result: where it writes its records.
         ops: operations it reported done so far.
         ready, done: its "ready" and "done" lines arrived.
+        clerk_pid: its clerk actor's process id, when its "ready" line gave it.
     """
 
     process: subprocess.Popen
@@ -347,12 +348,14 @@ class ClientHandle:
     ops: int = 0
     ready: bool = False
     done: bool = False
+    clerk_pid: int = 0
 
     def follow(self) -> None:
         """Read the client's stdout lines until it closes (runs in a thread)."""
         for line in self.process.stdout:
             word, _, value = line.strip().partition(" ")
             if word == "ready":
+                self.clerk_pid = int(value or 0)
                 self.ready = True
             elif word == "ops":
                 self.ops = int(value)

@@ -34,6 +34,7 @@ from thespian.actors import (
 from actors.messages import (
     ClerkCommit,
     ClerkOpen,
+    ClerkOpened,
     ClerkRead,
     ClerkReply,
     Decide,
@@ -154,6 +155,7 @@ class Clerk(ActorTypeDispatcher):
 
     def receiveMsg_ClerkOpen(self, message: ClerkOpen, sender) -> None:
         self.ensure_subscribed()
+        self.send(sender, ClerkOpened(pid=os.getpid()))
         self.wakeupAfter(OWNER_CHECK, payload=("owner", message.owner_pid))
 
     def check_owner(self, pid: int) -> None:

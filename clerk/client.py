@@ -27,6 +27,7 @@ from typing import Any, Callable
 from actors.messages import (
     ClerkCommit,
     ClerkOpen,
+    ClerkOpened,
     ClerkRead,
     ClerkReply,
     ReadResult,
@@ -109,7 +110,10 @@ class Store:
         self.admin = admin
         self._exit_request = ActorExitRequest
         self._clerk = self._system.createActor(Clerk)
-        self._system.tell(self._clerk, ClerkOpen(owner_pid=os.getpid()))
+        opened = self._system.ask(self._clerk, ClerkOpen(owner_pid=os.getpid()), REQUEST_TIMEOUT)
+        if not isinstance(opened, ClerkOpened):
+            raise Unavailable(f"the system at {admin} did not start a clerk within {REQUEST_TIMEOUT:g} s")
+        self.clerk_pid = opened.pid
         self._requests = itertools.count(1)
         self.last_hops = 0
         """Messages on the critical path of the last clerk request (ClerkReply.hops), for benchmarks."""

@@ -5,8 +5,9 @@ Rules and invariants:
   repairs its log), `isolate` (a leader or a follower is cut off from its
   peers for 1-3 s but keeps ticking: PreVote must keep it from disrupting
   the cluster when it returns), `kill` (SIGKILL a server; the coordinator restarts it),
-  `clerk` (SIGKILL one client process mid-run; the runner records its open
-  operation as `info`). `all` is every kind, mixed at random.
+  `clerk` (SIGKILL one client process and its clerk actor mid-run, as when
+  the client's machine dies; the runner records its open operation as
+  `info` and the servers recover the clerk's transaction). `all` is every kind, mixed at random.
 - One fault every FAULT_INTERVAL seconds, the first after FIRST_FAULT_DELAY.
   What and whom is drawn from the injected `random.Random` alone; only the
   status it is shown (and so the moment) varies between runs.
@@ -73,7 +74,7 @@ class Fault:
 
     def describe(self) -> str:
         if self.kind == "clerk":
-            return f"clerk: killed client process {self.target}"
+            return f"clerk: killed client process {self.target} and its clerk"
         extra = f" for {self.seconds:.1f} s" if self.kind in TIMED_KINDS else ""
         return f"{self.kind}: {self.role} {self.target}{extra}"
 

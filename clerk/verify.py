@@ -195,9 +195,17 @@ class ClientPool:
             return [c.number for c in self.clients if not c.killed and not c.handle.done and c.handle.ready]
 
     def kill(self, number: int) -> None:
-        """SIGKILL client `number` and start its replacement."""
+        """SIGKILL client `number` and its clerk actor, as when the client's
+        machine dies: whatever transaction the clerk was running is left to
+        the servers' recovery (DESIGN.md section 4, step 5). Then start its
+        replacement."""
         client = self.clients[number]
         client.killed = True  # first: its death must not read as a crash to check_alive
+        if client.handle.clerk_pid:
+            try:
+                os.kill(client.handle.clerk_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         client.handle.process.send_signal(signal.SIGKILL)
         client.handle.process.wait()
         client.killed_ns = time.monotonic_ns()  # after it died: it recorded nothing later

@@ -238,7 +238,7 @@ def client_main(spec_path: str) -> int:
     store = connect(admin=spec["admin"])
     try:
         store.get("verify-warmup")  # the clerk has its map and knows the leaders
-        print("ready", flush=True)
+        print(f"ready {store.clerk_pid}", flush=True)
         word, *times = sys.stdin.readline().split()
         if word != "go" or len(times) != 2:
             return 1

@@ -231,8 +231,8 @@ def verify(history, *args: str) -> dict:
     "workload, faults, check_args",
     [
         ("list-append", "all", []),
-        ("bank", "sleep,kill", ["--total", "500", "--accounts", "5"]),
-        ("register", "clerk", []),
+        ("bank", "all", ["--total", "500", "--accounts", "5"]),
+        ("register", "all", []),
     ],
 )
 def test_a_short_run_under_faults_is_valid(workload, faults, check_args, tmp_path):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from actors.messages import CONF_REMOVE, ConfChange
 from actors.raft.node import RaftConfig, RaftError
+from tests.sim.chaos import ChaosDriver
 from tests.sim.faults import Faults
 from tests.sim.network import TICK, random_groups
 from tests.sim.raft_sim import RaftSim, SimConfig, SimViolation
@@ -30,40 +31,21 @@ SETTLE_TICKS = 300
 """Ticks a healed run has to become live."""
 
 
-class Chaos:
+class Chaos(ChaosDriver):
     """Injects the switched-on faults at random moments until stopped."""
 
     def __init__(self, sim: RaftSim, rng: random.Random, *, pace: tuple[float, float] = (2, 12)) -> None:
         """`pace`: the range of ticks between two chaos actions."""
-        self.sim = sim
-        self.rng = rng
-        self.pace = pace
-        self.active = False
         faults = sim.config.faults
-        self.kinds = [kind for kind in ("partition", "crash", "sleep", "member") if getattr(faults, kind)]
-        self._longest_pause = 3 * sim.config.raft.election_max
+        super().__init__(
+            sim,
+            rng,
+            kinds=[kind for kind in ("partition", "crash", "sleep", "member") if getattr(faults, kind)],
+            pace=pace,
+            longest_pause=3 * sim.config.raft.election_max,
+        )
         self._retiring: set[str] = set()
         sim.on_conf_applied(self._conf_applied)
-
-    def start(self) -> None:
-        self.active = True
-        if self.kinds:
-            self._schedule_next()
-
-    def stop(self) -> None:
-        self.active = False
-
-    def _schedule_next(self) -> None:
-        low, high = self.pace
-        self.sim.scheduler.after(int(self.rng.uniform(low, high) * TICK), self._act)
-
-    def _act(self) -> None:
-        if not self.active:
-            return
-        kind = self.rng.choice(self.kinds)
-        self.sim.stats.faults[kind] = self.sim.stats.faults.get(kind, 0) + 1
-        getattr(self, f"_{kind}")()
-        self._schedule_next()
 
     def _unavailable(self) -> list[str]:
         sim = self.sim
@@ -97,30 +79,12 @@ class Chaos:
             if victim is not None:
                 sim.isolate(victim)
 
-    def _crash(self) -> None:
-        sim = self.sim
-        down = [rid for rid in sim.members() if not sim.replicas[rid].running and not sim.replicas[rid].decommissioned]
-        if down and self.rng.random() < 0.5:
-            sim.restart(self.rng.choice(down))
-            return
-        victim = self._victim()
-        if victim is None:
-            return
-        sim.crash(victim)
-        # A third of crashes restart at once (a supervisor's quick restart):
-        # the replica comes back amid the same election, with only its disk.
-        pause = 0 if self.rng.random() < 0.3 else self.rng.randint(1, self._longest_pause)
-        sim.scheduler.after(pause * TICK, lambda: self._restart(victim))
+    def _replica_ids(self) -> list[str]:
+        return self.sim.members()
 
-    def _restart(self, replica_id: str) -> None:
+    def _restartable(self, replica_id: str) -> bool:
         replica = self.sim.replicas[replica_id]
-        if self.active and not replica.running and not replica.decommissioned:
-            self.sim.restart(replica_id)
-
-    def _sleep(self) -> None:
-        victim = self._victim()
-        if victim is not None:
-            self.sim.sleep(victim, self.rng.randint(1, self._longest_pause))
+        return not replica.running and not replica.decommissioned
 
     def _member(self) -> None:
         sim = self.sim

@@ -56,6 +56,7 @@ from actors.replica import (
 )
 from clerk.core import ClerkConfig, ClerkCore, Routing
 from coordinator.shardmap import ShardMap, slot_of
+from tests.sim.chaos import ChaosDriver
 from tests.sim.faults import FAULT_NAMES, Faults
 from tests.sim.invariants import LIVENESS, NODE_ERROR, STATE_MACHINE_SAFETY
 from tests.sim.network import (
@@ -697,38 +698,17 @@ class TxnSim:
         return found
 
 
-class TxnChaos:
+class TxnChaos(ChaosDriver):
     """Injects the switched-on faults at random moments until stopped."""
 
     def __init__(self, sim: TxnSim, rng: random.Random) -> None:
-        self.sim = sim
-        self.rng = rng
-        self.active = False
         faults = sim.config.faults
-        self.kinds = [kind for kind in ("partition", "crash", "sleep") if getattr(faults, kind)]
+        kinds = [kind for kind in ("partition", "crash", "sleep") if getattr(faults, kind)]
         if sim.config.clerk_crash:
-            self.kinds.append("clerk")
-        self._longest_pause = 3 * sim.config.replica.raft.election_max
-
-    def start(self) -> None:
-        self.active = True
-        if self.kinds:
-            self._schedule_next()
-
-    def stop(self) -> None:
-        self.active = False
-
-    def _schedule_next(self) -> None:
-        low, high = self.sim.config.chaos_pace
-        self.sim.scheduler.after(int(self.rng.uniform(low, high) * TICK), self._act)
-
-    def _act(self) -> None:
-        if not self.active:
-            return
-        kind = self.rng.choice(self.kinds)
-        self.sim.stats.faults[kind] = self.sim.stats.faults.get(kind, 0) + 1
-        getattr(self, f"_{kind}")()
-        self._schedule_next()
+            kinds.append("clerk")
+        super().__init__(
+            sim, rng, kinds=kinds, pace=sim.config.chaos_pace, longest_pause=3 * sim.config.replica.raft.election_max
+        )
 
     def _victim(self) -> str | None:
         """A running, awake replica of a random cluster whose crashed or asleep
@@ -759,28 +739,11 @@ class TxnChaos:
             if victim is not None:
                 sim.isolate(victim)
 
-    def _crash(self) -> None:
-        sim = self.sim
-        down = [rid for rid in sorted(sim.servers) if not sim.servers[rid].running]
-        if down and self.rng.random() < 0.5:
-            sim.restart(self.rng.choice(down))
-            return
-        victim = self._victim()
-        if victim is None:
-            return
-        sim.crash(victim)
-        # A third of crashes restart at once (a supervisor's quick restart).
-        pause = 0 if self.rng.random() < 0.3 else self.rng.randint(1, self._longest_pause)
-        sim.scheduler.after(pause * TICK, lambda: self._restart(victim))
+    def _replica_ids(self) -> list[str]:
+        return sorted(self.sim.servers)
 
-    def _restart(self, replica_id: str) -> None:
-        if self.active and not self.sim.servers[replica_id].running:
-            self.sim.restart(replica_id)
-
-    def _sleep(self) -> None:
-        victim = self._victim()
-        if victim is not None:
-            self.sim.sleep(victim, self.rng.randint(1, self._longest_pause))
+    def _restartable(self, replica_id: str) -> bool:
+        return not self.sim.servers[replica_id].running
 
     def _clerk(self) -> None:
         """Kill a clerk, or pause it (a frozen process: no ticks, messages to it lost)."""

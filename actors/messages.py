@@ -453,10 +453,12 @@ class ValidateReadsResult:
     """The verdicts on a ValidateReads entry.
 
     Fields:
-        results: one ReadCheckResult per check, in the entry's order.
+        results: one verdict per check, in the entry's order: ReadCheckResult,
+            or WrongEpoch when the check touches a slot this cluster does not
+            serve now (nothing was raised for it).
     """
 
-    results: tuple[ReadCheckResult, ...]
+    results: tuple[ReadCheckResult | WrongEpoch, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -534,7 +536,123 @@ class ReadResult:
     exists: bool
 
 
-TXN_COMMANDS = (Prepare, Decide, CommitOnePhase, ValidateReads, AckDecision, TrimRecords)
+# -- slot moves (DESIGN.md section 6): entries of the source and destination clusters
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FreezeSlot:
+    """At the source cluster: stop taking new work on `slot` so it can move.
+
+    After this entry, a Prepare, CommitOnePhase or ReadCheck touching the
+    slot is answered WrongEpoch; transactions already prepared on it drain
+    (their decisions still apply); ReadKeys are still served. Idempotent: a
+    repeat for the same move, or for a move already finished here, changes
+    nothing.
+
+    Fields:
+        move: the move's id, unique for the life of the deployment.
+        slot: the slot.
+        destination: the cluster it moves to.
+    """
+
+    move: str
+    slot: int
+    destination: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InstallSlot:
+    """One chunk of a frozen, drained slot: sent by the source cluster's leader
+    to the destination's leader as a client request, and logged there as an entry.
+
+    Chunks are cut deterministically (keys in sorted order), so any leader of
+    the source ships the same chunks. The destination owns the slot once
+    every chunk of the move is applied; until then the slot's keys are held
+    but not served. Idempotent by (move, chunk).
+
+    Fields:
+        move: the move's id.
+        slot: the slot.
+        source: the cluster it comes from.
+        chunk: this chunk's number, from 0.
+        chunks: how many chunks the move has (at least 1; an empty slot ships
+            one empty chunk).
+        keys: (key, value, wts, rts, counter, tombstone) for every key of the
+            chunk, tombstones and read-only keys (an rts without a value)
+            included, so versions and read stamps move with the data.
+        threshold: the source's threshold when it shipped; the destination's
+            threshold becomes at least this.
+    """
+
+    move: str
+    slot: int
+    source: str
+    chunk: int
+    chunks: int
+    keys: tuple[tuple[str, object, Stamp, Stamp, int, bool], ...]
+    threshold: Stamp
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InstallSlotResult:
+    """The destination's answer to one InstallSlot chunk, once applied.
+
+    Fields:
+        move: the move's id.
+        chunk: the chunk applied.
+        complete: every chunk of the move is applied: the destination owns the slot.
+    """
+
+    move: str
+    chunk: int
+    complete: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DropSlot:
+    """At the source, once the destination installed every chunk: forget the
+    slot's keys; the slot now answers WrongEpoch to everything. Idempotent.
+
+    Fields:
+        move: the move's id.
+        slot: the slot.
+    """
+
+    move: str
+    slot: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlotMoveResult:
+    """What a FreezeSlot or DropSlot entry did.
+
+    Fields:
+        move: the move's id.
+        stage: the move's stage at this cluster after the entry: MOVE_FROZEN,
+            MOVE_DROPPED, or MOVE_NOT_OWNED (the slot is not this cluster's and
+            the move never froze it here: a stale or misrouted request).
+    """
+
+    move: str
+    stage: str
+
+
+MOVE_FROZEN = "frozen"
+MOVE_DROPPED = "dropped"
+MOVE_NOT_OWNED = "not-owned"
+
+
+TXN_COMMANDS = (
+    Prepare,
+    Decide,
+    CommitOnePhase,
+    ValidateReads,
+    AckDecision,
+    TrimRecords,
+    FreezeSlot,
+    InstallSlot,
+    DropSlot,
+)
 """Every command `Machine.apply` accepts."""
 
 
@@ -608,9 +726,36 @@ class Redirect:
     term: int
 
 
-ClientOp = ReadKeys | Prepare | Decide | CommitOnePhase | ReadCheck | TxnStatus
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WrongEpoch:
+    """The addressed cluster does not serve these slots now: they moved away,
+    are not installed yet, or are frozen for a move (DESIGN.md section 6).
+    Route again once a newer map arrives. A Prepare or CommitOnePhase answered
+    this way is recorded as aborted here (a repeat gets WrongEpoch again), so
+    the client may abort the transaction and retry it under a fresh txid.
+
+    Fields:
+        txid: the transaction refused ("" for a ReadKeys).
+        slots: the slots not served.
+        reason: for people ("slot 17 is moving to c4", "slot 17 moved away").
+    """
+
+    txid: str
+    slots: tuple[int, ...]
+    reason: str = ""
+
+
+ClientOp = ReadKeys | Prepare | Decide | CommitOnePhase | ReadCheck | TxnStatus | InstallSlot
 ClientResult = (
-    ReadKeysResult | PrepareResult | DecideResult | CommitOnePhaseResult | ReadCheckResult | TxnStatusResult | Redirect
+    ReadKeysResult
+    | PrepareResult
+    | DecideResult
+    | CommitOnePhaseResult
+    | ReadCheckResult
+    | TxnStatusResult
+    | InstallSlotResult
+    | WrongEpoch
+    | Redirect
 )
 
 
@@ -704,7 +849,10 @@ class ServerConfig:
     Fields:
         cluster: its cluster id.
         replica: its replica id.
-        voters: the cluster's initial voters (used only when storage holds no membership).
+        voters: the cluster's founding voters, the same for every replica of
+            the cluster forever, also for replicas added later (the log's
+            membership changes apply on top of it; used only when storage
+            holds no membership).
         data_dir: the replica's own directory (storage, log file).
         engine: "sqlite" or "memory".
         fsync: SQLite syncs every batch.
@@ -715,6 +863,11 @@ class ServerConfig:
         retention_ticks: how long settled outcome records are kept.
         read_from_followers: serve ReadKeys as a follower too.
         seed: seeds the replica's election-timeout randomness.
+        slot_count: the deployment's number of slots (0: the replica serves
+            every key and never moves slots).
+        founding_slots: the slots the cluster owned when it was created, the
+            same forever (the log's slot moves apply on top of it); empty for
+            a cluster added later.
     """
 
     cluster: str
@@ -732,6 +885,8 @@ class ServerConfig:
     retention_ticks: int
     read_from_followers: bool
     seed: int
+    slot_count: int = 0
+    founding_slots: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -974,6 +1129,156 @@ class Boot:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProcessList:
     """Ask the coordinator for every process it knows (for stop and cleanup)."""
+
+
+# -- reconfiguration (DESIGN.md section 6) ------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MoveSlot:
+    """Coordinator -> the source cluster's leader: move `slot` to `destination`.
+
+    Sent again every few hundred milliseconds until a MoveProgress says
+    MOVE_DROPPED; each copy makes the leader take the next step from what its
+    log says: freeze, wait for prepared transactions on the slot to drain,
+    ship the chunks (InstallSlot) to the destination's leader, drop. A
+    non-leader ignores it.
+
+    Fields:
+        move: the move's id.
+        slot: the slot.
+        destination: the cluster it moves to.
+    """
+
+    move: str
+    slot: int
+    destination: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MoveProgress:
+    """The source leader's answer to MoveSlot (also sent unprompted once the drop is applied).
+
+    Fields:
+        move: the move's id.
+        cluster: the source cluster.
+        stage: "freezing" (the freeze is being logged), "draining" (frozen;
+            `prepared` transactions on the slot still undecided),
+            "shipping" (`acked` of `chunks` installed at the destination),
+            "dropping", MOVE_DROPPED (done), or MOVE_NOT_OWNED.
+        keys: keys in the slot.
+        prepared: undecided transactions holding keys of the slot.
+        chunks: chunks to ship (0 until shipping starts).
+        acked: chunks the destination has applied.
+    """
+
+    move: str
+    cluster: str
+    stage: str
+    keys: int = 0
+    prepared: int = 0
+    chunks: int = 0
+    acked: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChangeMembership:
+    """Coordinator -> a cluster's leader: propose one membership change, or
+    with op "" just report. Sent again until the report shows it done.
+
+    Fields:
+        op: CONF_ADD_LEARNER, CONF_PROMOTE, CONF_REMOVE, or "" to report only.
+        replica: the replica the change is about.
+    """
+
+    op: str
+    replica: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MembershipReport:
+    """A leader's answer to ChangeMembership.
+
+    Fields:
+        cluster: the cluster.
+        leader: the answering leader.
+        term: its term.
+        voters, learners: the membership after the last appended change.
+        pending: that change is not committed yet.
+        commit: the leader's commit index.
+        match: replica -> index up to which its log matches the leader's
+            (learners included; the leader itself is absent).
+        error: why the change was not proposed now ("busy: ...", "handing
+            leadership to c2r3 first", "c2r4 is already a member"), or "".
+    """
+
+    cluster: str
+    leader: str
+    term: int
+    voters: tuple[str, ...]
+    learners: tuple[str, ...]
+    pending: bool
+    commit: int
+    match: dict[str, int]
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AddReplica:
+    """Admin: add a replica to `cluster` (a learner until it has caught up, then a voter).
+
+    Fields:
+        cluster: the cluster.
+    """
+
+    cluster: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RemoveReplica:
+    """Admin: remove replica `server` from its cluster (leadership moves first
+    when it leads); its process stops and its data directory is set aside.
+
+    Fields:
+        server: the replica id.
+    """
+
+    server: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AddCluster:
+    """Admin: create a new cluster of `replicas` replicas and move slots to it
+    until every cluster owns an even share.
+
+    Fields:
+        replicas: its number of replicas.
+    """
+
+    replicas: int = 3
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RemoveCluster:
+    """Admin: move every slot off `cluster`, wait for its transactions to
+    settle, then stop its replicas and set their data aside.
+
+    Fields:
+        cluster: the cluster.
+    """
+
+    cluster: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReconfigStatus:
+    """Admin: the reconfiguration jobs, running and recently finished.
+
+    Fields:
+        job: one job's id, or "" for all of them.
+    """
+
+    job: str = ""
 
 
 # ---------------------------------------------------------------------------

@@ -24,6 +24,17 @@ Rules and invariants (DESIGN.md sections 2-4):
 - Frugal output (THESPIAN.md): per input, one ClientBatchReply per client and
   one ClientBatch per other cluster (split only to stay under the message
   size limit); every ReadCheck of an input shares one ValidateReads entry.
+- Slot moves (DESIGN.md section 6): the coordinator's MoveSlot makes the
+  leader take the move's next step from what its machine says (freeze, wait
+  for the slot's prepared transactions to drain, ship, drop) and answer
+  MoveProgress. Shipping is volatile leader state: at most SHIP_WINDOW
+  chunks unacknowledged, re-sent every `push_interval_ticks`; a new leader
+  cuts the same chunks again on the next MoveSlot. The machine decides
+  WrongEpoch at apply time; the leader answers it before logging only for
+  work the log would refuse anyway (a transaction unknown here, a read
+  check, a read).
+- Membership (ChangeMembership): the leader proposes the change to Raft and
+  always answers a MembershipReport; conf entries never reach the machine.
 - Caller errors: an unknown message or client operation raises TypeError
   before anything changes; a command too large for one entry is refused (a
   no vote) without being logged. A broken invariant raises AssertionError:
@@ -33,7 +44,8 @@ Rules and invariants (DESIGN.md sections 2-4):
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from functools import partial
 from itertools import takewhile
 from typing import Any, Callable, Hashable
@@ -41,6 +53,10 @@ from typing import Any, Callable, Hashable
 from actors import codec
 from actors.messages import (
     ENTRY_COMMAND,
+    ENTRY_CONF,
+    MOVE_DROPPED,
+    MOVE_FROZEN,
+    MOVE_NOT_OWNED,
     RAFT_MESSAGES,
     TXN_ABORTED,
     TXN_COMMITTED,
@@ -48,6 +64,7 @@ from actors.messages import (
     TXN_REFUSED,
     TXN_UNKNOWN,
     AckDecision,
+    ChangeMembership,
     ClientBatch,
     ClientBatchReply,
     ClientRequest,
@@ -55,11 +72,19 @@ from actors.messages import (
     ClientResult,
     CommitOnePhase,
     CommitOnePhaseResult,
+    ConfChange,
     ConfState,
     Decide,
     DecideResult,
+    DropSlot,
     Entry,
+    FreezeSlot,
+    InstallSlot,
+    InstallSlotResult,
     LeaderChange,
+    MembershipReport,
+    MoveProgress,
+    MoveSlot,
     Prepare,
     PrepareResult,
     ReadCheck,
@@ -73,8 +98,9 @@ from actors.messages import (
     TxnStatusResult,
     ValidateReads,
     ValidateReadsResult,
+    WrongEpoch,
 )
-from actors.raft.node import LEADER, RaftConfig, RaftNode, SoftState
+from actors.raft.node import LEADER, ConfChangeBusy, NotLeader, RaftConfig, RaftNode, SoftState
 from actors.raft.storage import Storage
 from actors.store.machine import Machine
 
@@ -126,6 +152,10 @@ class ReplicaConfig:
         retention_ticks: an outcome record, once every participant has
             acknowledged it, is trimmed after this long.
         read_from_followers: answer ReadKeys as a follower too.
+        slot_count: the deployment's number of slots (0: every key is served
+            here and slots never move).
+        founding_slots: the slots the cluster owned when it was created
+            (used only when storage holds no snapshot).
     """
 
     cluster: str
@@ -136,6 +166,8 @@ class ReplicaConfig:
     push_interval_ticks: int = 10
     retention_ticks: int = 1_200
     read_from_followers: bool = False
+    slot_count: int = 0
+    founding_slots: tuple[int, ...] = ()
 
 
 MAX_REQUESTS_PER_BATCH = 200
@@ -146,8 +178,21 @@ MAX_TRIMS_PER_ENTRY = 500
 """Txids named by one TrimRecords entry, so the entry stays under `max_batch_bytes`
 for any reasonable txid length; the rest wait for the next tick."""
 
+MAX_CHUNK_BYTES = 40_000
+"""Encoded size of one InstallSlot chunk: it travels alone in a ClientBatch
+(under the 60 KB message limit) and is logged as one entry at the destination."""
+
+SHIP_WINDOW = 2
+"""InstallSlot chunks of one move in flight at once, so a large slot neither
+floods the destination's log nor the network."""
+
+MAX_EVENTS = 100
+"""Events `take_events` keeps between two calls."""
+
 _CLIENT_COMMANDS = (Prepare, Decide, CommitOnePhase)
 """Client operations proposed as one log entry each."""
+
+_SLOT_COMMANDS = (FreezeSlot, InstallSlot, DropSlot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +229,25 @@ class _Proposal:
     waiters: tuple[_Waiter, ...]
 
 
+class _Shipment:
+    """A frozen, drained slot this leader is shipping to `destination`."""
+
+    def __init__(self, *, slot: int, destination: str, chunks: tuple[InstallSlot, ...]) -> None:
+        self.slot = slot
+        self.destination = destination
+        self.chunks = chunks
+        self.acked: set[int] = set()
+        self.sent_at: dict[int, int] = {}  # chunk -> tick it was last sent
+
+    @property
+    def done(self) -> bool:
+        return len(self.acked) == len(self.chunks)
+
+    def window(self) -> list[int]:
+        """The lowest unacknowledged chunks, at most SHIP_WINDOW of them."""
+        return [number for number in range(len(self.chunks)) if number not in self.acked][:SHIP_WINDOW]
+
+
 class _LeaderTimers:
     """Volatile state of one term of leadership, times in this replica's ticks.
 
@@ -201,6 +265,7 @@ class _LeaderTimers:
         held: dict[str, _Held],
         unacked: dict[str, _Unacked],
         records: list[str],
+        first_index: int,
     ) -> None:
         self.term = term
         # txid -> tick its prepare timeout next fires (again every timeout
@@ -213,6 +278,12 @@ class _LeaderTimers:
         self.fresh: list[str] = list(unacked)
         # txid -> tick this leader first saw its outcome record applied.
         self.record_seen: dict[str, int] = dict.fromkeys(records, now)
+        # move -> its shipment, from the first MoveSlot that found the slot drained.
+        self.shipments: dict[str, _Shipment] = {}
+        # The index of this term's first entry: until it is applied, the
+        # machine may lag what earlier leaders committed (a slot installed,
+        # say), so answers about moves wait.
+        self.first_index = first_index
 
 
 def _same(result: Any) -> ClientResult:
@@ -240,6 +311,10 @@ def _too_large(command: Any, size: int, limit: int) -> Any:
             return DecideResult(txid=command.txid, status=TXN_REFUSED, reason=reason)
         case ValidateReads(checks=(check,)):
             return ValidateReadsResult(results=(ReadCheckResult(txid=check.txid, ok=False, reason=reason),))
+        case InstallSlot():
+            # Only a single key larger than a whole chunk gets here: the move
+            # stalls visibly at "shipping" rather than crash the destination.
+            return WrongEpoch(txid="", slots=(command.slot,), reason=reason)
     raise AssertionError(f"{type(command).__name__} entries are split or small enough to fit")
 
 
@@ -255,7 +330,11 @@ class Replica:
         self._storage = storage
         stored = storage.load()
         snapshot = stored.snapshot
-        self._machine = Machine.restore(self.cluster, snapshot.data) if snapshot else Machine(self.cluster)
+        self._machine = (
+            Machine.restore(self.cluster, snapshot.data)
+            if snapshot
+            else Machine(self.cluster, config.slot_count, config.founding_slots)
+        )
         self._snapshot_index = snapshot.index if snapshot else 0
         self._applied = self._snapshot_index
         self._node = RaftNode(
@@ -267,6 +346,8 @@ class Replica:
             initial_conf=config.initial_conf,
         )
         self._now = 0
+        # Index of the last membership change in the log: it is pending while above the commit index.
+        self._conf_index = max((entry.index for entry in stored.entries if entry.kind == ENTRY_CONF), default=0)
         # Mirrors of the machine, kept in step at apply time so the timers
         # never scan every record: transactions prepared here, and commits
         # awaiting acknowledgements.
@@ -284,6 +365,8 @@ class Replica:
         self._outbox: list[tuple[Destination, Any]] = []
         self._next_req = 0
         self._decision_conflicts = 0
+        # Notable events for the shell's log; bounded, as a driver may never take them.
+        self._events: deque[str] = deque(maxlen=MAX_EVENTS)
         self._settle()
 
     # -- inputs -------------------------------------------------------------------
@@ -296,15 +379,22 @@ class Replica:
             self._sweep_prepare_timeouts()
             self._sweep_pushes()
             self._sweep_trims()
+            for shipment in self._leader.shipments.values():
+                self._ship(shipment)
         self._settle()
 
     def receive(self, message: Any, sender: Hashable) -> None:
         """A Raft message from a peer, a ClientBatch from a clerk or another
-        cluster's leader, or a ClientBatchReply to a batch this replica sent."""
+        cluster's leader, a ClientBatchReply to a batch this replica sent, or
+        the coordinator's MoveSlot or ChangeMembership (answered ToCoordinator)."""
         if isinstance(message, ClientBatch):
             self._handle_client_batch(message, sender)
         elif isinstance(message, ClientBatchReply):
             self._handle_batch_reply(message)
+        elif isinstance(message, MoveSlot):
+            self._handle_move_slot(message)
+        elif isinstance(message, ChangeMembership):
+            self._handle_change_membership(message)
         elif isinstance(message, RAFT_MESSAGES):
             self._node.step(message)
         else:
@@ -317,11 +407,20 @@ class Replica:
         output, self._outbox = self._outbox, []
         return output
 
+    def take_events(self) -> list[str]:
+        """One line per reconfiguration step taken since the last call, oldest
+        first (move steps applied or started here, membership changes applied),
+        for people to read; at most MAX_EVENTS are kept."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
     def status(self) -> dict:
         """A plain-JSON view: role, term, leader, commit, applied, last_index,
-        snapshot index, prepared count, and more (DESIGN.md section 7)."""
+        snapshot index, prepared count, slots, and more (DESIGN.md section 7)."""
         node, machine = self._node, self._machine
         conf = node.conf
+        shipments = self._leader.shipments if self._leader is not None else {}
         return {
             "replica": self.id,
             "cluster": self.cluster,
@@ -343,6 +442,20 @@ class Replica:
             # Leader only: how far each follower's log matches this one.
             "lag": {peer: node.last_index - match for peer, match in sorted(node.progress.items())},
             "ticks": self._now,
+            "keys": machine.key_count(),
+            "slots": {
+                "owned": len(machine.owned_slots()),
+                "frozen": {str(slot): frozen.move for slot, frozen in machine.frozen_slots().items()},
+                "incoming": {
+                    move: {"slot": incoming.slot, "chunks": incoming.chunks, "applied": len(incoming.applied)}
+                    for move, incoming in machine.incoming_moves().items()
+                },
+                # Leader only: moves this leader is shipping.
+                "shipping": {
+                    move: {"slot": shipment.slot, "chunks": len(shipment.chunks), "acked": len(shipment.acked)}
+                    for move, shipment in sorted(shipments.items())
+                },
+            },
         }
 
     # -- the Ready loop -----------------------------------------------------------
@@ -364,6 +477,9 @@ class Replica:
         while node.has_ready():
             rd = node.ready()
             self._storage.save(hard_state=rd.hard_state, entries=rd.entries, snapshot=rd.snapshot)
+            for entry in rd.entries:
+                if entry.kind == ENTRY_CONF:
+                    self._conf_index = entry.index
             if rd.soft_state is not None:
                 self._handle_soft_state(rd.soft_state)
             if rd.snapshot is not None:
@@ -391,6 +507,7 @@ class Replica:
             held=self._held,
             unacked=self._unacked,
             records=records,
+            first_index=self._node.last_index,
         )
         self._outbox.append((ToCoordinator(), LeaderChange(cluster=self.cluster, leader=self.id, term=term)))
 
@@ -434,8 +551,14 @@ class Replica:
         result = None
         if entry.kind == ENTRY_COMMAND:
             command = codec.decode(entry.data)
+            stage = self._machine.move_stage(command.move) if isinstance(command, _SLOT_COMMANDS) else None
             result = self._machine.apply(command)
             self._observe(command, result)
+            if isinstance(command, _SLOT_COMMANDS):
+                self._note_move_step(command, stage, result)
+        elif entry.kind == ENTRY_CONF:
+            change = ConfChange.decode(entry.data)
+            self._events.append(f"membership change applied: {change.op} {change.replica}")
         proposal = self._waiting.pop(entry.index, None)
         if proposal is None:
             return
@@ -475,6 +598,8 @@ class Replica:
                         if leader is not None:
                             leader.fresh.append(txid)
                 self._saw_record(txid)
+                if leader is not None and held is not None and machine.frozen_slots():
+                    self._maybe_ship_drained()  # T may have been the last one holding a frozen slot
             case CommitOnePhase(txid=txid):
                 self._saw_record(txid)
             case AckDecision(txid=txid) if txid in self._unacked:
@@ -485,6 +610,25 @@ class Replica:
             case TrimRecords() if leader is not None:
                 for txid in result.trimmed:
                     leader.record_seen.pop(txid, None)
+            case FreezeSlot() if leader is not None and result.stage == MOVE_FROZEN:
+                self._maybe_ship_drained()
+            case DropSlot(move=move) if leader is not None and result.stage == MOVE_DROPPED:
+                leader.shipments.pop(move, None)
+                self._outbox.append(
+                    (ToCoordinator(), MoveProgress(move=move, cluster=self.cluster, stage=MOVE_DROPPED))
+                )
+
+    def _note_move_step(self, command: Any, before: str | None, result: Any) -> None:
+        """An event for operators when a slot entry changed the move's stage (repeats say nothing)."""
+        match command:
+            case FreezeSlot(move=move, slot=slot) if before is None and result.stage == MOVE_FROZEN:
+                self._events.append(f"slot {slot} frozen for move {move} to {command.destination}")
+            case InstallSlot(move=move, slot=slot) if before is None and result.complete:
+                self._events.append(
+                    f"slot {slot} installed from {command.source} (move {move}, {command.chunks} chunks)"
+                )
+            case DropSlot(move=move, slot=slot) if before == MOVE_FROZEN and result.stage == MOVE_DROPPED:
+                self._events.append(f"slot {slot} dropped (move {move})")
 
     def _saw_record(self, txid: str) -> None:
         """Start the retention clock of T's outcome record, if it has one."""
@@ -495,17 +639,24 @@ class Replica:
 
     def _handle_client_batch(self, batch: ClientBatch, sender: Hashable) -> None:
         for request in batch.requests:
-            if not isinstance(request.op, (ReadKeys, ReadCheck, TxnStatus, *_CLIENT_COMMANDS)):
+            if not isinstance(request.op, (ReadKeys, ReadCheck, TxnStatus, InstallSlot, *_CLIENT_COMMANDS)):
                 raise TypeError(f"unknown client operation {type(request.op).__name__} from {batch.client}")
         leading = self._leader is not None
+        machine = self._machine
         for request in batch.requests:
             op, req = request.op, request.req
             if isinstance(op, ReadKeys) and (leading or self.config.read_from_followers):
-                self._reply(sender, req, ReadKeysResult(values=tuple(self._machine.read(key) for key in op.keys)))
+                wrong = machine.refusal("", op.keys, writing=False)
+                self._reply(sender, req, wrong or ReadKeysResult(values=tuple(machine.read(key) for key in op.keys)))
             elif not leading:
                 self._reply(sender, req, self._redirection())
+            elif (wrong := self._refused_early(op)) is not None:
+                self._reply(sender, req, wrong)
             elif isinstance(op, ReadCheck):
                 self._checks.append((op, _Waiter(sender, req, _same)))
+            elif isinstance(op, InstallSlot) and (done := machine.install_progress(op.move, op.chunk)) is not None:
+                # A chunk re-sent after its answer was lost: answered from state, not logged again.
+                self._reply(sender, req, done)
             elif isinstance(op, TxnStatus):
                 self._handle_txn_status(op, sender, req)
             elif isinstance(op, Decide) and (settled := self._machine.status(op.txid)) in (TXN_COMMITTED, TXN_ABORTED):
@@ -515,6 +666,20 @@ class Replica:
                 self._reply(sender, req, DecideResult(txid=op.txid, status=settled))
             else:
                 self._commands.append((op, _Waiter(sender, req, _same)))
+
+    def _refused_early(self, op: Any) -> WrongEpoch | None:
+        """WrongEpoch for work on slots the applied state does not serve, when
+        the log would refuse it too: a read check, or a transaction unknown
+        here (one prepared or recorded here is left to the log, which answers
+        duplicates). A slot that starts being served later only costs the
+        client a retry."""
+        machine = self._machine
+        match op:
+            case ReadCheck():
+                return machine.refusal(op.txid, op.reads, writing=True)
+            case Prepare() | CommitOnePhase() if machine.status(op.txid) == TXN_UNKNOWN:
+                return machine.refusal(op.txid, (*op.reads, *op.writes, *op.deletes), writing=True)
+        return None
 
     def _handle_txn_status(self, op: TxnStatus, sender: Hashable, req: int) -> None:
         """DESIGN.md section 4, step 5, at T's primary: a settled answer comes
@@ -555,9 +720,116 @@ class Replica:
                         # A participant refusing a commit it voted for is a bug
                         # upstream; keep pushing and let operators see it.
                         self._decision_conflicts += 1
+                case InstallSlotResult(move=move, chunk=chunk, complete=complete):
+                    shipment = self._leader.shipments.get(move)
+                    if shipment is None or reply.cluster != shipment.destination:
+                        continue
+                    if complete:
+                        shipment.acked.update(range(len(shipment.chunks)))
+                    else:
+                        shipment.acked.add(chunk)
+                    if shipment.done:
+                        self._internal[DropSlot(move=move, slot=shipment.slot)] = None
+                    else:
+                        self._ship(shipment)
+
+    # -- reconfiguration ----------------------------------------------------------
+
+    def _handle_move_slot(self, message: MoveSlot) -> None:
+        """Take the move's next step from what the applied state says, and report
+        it. Silent off the leader, and on a new leader that has not applied its
+        term's first entry yet: the coordinator asks again."""
+        if self._leader is None or self._applied < self._leader.first_index:
+            return
+        machine, move, slot = self._machine, message.move, message.slot
+        progress = MoveProgress(move=move, cluster=self.cluster, stage=MOVE_DROPPED)
+        if machine.move_stage(move) == MOVE_DROPPED:
+            self._report_move(progress)
+            return
+        keys = len(machine.slot_keys(slot))
+        frozen = machine.frozen_slots().get(slot)
+        if frozen is None or frozen.move != move:
+            if frozen is None and machine.move_stage(move) is None and slot in machine.owned_slots():
+                self._internal[FreezeSlot(move=move, slot=slot, destination=message.destination)] = None
+                self._report_move(replace(progress, stage="freezing", keys=keys))
+            else:
+                # Not this cluster's, frozen for another move, or installed here by this move.
+                self._report_move(replace(progress, stage=MOVE_NOT_OWNED))
+            return
+        prepared = machine.prepared_on(slot)
+        if prepared:
+            self._report_move(replace(progress, stage="draining", keys=keys, prepared=len(prepared)))
+            return
+        shipment = self._leader.shipments.get(move) or self._start_shipment(move, slot, frozen.destination)
+        if shipment.done:
+            self._internal[DropSlot(move=move, slot=slot)] = None
+            stage = "dropping"
+        else:
+            self._ship(shipment)
+            stage = "shipping"
+        chunks, acked = len(shipment.chunks), len(shipment.acked)
+        self._report_move(replace(progress, stage=stage, keys=keys, chunks=chunks, acked=acked))
+
+    def _start_shipment(self, move: str, slot: int, destination: str) -> _Shipment:
+        limit = min(MAX_CHUNK_BYTES, self.config.raft.max_batch_bytes)
+        shipment = _Shipment(slot=slot, destination=destination, chunks=self._machine.slot_chunks(slot, limit))
+        self._leader.shipments[move] = shipment
+        self._events.append(f"shipping slot {slot} (move {move}) to {destination}: {len(shipment.chunks)} chunks")
+        self._ship(shipment)
+        return shipment
+
+    def _maybe_ship_drained(self) -> None:
+        """Leader: start shipping every frozen slot that has drained, without
+        waiting for the coordinator's next MoveSlot (a move then costs its
+        round trips, not its polls)."""
+        shipments = self._leader.shipments
+        for slot, frozen in self._machine.frozen_slots().items():
+            if frozen.move not in shipments and not self._machine.prepared_on(slot):
+                self._start_shipment(frozen.move, slot, frozen.destination)
+
+    def _report_move(self, progress: MoveProgress) -> None:
+        self._outbox.append((ToCoordinator(), progress))
+
+    def _ship(self, shipment: _Shipment) -> None:
+        """Send the window's chunks not sent yet, or not answered for a push interval."""
+        for number in shipment.window():
+            sent = shipment.sent_at.get(number)
+            if sent is None or self._now - sent >= self.config.push_interval_ticks:
+                shipment.sent_at[number] = self._now
+                self._ask(shipment.destination, shipment.chunks[number])
+
+    def _handle_change_membership(self, message: ChangeMembership) -> None:
+        """Propose the change (unless the op is "" or it cannot be made now) and report."""
+        if self._leader is None:
+            return
+        node, error = self._node, ""
+        if message.op:
+            try:
+                self._conf_index = node.propose_conf_change(ConfChange(op=message.op, replica=message.replica))
+            except ConfChangeBusy as busy:
+                error = f"busy: {busy}"
+            except NotLeader as hint:
+                # Removing itself (or already handing over): the node transfers leadership.
+                error = f"handing leadership to {hint.leader} first"
+            except ValueError as invalid:
+                error = str(invalid)
+        conf = node.conf
+        report = MembershipReport(
+            cluster=self.cluster,
+            leader=self.id,
+            term=node.term,
+            voters=conf.voters,
+            learners=conf.learners,
+            pending=self._conf_index > node.commit,
+            commit=node.commit,
+            match=node.progress,
+            error=error,
+        )
+        self._outbox.append((ToCoordinator(), report))
 
     def _redirection(self) -> Redirect:
-        return Redirect(leader=self._node.leader, term=self._node.term)
+        node = self._node
+        return Redirect(leader=node.transferee or node.leader, term=node.term)
 
     def _redirect(self, waiter: _Waiter) -> None:
         self._reply(waiter.token, waiter.req, self._redirection())
@@ -570,7 +842,10 @@ class Replica:
     def _flush_proposals(self) -> None:
         commands, checks, internal = self._commands, self._checks, self._internal
         self._commands, self._checks, self._internal = [], [], {}
-        if self._leader is None:
+        if self._leader is None or self._node.transferee is not None:
+            # Not leading, or handing leadership over (the node takes no
+            # proposals then): clients retry at the hint; the leader's own
+            # proposals come again from the timers and the coordinator's polls.
             for _, waiter in (*commands, *checks):
                 self._redirect(waiter)
             return
@@ -663,20 +938,26 @@ class Replica:
 
     # -- output -------------------------------------------------------------------
 
-    def _ask(self, cluster: str, op: TxnStatus | Decide) -> None:
+    def _ask(self, cluster: str, op: TxnStatus | Decide | InstallSlot) -> None:
         self._next_req += 1
         self._asks.setdefault(cluster, []).append(ClientRequest(req=self._next_req, op=op))
 
     def _flush_asks(self) -> None:
         for cluster, requests in self._asks.items():
-            for start in range(0, len(requests), MAX_REQUESTS_PER_BATCH):
+            small = [request for request in requests if not isinstance(request.op, InstallSlot)]
+            groups = [
+                small[start : start + MAX_REQUESTS_PER_BATCH] for start in range(0, len(small), MAX_REQUESTS_PER_BATCH)
+            ]
+            # A chunk is most of a message's size limit: each travels alone.
+            groups += [[request] for request in requests if isinstance(request.op, InstallSlot)]
+            for group in groups:
                 batch = ClientBatch(
                     client=self.id,
                     cluster=cluster,
-                    # Decisions and status queries name a txid, not keys: they
-                    # are not routed by slot, so no epoch applies.
+                    # Decisions, status queries and chunks name a txid or a
+                    # move, not keys: they are not routed by slot, so no epoch applies.
                     epoch=0,
-                    requests=tuple(requests[start : start + MAX_REQUESTS_PER_BATCH]),
+                    requests=tuple(group),
                 )
                 self._outbox.append((ToLeaderOf(cluster), batch))
         self._asks.clear()

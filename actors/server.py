@@ -9,7 +9,8 @@ Everything a server decides lives in actors/replica.py. This shell only:
 - sleeps on request: while asleep it neither ticks nor processes messages
   (they are dropped, as a frozen peer's are), then wakes and repairs its log;
 - writes one log line per notable event to `<data_dir>/server.log`: time,
-  replica, term, role, commit, last index, applied, then the event.
+  replica, term, role, commit, last index, applied, then the event (slot
+  move steps and membership changes included, as the Replica reports them).
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class DatabaseServer(ActorTypeDispatcher):
                 prepare_timeout_ticks=config.prepare_timeout_ticks,
                 retention_ticks=config.retention_ticks,
                 read_from_followers=config.read_from_followers,
+                slot_count=config.slot_count,
+                founding_slots=config.founding_slots,
             ),
             self.storage,
             random.Random(config.seed),
@@ -139,6 +142,8 @@ class DatabaseServer(ActorTypeDispatcher):
             address = self.resolve(destination)
             if address is not None:
                 self.send(address, message)
+        for line in self.replica.take_events():
+            self.event(line)
         role = self.replica.status()["role"]
         if role != self.last_role:
             self.last_role = role
@@ -189,6 +194,9 @@ class DatabaseServer(ActorTypeDispatcher):
     receiveMsg_TimeoutNow = deliver
     receiveMsg_ClientBatch = deliver
     receiveMsg_ClientBatchReply = deliver
+    # From the coordinator; the Replica answers them ToCoordinator.
+    receiveMsg_MoveSlot = deliver
+    receiveMsg_ChangeMembership = deliver
 
     def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
         kind, generation = message.payload

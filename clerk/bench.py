@@ -4,6 +4,7 @@
     python3 -m clerk.bench mixed --read-ratio 0.9 --admin 127.0.0.1:19000
     python3 -m clerk.bench election --timeouts 150-300,300-500 --replicas 3,5,7
     python3 -m clerk.bench sweep --replicas 3,5,7
+    python3 -m clerk.bench reconfig --keys 10000
 
 How a run works:
 - Without --admin it starts its own system (C clusters x R replicas, the
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORKLOADS = ("put", "get", "txn", "bank", "mixed")
-EXPERIMENTS = ("election", "sweep")
+EXPERIMENTS = ("election", "sweep", "reconfig")
 TICK_MS = 50
 DEFAULT_CLUSTERS = 3
 DEFAULT_KEYS = 1000
@@ -158,6 +159,9 @@ def run_bench(args) -> int:
         elif args.workload == "sweep":
             result = run_sweep(args, directory)
             print(format_sweep(result))
+        elif args.workload == "reconfig":
+            result = run_reconfig(args, directory)
+            print(format_reconfig(result))
         else:
             result = run_workload(args, directory)
             print(format_workload(result["summary"]))
@@ -826,6 +830,135 @@ def format_sweep(result: dict) -> str:
         )
     lines.append(f"  load {result['load']:.2f} (1-minute load average at the end)")
     return "\n".join(lines)
+
+
+# -- reconfiguration ----------------------------------------------------------------------------
+
+MOVING_SLOT_KEYS = 1000
+"""Keys put into the first slot the new cluster takes, so its move is timed at that size."""
+
+
+def run_reconfig(args, directory: Path) -> dict:
+    """On a new 2-cluster system holding --keys keys in c1: time adding a replica
+    to c1, then add a cluster while two serial clients write, one to a key of the
+    first slot to move (MOVING_SLOT_KEYS keys) and one to a key of a slot that
+    stays; report each move's time and the clients' longest stalls."""
+    from clerk.client import connect
+    from coordinator.shardmap import ShardMap, plan_rebalance, slot_of
+
+    replicas = parse_int_list(args.replicas, "--replicas")[0]
+    total_keys = max(args.keys or 10_000, MOVING_SLOT_KEYS + 1)
+    with bench_system(directory / "system", admin=None, clusters=2, replicas=replicas) as cluster:
+        status = cluster.status()
+        owners = {slot: name for name, info in status["clusters"].items() for slot in info["slots"]}
+        slots = tuple(owners[slot] for slot in range(len(owners)))
+        members = {name: tuple(info["replicas"]) for name, info in status["clusters"].items()}
+        planned = plan_rebalance(ShardMap(epoch=1, slots=slots, members={**members, "new": ("new-r0",)}), [*members, "new"])
+        moving = next(move.slot for move in planned if move.source == "c1")
+        staying = next(slot for slot in range(len(slots)) if slots[slot] == "c1" and all(m.slot != slot for m in planned))
+        in_moving: list[str] = []
+        elsewhere: list[str] = []  # keys of c1's other slots
+        number = 0
+        while len(in_moving) < MOVING_SLOT_KEYS or len(elsewhere) < total_keys - MOVING_SLOT_KEYS:
+            key = f"bench-{number:07d}"
+            number += 1
+            slot = slot_of(key, len(slots))
+            if slot == moving:
+                if len(in_moving) < MOVING_SLOT_KEYS:
+                    in_moving.append(key)
+            elif slots[slot] == "c1" and len(elsewhere) < total_keys - MOVING_SLOT_KEYS:
+                elsewhere.append(key)
+        staying_key = next(key for key in (f"stay-{n}" for n in range(10**6)) if slot_of(key, len(slots)) == staying)
+        loaded = in_moving + elsewhere
+        value = "v" * args.value_size
+        with connect(admin=cluster.admin) as store:
+            progress_line(f"loading {len(loaded)} keys into c1 ...")
+            preload(store, loaded, value)
+        progress_line("adding a replica to c1 ...")
+        began = time.monotonic()
+        newcomer = cluster.add_replica("c1")
+        add_replica_s = time.monotonic() - began
+
+        probes = [StallProbe(cluster.admin, in_moving[0]), StallProbe(cluster.admin, staying_key)]
+        for probe in probes:
+            probe.start()
+        while not all(probe.latencies for probe in probes):
+            time.sleep(0.05)
+        progress_line("adding a cluster under two writing clients ...")
+        began = time.monotonic()
+        added = cluster.add_cluster(progress=lambda job: progress_line(f"  {job['step']}"))
+        add_cluster_s = time.monotonic() - began
+        time.sleep(0.5)  # a few writes after the last move
+        for probe in probes:
+            probe.stop()
+        job = next(job for job in cluster.jobs() if job["kind"] == "add_cluster" and job["target"] == added)
+        moved = {move[0]: seconds for move, seconds in zip(job["moves"], job["move_seconds"])}
+        others_s = [seconds for slot, seconds in moved.items() if slot != moving]
+    return {
+        "workload": "reconfig",
+        "replicas": replicas,
+        "keys": len(loaded),
+        "add_replica_s": round(add_replica_s, 2),
+        "added_replica": newcomer,
+        "moving_slot": {"slot": moving, "keys": MOVING_SLOT_KEYS, "move_s": moved[moving]},
+        "other_moves": {
+            "count": len(others_s),
+            "keys_each": round(len(elsewhere) / max(1, slots.count("c1") - 1)),
+            "median_s": round(statistics.median(others_s), 3) if others_s else 0.0,
+            "max_s": round(max(others_s), 3) if others_s else 0.0,
+        },
+        "add_cluster_s": round(add_cluster_s, 2),
+        "writer_on_moving_slot_ms": probes[0].summary(),
+        "writer_on_staying_slot_ms": probes[1].summary(),
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+class StallProbe(threading.Thread):
+    """A serial client putting to one key until stopped, timing every put."""
+
+    def __init__(self, admin: str, key: str):
+        super().__init__(daemon=True)
+        self.admin = admin
+        self.key = key
+        self.latencies: list[float] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from clerk.client import connect
+
+        with connect(admin=self.admin) as store:
+            count = 0
+            while not self.stopping.is_set():
+                began = time.monotonic()
+                store.put(self.key, count)
+                self.latencies.append((time.monotonic() - began) * 1000)
+                count += 1
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(CLIENT_GRACE_SECONDS)
+
+    def summary(self) -> dict:
+        ordered = sorted(self.latencies)
+        return {"puts": len(ordered), "p50": round(percentile(ordered, 0.5), 2), "max": round(ordered[-1], 2)}
+
+
+def format_reconfig(result: dict) -> str:
+    moving, others = result["moving_slot"], result["other_moves"]
+    hot, cold = result["writer_on_moving_slot_ms"], result["writer_on_staying_slot_ms"]
+    return "\n".join(
+        [
+            f"bench reconfig: 2 clusters x {result['replicas']} replicas, {result['keys']} keys in c1",
+            f"  add-replica c1 ({result['added_replica']}, learner -> voter)  {result['add_replica_s']:.2f} s",
+            f"  add-cluster (moves {others['count'] + 1} slots)            {result['add_cluster_s']:.2f} s",
+            f"  move of slot {moving['slot']} ({moving['keys']} keys)            {moving['move_s']:.2f} s",
+            f"  other moves (~{others['keys_each']} keys each)            median {others['median_s']:.2f} s, max {others['max_s']:.2f} s",
+            f"  writer on the moving slot   {hot['puts']} puts, p50 {hot['p50']:.1f} ms, longest {hot['max']:.1f} ms",
+            f"  writer on a staying slot    {cold['puts']} puts, p50 {cold['p50']:.1f} ms, longest {cold['max']:.1f} ms",
+            f"  load {result['load']:.2f} (1-minute load average at the end)",
+        ]
+    )
 
 
 # -- entry point ------------------------------------------------------------------------------

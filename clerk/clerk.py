@@ -11,8 +11,14 @@ What the shell adds to the core:
   used only within one tick of its grant, since an old timestamp would fail
   validation against newer versions (a spurious abort, never a wrong result);
 - ticks only while operations are in flight, so an idle clerk costs nothing;
+- slot moves: a commit the core completes Moved (a participant answered
+  WrongEpoch; the attempt is aborted everywhere) runs again under a fresh
+  txid and timestamp once the map is newer than the Moved's epoch, or after
+  MOVED_RETRY anyway (the map may only change once the move is done), until
+  MOVED_BUDGET_SECONDS from the first attempt; then the application gets
+  "unavailable". The application never sees Moved;
 - hop accounting: every reply says how many messages were on its critical
-  path (CriticalPath), for benchmarks.
+  path (CriticalPath), for benchmarks, re-runs included.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from clerk.core import (
     ClerkCore,
     Committed,
     Failed,
+    Moved,
     ReadDone,
     Routing,
 )
@@ -64,6 +71,11 @@ OWNER_CHECK = timedelta(seconds=2)
 TIMESTAMP_BLOCK = 16
 TIMESTAMP_FRESH_SECONDS = 0.05
 TIMESTAMP_RETRY_SECONDS = 1.0
+MOVED_RETRY = timedelta(milliseconds=100)
+MOVED_BUDGET_SECONDS = 20.0
+"""How long after its first attempt a commit refused by slot moves may still
+be run again; below the application's own wait (client.REQUEST_TIMEOUT), so
+the answer "unavailable" reaches it."""
 
 
 class CriticalPath:
@@ -97,7 +109,15 @@ class CriticalPath:
     def waited_for_timestamp(self, op: int) -> None:
         self.base[op] += 2
 
-    def sent(self, batches: list[tuple[str, object]]) -> None:
+    def rerun(self, op: int, *, txid: str, old_txid: str) -> None:
+        """Commit `op` runs again as `txid`: its phases keep adding up."""
+        self.txids.pop(old_txid, None)
+        self.txids[txid] = op
+
+    def sent(self, batches: list[tuple[str, object]], owner_of=None) -> None:
+        """Count `batches`; `owner_of(req)`, when given, names the op of a
+        request neither its txid nor a just-begun read accounts for (a read
+        the core re-routed after WrongEpoch)."""
         opened: dict[int, int] = {}  # op -> the phase its new requests in these batches join
         for _, batch in batches:
             for request in batch.requests:
@@ -105,6 +125,8 @@ class CriticalPath:
                     continue
                 if request.req not in self.owners:
                     op = self.txids.get(getattr(request.op, "txid", ""), self.reading)
+                    if op is None and owner_of is not None:
+                        op = owner_of(request.req)
                     if op not in self.phases:
                         continue
                     if op not in opened:
@@ -133,6 +155,11 @@ class Clerk(ActorTypeDispatcher):
         self.addresses: dict[str, object] = {}
         self.ops = itertools.count(1)
         self.waiting: dict[int, tuple[object, int]] = {}  # op -> (asker, req)
+        self.commits: dict[int, ClerkCommit] = {}  # op -> the application's commit, kept for re-runs
+        self.txids: dict[int, str] = {}  # op -> its current attempt's txid
+        self.reruns: dict[int, int] = {}  # op -> re-runs after Moved so far
+        self.first_attempt: dict[int, float] = {}  # op -> monotonic time of its first attempt
+        self.moved: dict[int, int] = {}  # op -> the Moved epoch it waits to get past before its re-run
         self.before_map: list[tuple[object, object]] = []
         self.commits_without_ts: list[tuple[int, ClerkCommit]] = []
         self.ts_next = 0
@@ -186,6 +213,8 @@ class Clerk(ActorTypeDispatcher):
                 self.start(message, asker)
         else:
             self.core.update_routing(routing)
+            for op in [op for op, epoch in self.moved.items() if self.core.moved_past(epoch)]:
+                self.rerun(op)
         self.flush()
 
     # -- requests from the application --------------------------------------------
@@ -207,15 +236,41 @@ class Clerk(ActorTypeDispatcher):
             self.path.begin(op)
             self.core.read(op, list(message.keys))
         else:
-            self.path.begin(op, txid=self.txid(op))
-            self.commits_without_ts.append((op, message))
-            self.assign_timestamps()
-            if any(waiting == op for waiting, _ in self.commits_without_ts):
-                self.path.waited_for_timestamp(op)
+            self.commits[op] = message
+            self.txids[op] = f"{self.clerk_id}-{op}"
+            self.first_attempt[op] = time.monotonic()
+            self.path.begin(op, txid=self.txids[op])
+            self.take_timestamp(op)
         self.flush()
 
-    def txid(self, op: int) -> str:
-        return f"{self.clerk_id}-{op}"
+    def take_timestamp(self, op: int) -> None:
+        """Queue commit `op` for a timestamp; it starts in the core once it has one."""
+        self.commits_without_ts.append((op, self.commits[op]))
+        self.assign_timestamps()
+        if any(waiting == op for waiting, _ in self.commits_without_ts):
+            self.path.waited_for_timestamp(op)
+
+    def handle_moved(self, moved: Moved) -> None:
+        """The core aborted commit `moved.op` for a slot that moves: run it
+        again once the map is newer, or after MOVED_RETRY, within the budget."""
+        op = moved.op
+        elapsed = time.monotonic() - self.first_attempt[op]
+        if elapsed >= MOVED_BUDGET_SECONDS:
+            reason = f"slots kept moving for {elapsed:.1f} s: {moved.reason}"
+            self.answer(op, Failed(op=op, reason=reason))
+        elif self.core.moved_past(moved.epoch):
+            self.rerun(op)
+        else:
+            self.moved[op] = moved.epoch
+            self.wakeupAfter(MOVED_RETRY, payload=("moved", op, self.reruns.get(op, 0)))
+
+    def rerun(self, op: int) -> None:
+        del self.moved[op]
+        self.reruns[op] = self.reruns.get(op, 0) + 1
+        txid = f"{self.clerk_id}-{op}.{self.reruns[op]}"
+        self.path.rerun(op, txid=txid, old_txid=self.txids[op])
+        self.txids[op] = txid
+        self.take_timestamp(op)
 
     def assign_timestamps(self) -> None:
         fresh = time.monotonic() - self.ts_granted_at < TIMESTAMP_FRESH_SECONDS
@@ -225,7 +280,7 @@ class Clerk(ActorTypeDispatcher):
             self.ts_next += 1
             self.core.commit(
                 op,
-                txid=self.txid(op),
+                txid=self.txids[op],
                 ts=ts,
                 reads=dict(message.reads),
                 writes=dict(message.writes),
@@ -253,25 +308,45 @@ class Clerk(ActorTypeDispatcher):
     def flush(self) -> None:
         if self.core is None:
             return
-        output = self.core.take_output()
-        self.path.sent(output)
-        for replica, batch in output:
-            address = self.addresses.get(replica)
-            if address is not None:
-                self.send(address, batch)
-        for completion in self.core.take_completions():
-            asker, req = self.waiting.pop(completion.op, (None, 0))
-            hops = self.path.finish(completion.op, self.txid(completion.op))
-            if asker is not None:
-                self.send(asker, _reply(req, completion, hops))
+        # A re-run may start at once (map already newer), adding output.
+        while True:
+            output = self.core.take_output()
+            self.path.sent(output, self.core.owner_of)
+            for replica, batch in output:
+                address = self.addresses.get(replica)
+                if address is not None:
+                    self.send(address, batch)
+            completions = self.core.take_completions()
+            if not completions:
+                break
+            for completion in completions:
+                if isinstance(completion, Moved):
+                    self.handle_moved(completion)
+                else:
+                    self.answer(completion.op, completion)
         if (self.waiting or self.commits_without_ts) and not self.ticking:
             self.ticking = True
             self.tick_scheduled_at = time.monotonic()
             self.wakeupAfter(TICK, payload="tick")
 
+    def answer(self, op: int, completion) -> None:
+        asker, req = self.waiting.pop(op, (None, 0))
+        hops = self.path.finish(op, self.txids.get(op, ""))
+        for done in (self.commits, self.txids, self.reruns, self.first_attempt, self.moved):
+            done.pop(op, None)
+        if asker is not None:
+            self.send(asker, _reply(req, completion, hops))
+
     def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
         if isinstance(message.payload, tuple) and message.payload[0] == "owner":
             self.check_owner(message.payload[1])
+            return
+        if isinstance(message.payload, tuple) and message.payload[0] == "moved":
+            _, op, reruns = message.payload
+            # Stale when the op was re-run (a newer map) or answered since.
+            if self.core is not None and op in self.moved and self.reruns.get(op, 0) == reruns:
+                self.rerun(op)
+                self.flush()
             return
         self.ticking = False
         if self.core is None:

@@ -114,6 +114,7 @@ def cmd_status(args) -> int:
 
 def format_status(status: dict) -> str:
     lines = [f"epoch {status['epoch']}"]
+    jobs = [job for job in status.get("jobs", []) if job["state"] == "running"]
     header = f"  {'replica':<10} {'role':<13} {'term':>5} {'commit':>7} {'applied':>7} {'last':>7} {'lag':>5}  {'pid':>7}  state"
     for name, cluster in status["clusters"].items():
         slots = cluster["slots"]
@@ -124,11 +125,95 @@ def format_status(status: dict) -> str:
         for replica, info in cluster["replicas"].items():
             state = "asleep" if info.get("asleep") else ("alive" if info.get("alive") else "down")
             lag = max(0, head - info.get("applied", 0)) if leader else 0
+            role = "learner" if info.get("learner") and info.get("role") == "follower" else info.get("role", "?")
             lines.append(
-                f"  {replica:<10} {info.get('role', '?'):<13} {info.get('term', 0):>5} {info.get('commit', 0):>7}"
+                f"  {replica:<10} {role:<13} {info.get('term', 0):>5} {info.get('commit', 0):>7}"
                 f" {info.get('applied', 0):>7} {info.get('last_index', 0):>7} {lag:>5}  {info.get('pid', 0):>7}  {state}"
             )
+    for job in jobs:
+        lines.append(f"job {job['id']} ({job['kind'].replace('_', '-')} {job['target']}): {job['step']}")
     return "\n".join(lines)
+
+
+class JobProgress:
+    """Prints a reconfiguration job's progress: one line per slot moved and
+    per change of step (never a spinner, so it reads well in a log too)."""
+
+    def __init__(self):
+        self.step = ""
+        self.moves_done = 0
+
+    def __call__(self, job: dict) -> None:
+        moves = job["moves"]
+        moved = ""
+        for index in range(self.moves_done, job["moves_done"]):
+            slot, source, destination = moves[index]
+            took = job["move_seconds"][index] if index < len(job["move_seconds"]) else None
+            timing = f" in {took:.2f} s" if took is not None else ""
+            moved = f"slot {slot} {source} -> {destination} moved{timing} ({index + 1}/{len(moves)})"
+            self.emit(moved)
+        self.moves_done = job["moves_done"]
+        # The job's step right after a move says what the line above said.
+        if job["step"] not in (self.step, moved) and job["state"] == "running":
+            self.emit(job["step"])
+        self.step = job["step"]
+
+    def emit(self, line: str) -> None:
+        print(line, flush=True)
+
+
+def run_job(args, job) -> int:
+    """Run `job(cluster, progress)`, which returns what was done; print its
+    progress, then that and the elapsed time."""
+    began = time.monotonic()
+    done = job(open_cluster(args), JobProgress())
+    print(f"{done} in {time.monotonic() - began:.1f} s")
+    return 0
+
+
+def cmd_add_replica(args) -> int:
+    def job(cluster, progress) -> str:
+        return f"added {cluster.add_replica(args.cluster, progress=progress)} to {args.cluster}"
+
+    return run_job(args, job)
+
+
+def cmd_remove_replica(args) -> int:
+    def job(cluster, progress) -> str:
+        cluster.remove_replica(args.server, progress=progress)
+        return f"removed {args.server}; its data is set aside"
+
+    return run_job(args, job)
+
+
+def cmd_add_cluster(args) -> int:
+    replicas = default_replicas(args.topology) if args.replicas is None else args.replicas
+    if not 1 <= replicas <= 9:
+        raise UsageError(f"--replicas must be 1..9, got {replicas}")
+
+    def job(cluster, progress) -> str:
+        return f"added cluster {cluster.add_cluster(replicas, progress=progress)} with {replicas} replicas"
+
+    return run_job(args, job)
+
+
+def default_replicas(topology: str | None) -> int:
+    """The topology's replicas of its first cluster, else 3."""
+    from coordinator.topology import load_topology
+
+    path = Path(topology or "topology.yaml")
+    if not path.exists():
+        return 3
+    topo = load_topology(path)
+    return len(topo.members()[topo.cluster_names[0]])
+
+
+def cmd_remove_cluster(args) -> int:
+    def job(cluster, progress) -> str:
+        cluster.remove_cluster(args.cluster, progress=progress)
+        return f"removed cluster {args.cluster}; its replicas' data is set aside"
+
+    return run_job(args, job)
 
 
 def cmd_put(args) -> int:
@@ -265,6 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("seconds", type=float)
     p = command("kill", cmd_kill, "SIGKILL SERVER's process; the coordinator restarts it")
     p.add_argument("server")
+    p = command("add-replica", cmd_add_replica, "add a replica to CLUSTER: it joins as a learner, catches up, then votes")
+    p.add_argument("cluster")
+    p = command("remove-replica", cmd_remove_replica,
+                "remove SERVER from its cluster (leadership moves first); its data is set aside")
+    p.add_argument("server")
+    p = command("add-cluster", cmd_add_cluster, "create a cluster and move slots to it until the spread is even")
+    p.add_argument("--replicas", type=int, help="its replicas (default: as many as the topology's first cluster)")
+    p = command("remove-cluster", cmd_remove_cluster,
+                "move every slot off CLUSTER, let its transactions settle, stop its replicas")
+    p.add_argument("cluster")
     p = command("bench", cmd_bench, "throughput, latency, aborts and hops of a workload (put|get|txn|bank|mixed|election|sweep)")
     from clerk.bench import add_bench_arguments
 

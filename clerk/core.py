@@ -29,6 +29,16 @@ Rules (DESIGN.md sections 4 and 7):
   that complete after the budget (a slow or paused clerk) abort instead.
 - Only the clerk sends Decide(commit), and only after every participant voted
   yes; so until then aborting is always safe, and aborts are sent freely.
+- Slots move (DESIGN.md section 6): a cluster answers WrongEpoch for slots it
+  does not serve now. A read's keys in the refused slots are parked, then
+  sent again as soon as a newer map routes them elsewhere, or anyway after a
+  wait (doubling like attempts); its other keys are sent again at once;
+  `max_attempts` such rounds, then Failed. A refused Prepare, CommitOnePhase
+  or ReadCheck means the attempt never committed (the refusing cluster
+  recorded an abort, and Decide(commit) is only sent once every Prepare was
+  answered yes, so no WrongEpoch can come after it): the other participants
+  are aborted and the commit completes Moved, for the caller to run again
+  under a fresh txid.
 - Replies may be lost, duplicated, delayed or reordered: a response is matched
   by its request id, and ignored once that request is answered, cancelled or
   given up, or when its result is not an answer to that request.
@@ -71,6 +81,7 @@ from actors.messages import (
     ReadResult,
     Redirect,
     Stamp,
+    WrongEpoch,
 )
 from coordinator.shardmap import slot_of
 
@@ -175,7 +186,28 @@ class Failed:
     reason: str
 
 
-Completion = ReadDone | Committed | Aborted | Failed
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Moved:
+    """Completion of `commit`: a participant answered WrongEpoch, since a slot
+    the transaction touches moved away, is frozen for a move or is not
+    installed yet. The transaction never committed and is aborted everywhere;
+    the caller may run it again, under a fresh txid and timestamp, once the
+    map is newer than `epoch` (see `ClerkCore.moved_past`).
+
+    Fields:
+        op: the caller's op id.
+        txid: the transaction refused.
+        epoch: the map epoch the refused request was routed by.
+        reason: which cluster refused it, and why.
+    """
+
+    op: int
+    txid: str
+    epoch: int
+    reason: str
+
+
+Completion = ReadDone | Committed | Aborted | Failed | Moved
 
 
 @dataclass(kw_only=True, slots=True, eq=False)
@@ -197,6 +229,7 @@ class _Request:
         due: the tick at which the last send counts as unanswered.
         deadline: for a commit decision, the tick at which it is given up
             (attempts are then unbounded); None otherwise.
+        epoch: the map epoch it was routed by.
     """
 
     req: int
@@ -205,6 +238,7 @@ class _Request:
     owner: int | None
     sent_to: str
     target: str
+    epoch: int
     attempts: int = 1
     hops: int = 0
     wait: int
@@ -221,12 +255,20 @@ class _ReadOp:
         keys: the keys asked, in the caller's order, without repeats.
         values: what has come back so far.
         waiting: request ids not answered yet.
+        parked: keys refused with WrongEpoch, not sent again yet -> the
+            cluster that refused them.
+        parked_due: when the parked keys are sent again even without a newer
+            map (None: nothing parked).
+        rounds: how many times refused keys have been sent again.
     """
 
     op: int
     keys: tuple[str, ...]
     values: dict[str, ReadResult] = field(default_factory=dict)
     waiting: set[int] = field(default_factory=set)
+    parked: dict[str, str] = field(default_factory=dict)
+    parked_due: int | None = None
+    rounds: int = 0
 
 
 @dataclass(kw_only=True, slots=True, eq=False)
@@ -287,8 +329,23 @@ class ClerkCore:
             leaders={cluster: self._leaders.get(cluster) for cluster in self._routing.members},
         )
 
+    @property
+    def epoch(self) -> int:
+        """The epoch of the map in use."""
+        return self._routing.epoch
+
+    def moved_past(self, epoch: int) -> bool:
+        """Whether the map in use is newer than `epoch` (say, a Moved's)."""
+        return self._routing.epoch > epoch
+
+    def owner_of(self, req: int) -> int | None:
+        """The op id waiting for request `req` (None: none, or no longer)."""
+        request = self._requests.get(req)
+        return request.owner if request is not None else None
+
     def update_routing(self, routing: Routing) -> None:
-        """A newer map or leader (MapUpdate from the coordinator); older epochs are ignored."""
+        """A newer map or leader (MapUpdate from the coordinator); older epochs
+        are ignored. A newer map sends parked read keys it routes elsewhere."""
         current = self._routing
         if routing.epoch < current.epoch:
             return
@@ -306,6 +363,11 @@ class ClerkCore:
         for cluster, members in routing.members.items():
             leader = reported.get(cluster, self._leaders.get(cluster))
             self._leaders[cluster] = leader if leader in members else routing.leaders.get(cluster)
+        if routing.epoch > current.epoch:
+            for state in [state for state in self._ops.values() if isinstance(state, _ReadOp) and state.parked]:
+                rerouted = [key for key, cluster in state.parked.items() if self._cluster_of(key) != cluster]
+                if rerouted:
+                    self._resend_parked(state, rerouted)
 
     def read(self, op: int, keys: list[str]) -> None:
         """Read `keys` from their clusters (leaders, or any member with
@@ -317,9 +379,7 @@ class ClerkCore:
             self._completions.append(ReadDone(op=op, values={}))
             return
         self._ops[op] = state
-        for cluster, cluster_keys in keys_by_cluster.items():
-            target = self._rng.choice(self._members[cluster]) if self._config.read_from_followers else None
-            state.waiting.add(self._start(cluster, ReadKeys(keys=tuple(cluster_keys)), owner=op, target=target))
+        self._send_reads(state, keys_by_cluster)
 
     def commit(
         self,
@@ -333,7 +393,7 @@ class ClerkCore:
     ) -> None:
         """Commit a transaction (DESIGN.md section 4): ValidateReads when read-only,
         CommitOnePhase on one cluster, else two-phase commit with the primary
-        first. Completes with Committed, Aborted or Failed.
+        first. Completes with Committed, Aborted, Failed or Moved.
 
         - Nothing touched: Committed at once.
         - Reads only: one ReadCheck per cluster; all ok -> Committed, the first
@@ -356,6 +416,9 @@ class ClerkCore:
           nothing commits before the primary logs a commit and only this
           clerk, which will now never send one, could ask for it. The
           application may then retry safely, which Failed would not tell it.
+        - Any of them answered WrongEpoch by a participant (a Prepare,
+          CommitOnePhase or ReadCheck): Decide(abort) to the other participants
+          of a two-phase commit, Moved.
         """
         self._check_new_op(op)
         clash = sorted(set(writes) & set(deletes))
@@ -424,6 +487,9 @@ class ClerkCore:
             # An earlier timeout in this pass may have ended its operation.
             if request.req in self._requests:
                 self._handle_timeout(request)
+        for state in [state for state in self._ops.values() if isinstance(state, _ReadOp)]:
+            if state.parked_due is not None and state.parked_due <= self._now:
+                self._resend_parked(state, list(state.parked))
 
     def take_output(self) -> list[tuple[str, Any]]:
         """`(replica id, ClientBatch)` pairs to send: one batch per replica."""
@@ -491,6 +557,10 @@ class ClerkCore:
             return  # an abort sent for an operation that has already completed
         state.waiting.discard(request.req)
         match request.op, result:
+            case ReadKeys(), WrongEpoch():
+                self._handle_read_keys_moved(state, request, result)
+            case Prepare() | CommitOnePhase() | ReadCheck(), WrongEpoch():
+                self._handle_commit_moved(state, request, result)
             case ReadKeys(), ReadKeysResult():
                 self._handle_read_keys_result(state, result)
             case ReadCheck(), ReadCheckResult():
@@ -507,8 +577,53 @@ class ClerkCore:
     def _handle_read_keys_result(self, state: _ReadOp, result: ReadKeysResult) -> None:
         for value in result.values:
             state.values[value.key] = value
-        if not state.waiting:
+        if not state.waiting and not state.parked:
             self._finish(state, ReadDone(op=state.op, values={key: state.values[key] for key in state.keys}))
+
+    def _handle_read_keys_moved(self, state: _ReadOp, request: _Request, result: WrongEpoch) -> None:
+        """`request.cluster` does not serve some of these keys now. Send again
+        at once the keys of slots it did not name and those the map already
+        routes elsewhere; park the rest."""
+        if state.rounds >= self._config.max_attempts:
+            reason = f"{request.cluster} answered WrongEpoch after {state.rounds} re-routes: {result.reason}"
+            self._finish(state, Failed(op=state.op, reason=reason))
+            return
+        keys = request.op.keys
+        state.parked.update(dict.fromkeys(keys, request.cluster))
+        slot_count = len(self._routing.slots)
+        # A refusal naming no slot refuses every key, so nothing spins.
+        refused = set(result.slots) or {slot_of(key, slot_count) for key in keys}
+        ready = [
+            key for key in keys if slot_of(key, slot_count) not in refused or self._cluster_of(key) != request.cluster
+        ]
+        if ready:
+            self._resend_parked(state, ready)
+        if state.parked and state.parked_due is None:
+            state.parked_due = self._now + self._backoff(state.rounds)
+
+    def _resend_parked(self, state: _ReadOp, keys: list[str]) -> None:
+        """Send parked keys again, grouped by the current map; keys left parked
+        keep their wait."""
+        for key in keys:
+            del state.parked[key]
+        if not state.parked:
+            state.parked_due = None
+        state.rounds += 1
+        self._send_reads(state, self._group_by_cluster(keys))
+
+    def _handle_commit_moved(self, state: _CommitOp, request: _Request, result: WrongEpoch) -> None:
+        """A participant refused the attempt for a slot it does not serve; it
+        recorded an abort. Only Prepare, CommitOnePhase and ReadCheck get here,
+        so no Decide(commit) was sent: abort the others, report Moved."""
+        cluster = request.cluster
+        reason = f"{cluster}: {result.reason or f'slots {list(result.slots)} not served'}"
+        moved = Moved(op=state.op, txid=state.txid, epoch=request.epoch, reason=reason)
+        if isinstance(request.op, Prepare):
+            others = [participant for participant in state.participants if participant != cluster]
+            self._abort_everywhere(state, others, completion=moved)
+        else:
+            # One-phase and read-only attempts leave nothing to undo elsewhere.
+            self._finish(state, moved)
 
     def _handle_read_check_result(self, state: _CommitOp, cluster: str, result: ReadCheckResult) -> None:
         if not result.ok:
@@ -594,6 +709,15 @@ class ClerkCore:
 
     # -- helpers ---------------------------------------------------------------
 
+    def _send_reads(self, state: _ReadOp, keys_by_cluster: dict[str, list[str]]) -> None:
+        for cluster, cluster_keys in keys_by_cluster.items():
+            target = self._rng.choice(self._members[cluster]) if self._config.read_from_followers else None
+            state.waiting.add(self._start(cluster, ReadKeys(keys=tuple(cluster_keys)), owner=state.op, target=target))
+
+    def _backoff(self, rounds: int) -> int:
+        """The wait after `rounds` earlier waits: doubling, capped."""
+        return min(self._config.request_timeout_ticks * 2**rounds, self._config.max_backoff_ticks)
+
     def _check_new_op(self, op: int) -> None:
         if op in self._ops:
             raise ValueError(f"operation {op} is already in flight")
@@ -620,6 +744,7 @@ class ClerkCore:
             target=target,
             wait=self._config.request_timeout_ticks,
             deadline=deadline,
+            epoch=self._routing.epoch,
         )
         self._next_req += 1
         self._requests[request.req] = request
@@ -670,10 +795,19 @@ class ClerkCore:
             self._leaders[cluster] = None
         return False
 
-    def _abort_everywhere(self, state: _CommitOp, clusters: list[str] | tuple[str, ...], *, reason: str) -> None:
+    def _abort_everywhere(
+        self,
+        state: _CommitOp,
+        clusters: list[str] | tuple[str, ...],
+        *,
+        reason: str = "",
+        completion: Completion | None = None,
+    ) -> None:
+        """Decide(abort) to `clusters`, then complete with `completion`, by
+        default Aborted for `reason`."""
         for cluster in clusters:
             self._start(cluster, Decide(txid=state.txid, ts=state.ts, commit=False), owner=None)
-        self._finish(state, Aborted(op=state.op, txid=state.txid, reason=reason))
+        self._finish(state, completion or Aborted(op=state.op, txid=state.txid, reason=reason))
 
     def _finish(self, state: _ReadOp | _CommitOp, completion: Completion) -> None:
         for req in state.waiting:
@@ -684,8 +818,13 @@ class ClerkCore:
 
 
 def _answers(op: ClientOp, result: Any) -> bool:
-    """Whether `result` answers `op`; anything else is a stray reply to ignore."""
+    """Whether `result` answers `op`; anything else is a stray reply to ignore.
+    A Decide is never answered WrongEpoch: it names a transaction, not slots."""
     match op, result:
+        case ReadKeys(), WrongEpoch():
+            return result.txid == ""
+        case Prepare() | CommitOnePhase() | ReadCheck(), WrongEpoch():
+            return result.txid == op.txid
         case ReadKeys(), ReadKeysResult():
             return set(op.keys) <= {value.key for value in result.values}
         case ReadCheck(), ReadCheckResult():

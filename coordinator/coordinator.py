@@ -10,7 +10,12 @@ checks in topology.py. What it keeps:
 - subscribers (clerks, servers) that get a MapUpdate on every leader change
   and every address change;
 - status rounds: a scatter-gather to every server with a deadline, so a dead
-  or sleeping server shows as such and never hangs the caller.
+  or sleeping server shows as such and never hangs the caller;
+- reconfiguration jobs (reconfig.py holds their logic): one wakeup every
+  RECONFIG_INTERVAL drives every running job; the jobs, id counters and each
+  cluster's founding membership are persisted with the map, in one write,
+  before any action a round decided is carried out, so a restarted
+  coordinator resumes every job where it stood.
 
 It never blocks and never asks: every answer goes back to the asker's address
 when ready.
@@ -37,13 +42,21 @@ from thespian.actors import (
 )
 
 from actors.messages import (
+    MOVE_DROPPED,
+    AddCluster,
+    AddReplica,
     AdminReply,
     Boot,
     Isolate,
     Kill,
     LeaderChange,
     MapUpdate,
+    MembershipReport,
+    MoveProgress,
     ProcessList,
+    ReconfigStatus,
+    RemoveCluster,
+    RemoveReplica,
     ReplicaStatusReport,
     ReplicaStatusRequest,
     ServerConfig,
@@ -60,6 +73,15 @@ from actors.messages import (
 )
 from actors.process import process_running, set_process_title
 from clerk.clerk import OUTCOME_BUDGET_SECONDS
+from coordinator.reconfig import (
+    RUNNING,
+    ProbeReplicas,
+    Reconfig,
+    ReconfigError,
+    SendToLeader,
+    StartServer,
+    StopServer,
+)
 from coordinator.shardmap import ShardMap
 from coordinator.topology import Topology, load_topology
 
@@ -70,6 +92,12 @@ TIMESTAMP_RESERVE = 100_000
 """Timestamps reserved per durable write of the high-water mark."""
 RESTART_BACKOFF = timedelta(milliseconds=200)
 LIVENESS_INTERVAL = timedelta(milliseconds=500)
+RECONFIG_INTERVAL = timedelta(milliseconds=300)
+REAP_GRACE = timedelta(seconds=3)
+"""How long a stopped server may take to exit before it is SIGKILLed."""
+RECONFIG_ROUND = 0
+"""The ReplicaStatusRequest round of reconfiguration probes (status rounds count from 1)."""
+FINISHED_JOBS_SHOWN = 5
 RECORD_RETENTION_SECONDS = 4 * OUTCOME_BUDGET_SECONDS
 """Servers keep outcome records this long after every participant acknowledged
 them: far beyond any clerk's budget, so no clerk asks about a forgotten
@@ -99,7 +127,7 @@ class StatusRound:
 
 
 class CoordinatorState:
-    """The coordinator's durable state: map and timestamp high-water mark."""
+    """The coordinator's durable state: map, reconfiguration jobs and timestamp high-water mark."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,6 +143,12 @@ class CoordinatorState:
     def put(self, name: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)", (name, value))
 
+    def put_many(self, values: dict[str, str]) -> None:
+        """Write every value or none."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)", values.items())
+
     def close(self) -> None:
         self.db.close()
 
@@ -126,6 +160,8 @@ class Coordinator(ActorTypeDispatcher):
         self.data_dir: Path | None = None
         self.state: CoordinatorState | None = None
         self.map: ShardMap | None = None
+        self.reconfig: Reconfig | None = None
+        self.saved_reconfig = ""
         self.servers: dict[str, ServerRecord] = {}
         self.leaders: dict[str, str | None] = {}
         self.terms: dict[str, int] = {}
@@ -152,17 +188,30 @@ class Coordinator(ActorTypeDispatcher):
             self.state.put("map", self.map.to_json())
         else:
             self.map = ShardMap.from_json(stored_map)
+        grace = 2 * self.topology.transactions.prepare_timeout_ms / 1000
+        stored_reconfig = self.state.get("reconfig")
+        if stored_reconfig is None:
+            # First boot: the map is the epoch-1 one, every cluster's founding membership.
+            self.reconfig = Reconfig.fresh(self.map, grace)
+        else:
+            self.reconfig = Reconfig.from_json(stored_reconfig, self.map, grace)
+        self.save()
         self.ts_reserved = int(self.state.get("ts_reserved") or 0)
         self.ts_next = self.ts_reserved + 1  # never reuse what an earlier run may have handed out
         self.leaders = {cluster: None for cluster in self.map.clusters}
         self.terms = {cluster: 0 for cluster in self.map.clusters}
+        removing = self.reconfig.removing()
         for cluster in self.map.clusters:
             for replica in self.map.replicas(cluster):
-                self.servers[replica] = ServerRecord(cluster=cluster, replica=replica)
-                self.start_server(replica)
+                if replica not in removing:
+                    self.servers[replica] = ServerRecord(cluster=cluster, replica=replica)
+                    self.start_server(replica)
         self.write_pids()
         self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness",))
-        log.warning("coordinator booted %d servers from %s (epoch %d)", len(self.servers), message.topology, self.map.epoch)
+        self.wakeupAfter(RECONFIG_INTERVAL, payload=("reconfig",))
+        running = len(self.reconfig.running())
+        log.warning("coordinator booted %d servers from %s (epoch %d, %d reconfiguration jobs to resume)",
+                    len(self.servers), message.topology, self.map.epoch, running)
 
     def start_server(self, replica: str) -> None:
         from actors.server import DatabaseServer
@@ -172,12 +221,13 @@ class Coordinator(ActorTypeDispatcher):
         record.address = self.createActor(DatabaseServer)
         record.alive = True
         record.pid = 0
+        founding = self.reconfig.founding_of(record.cluster)
         self.send(
             record.address,
             ServerConfig(
                 cluster=record.cluster,
                 replica=replica,
-                voters=self.map.replicas(record.cluster),
+                voters=founding.voters,
                 data_dir=os.fspath(self.data_dir / replica),
                 engine=topo.storage.engine,
                 fsync=topo.storage.fsync,
@@ -190,6 +240,8 @@ class Coordinator(ActorTypeDispatcher):
                 retention_ticks=round(RECORD_RETENTION_SECONDS * 1000 / topo.raft.tick_ms),
                 read_from_followers=topo.transactions.read_from == "follower",
                 seed=int.from_bytes(os.urandom(4), "big"),
+                slot_count=len(self.map.slots),
+                founding_slots=founding.slots,
             ),
         )
 
@@ -373,6 +425,10 @@ class Coordinator(ActorTypeDispatcher):
         return record.asleep_until > time.monotonic()
 
     def receiveMsg_ReplicaStatusReport(self, message: ReplicaStatusReport, sender) -> None:
+        if message.round == RECONFIG_ROUND:
+            self.reconfig.observe_replica_status(message.replica, message.status, time.time())
+            self.reconfig_changed()
+            return
         current = self.status_round
         if current is None or message.round != current.round:
             return
@@ -395,8 +451,11 @@ class Coordinator(ActorTypeDispatcher):
         clusters = {}
         for cluster in self.map.clusters:
             replicas = {}
+            leader_report = reports.get(self.leaders.get(cluster) or "") or {}
+            learners = set(leader_report.get("conf", {}).get("learners", ()))
             for replica in self.map.replicas(cluster):
-                record = self.servers[replica]
+                # A replica a job is stopping has no record any more.
+                record = self.servers.get(replica) or ServerRecord(cluster=cluster, replica=replica)
                 report = reports.get(replica)
                 if report is not None:
                     record.last_status = report
@@ -411,6 +470,7 @@ class Coordinator(ActorTypeDispatcher):
                 entry["restarts"] = record.restarts
                 if report is None and not entry["asleep"]:
                     entry["role"] = "down" if not record.alive else "unresponsive"
+                entry["learner"] = replica in learners
                 replicas[replica] = entry
             clusters[cluster] = {
                 "leader": self.leaders.get(cluster),
@@ -418,7 +478,144 @@ class Coordinator(ActorTypeDispatcher):
                 "slots": list(self.map.slots_of(cluster)),
                 "replicas": replicas,
             }
-        return {"epoch": self.map.epoch, "admin_pid": os.getppid(), "clerks": len(self.subscribers), "clusters": clusters}
+        return {
+            "epoch": self.map.epoch,
+            "admin_pid": os.getppid(),
+            "clerks": len(self.subscribers),
+            "clusters": clusters,
+            "jobs": self.jobs_shown(),
+        }
+
+    def jobs_shown(self) -> list[dict]:
+        """Running jobs and the last few finished ones, oldest first."""
+        jobs = self.reconfig.jobs
+        finished = [job for job in jobs if job.state != RUNNING][-FINISHED_JOBS_SHOWN:]
+        return [job.to_dict() for job in jobs if job.state == RUNNING or job in finished]
+
+    # -- reconfiguration ----------------------------------------------------------------
+
+    def receiveMsg_AddReplica(self, message: AddReplica, sender) -> None:
+        self.submit(sender, lambda now: self.reconfig.add_replica(message.cluster, now))
+
+    def receiveMsg_RemoveReplica(self, message: RemoveReplica, sender) -> None:
+        self.submit(sender, lambda now: self.reconfig.remove_replica(message.server, now))
+
+    def receiveMsg_AddCluster(self, message: AddCluster, sender) -> None:
+        self.submit(sender, lambda now: self.reconfig.add_cluster(message.replicas, now))
+
+    def receiveMsg_RemoveCluster(self, message: RemoveCluster, sender) -> None:
+        self.submit(sender, lambda now: self.reconfig.remove_cluster(message.cluster, now))
+
+    def submit(self, sender, start) -> None:
+        """Start a job and answer at once; the reconfig wakeup carries it out."""
+        if self.reconfig is None:
+            self.send(sender, AdminReply(ok=False, message="the coordinator is still booting; retry in a moment"))
+            return
+        try:
+            job = start(time.time())
+        except ReconfigError as error:
+            self.send(sender, AdminReply(ok=False, message=str(error)))
+            return
+        log.warning("job %s started: %s", job.id, job.doing)
+        self.drive_jobs()
+        self.send(sender, AdminReply(ok=True, message=f"{job.id}: {job.doing}", value={"job": job.id}))
+
+    def receiveMsg_ReconfigStatus(self, message: ReconfigStatus, sender) -> None:
+        if self.reconfig is None:
+            self.send(sender, AdminReply(ok=True, value={"jobs": []}))
+            return
+        jobs = [job.to_dict() for job in self.reconfig.jobs if not message.job or job.id == message.job]
+        if message.job and not jobs:
+            self.send(sender, AdminReply(ok=False, message=f"no job {message.job!r} (finished jobs are forgotten after a while)"))
+            return
+        self.send(sender, AdminReply(ok=True, value={"jobs": jobs}))
+
+    def receiveMsg_MoveProgress(self, message: MoveProgress, sender) -> None:
+        if self.reconfig is not None:
+            self.reconfig.observe_move(message, time.time())
+            self.reconfig_changed()
+            if message.stage == MOVE_DROPPED:
+                self.drive_jobs()  # start the next move now rather than at the next poll
+
+    def receiveMsg_MembershipReport(self, message: MembershipReport, sender) -> None:
+        if self.reconfig is not None:
+            self.reconfig.observe_membership(message, time.time())
+            self.reconfig_changed()
+
+    def drive_jobs(self) -> None:
+        actions = self.reconfig.drive(time.time(), self.leaders)
+        self.reconfig_changed()  # persisted before anything it decided happens
+        for action in actions:
+            if isinstance(action, SendToLeader):
+                record = self.servers.get(self.leaders.get(action.cluster) or "")
+                if record is not None and record.alive and record.address is not None:
+                    self.send(record.address, action.message)
+            elif isinstance(action, StartServer):
+                if action.replica not in self.servers:
+                    self.servers[action.replica] = ServerRecord(cluster=action.cluster, replica=action.replica)
+                    self.start_server(action.replica)
+                    self.write_pids()
+            elif isinstance(action, StopServer):
+                self.stop_server(action.replica)
+            elif isinstance(action, ProbeReplicas):
+                probe = ReplicaStatusRequest(round=RECONFIG_ROUND)
+                for record in self.servers.values():
+                    if record.cluster == action.cluster and record.alive and record.address is not None:
+                        self.send(record.address, probe)
+
+    def reconfig_changed(self) -> None:
+        """Persist what reconfiguration changed; a new map also goes to every subscriber."""
+        text = self.reconfig.to_json()
+        new_map = self.reconfig.map
+        if text == self.saved_reconfig and new_map is self.map:
+            return
+        self.save()
+        if new_map is not self.map:
+            self.map = new_map
+            for cluster in self.map.clusters:
+                self.leaders.setdefault(cluster, None)
+                self.terms.setdefault(cluster, 0)
+            for cluster in set(self.leaders) - set(self.map.clusters):
+                del self.leaders[cluster], self.terms[cluster]
+            log.warning("shard map epoch %d", self.map.epoch)
+            self.broadcast_map()
+
+    def save(self) -> None:
+        text = self.reconfig.to_json()
+        self.state.put_many({"map": self.reconfig.map.to_json(), "reconfig": text})
+        self.saved_reconfig = text
+
+    def stop_server(self, replica: str) -> None:
+        """Stop `replica` for good: out of supervision first, so its exit is not
+        mistaken for a crash; its data is moved aside, never deleted."""
+        record = self.servers.pop(replica, None)
+        if record is not None:
+            if self.leaders.get(record.cluster) == replica:
+                self.leaders[record.cluster] = None
+            if record.address is not None:
+                self.send(record.address, ActorExitRequest())
+            if record.pid:
+                self.wakeupAfter(REAP_GRACE, payload=("reap", record.pid))
+            self.write_pids()
+        source = self.data_dir / replica
+        if source.exists():
+            removed = self.data_dir / "removed"
+            removed.mkdir(exist_ok=True)
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            target, suffix = removed / f"{replica}-{stamp}", 1
+            while target.exists():
+                suffix += 1
+                target = removed / f"{replica}-{stamp}-{suffix}"
+            source.rename(target)
+            log.warning("server %s stopped; its data is in %s", replica, target)
+
+    def reap(self, pid: int) -> None:
+        """A stopped server still running after REAP_GRACE is killed."""
+        if process_running(pid) and all(record.pid != pid for record in self.servers.values()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     # -- timers and lifecycle ------------------------------------------------------
 
@@ -432,6 +629,12 @@ class Coordinator(ActorTypeDispatcher):
             self.restart(payload[1], payload[2])
         elif payload[0] == "liveness":
             self.check_liveness()
+        elif payload[0] == "reconfig":
+            if not self.stopping:
+                self.drive_jobs()
+            self.wakeupAfter(RECONFIG_INTERVAL, payload=("reconfig",))
+        elif payload[0] == "reap":
+            self.reap(payload[1])
 
     def receiveMsg_ActorExitRequest(self, message: ActorExitRequest, sender) -> None:
         self.stopping = True

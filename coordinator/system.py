@@ -168,6 +168,66 @@ class Cluster:
 
         self._client.admin_request(Kill(server=server))
 
+    # -- reconfiguration: each call starts a job and waits until it is done ----------------
+
+    def add_replica(self, cluster: str, *, timeout: float = 300.0, progress=None) -> str:
+        """Add a replica to `cluster` (a learner until it has caught up, then a
+        voter); returns its id."""
+        from actors.messages import AddReplica
+
+        return self.run_job(AddReplica(cluster=cluster), timeout, progress)["replicas"][0]
+
+    def remove_replica(self, server: str, *, timeout: float = 300.0, progress=None) -> None:
+        """Remove `server` from its cluster (leadership moves first when it
+        leads); its process stops and its data directory is set aside."""
+        from actors.messages import RemoveReplica
+
+        self.run_job(RemoveReplica(server=server), timeout, progress)
+
+    def add_cluster(self, replicas: int | None = None, *, timeout: float = 600.0, progress=None) -> str:
+        """Create a cluster of `replicas` replicas (default 3) and move slots to
+        it until every cluster owns an even share; returns its name."""
+        from actors.messages import AddCluster
+
+        return self.run_job(AddCluster(replicas=3 if replicas is None else replicas), timeout, progress)["target"]
+
+    def remove_cluster(self, cluster: str, *, timeout: float = 600.0, progress=None) -> None:
+        """Move every slot off `cluster`, let its transactions settle, stop its replicas."""
+        from actors.messages import RemoveCluster
+
+        self.run_job(RemoveCluster(cluster=cluster), timeout, progress)
+
+    def jobs(self) -> list[dict]:
+        """Reconfiguration jobs, running and recently finished, oldest first."""
+        from actors.messages import ReconfigStatus
+
+        return self._client.admin_request(ReconfigStatus())["jobs"]
+
+    def run_job(self, request, timeout: float, progress=None) -> dict:
+        """Start a reconfiguration job and poll it until it is done; returns the
+        finished job. `progress(job)` is called whenever the job changes.
+        AdminError when it is refused (busy, unknown cluster) or fails;
+        Unavailable when it is still running after `timeout` (it goes on)."""
+        from actors.messages import ReconfigStatus
+
+        job_id = self._client.admin_request(request)["job"]
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            jobs = self._client.admin_request(ReconfigStatus(job=job_id))["jobs"]
+            job = jobs[0]
+            if job != last and progress is not None:
+                progress(job)
+            last = job
+            if job["state"] == "done":
+                return job
+            if job["state"] == "failed":
+                raise AdminError(f"{job_id} failed: {job['error']}")
+            if time.monotonic() > deadline:
+                raise Unavailable(f"{job_id} is still running after {timeout:g} s ({job['step']}); "
+                                  "it goes on in the background (raftline status shows it)")
+            time.sleep(0.2)
+
     def wait_ready(self, timeout: float = 60.0) -> dict:
         """Block until every cluster has a leader; returns that status."""
         deadline = time.monotonic() + timeout

@@ -77,6 +77,9 @@ class OutcomeRecord:
         participants: every cluster it touches (empty when unknown here).
         acked: at the primary, the participants known to have applied the
             commit (the primary itself included).
+        moved_slots: for an abort refused because it touched slots this
+            cluster did not serve (WrongEpoch), those slots, so a duplicate
+            gets WrongEpoch again.
     """
 
     txid: str
@@ -86,6 +89,7 @@ class OutcomeRecord:
     primary: str = ""
     participants: tuple[str, ...] = ()
     acked: tuple[str, ...] = ()
+    moved_slots: tuple[int, ...] = ()
 
     @property
     def stamp(self) -> Stamp:

@@ -18,6 +18,10 @@ Rules and invariants (DESIGN.md section 3):
 - `counter` counts committed writes (deletes included), 0 = never written. It
   is for people to read; validation uses stamps only.
 - The table installs what it is told: deciding whether it may is history.py's job.
+- Slot moves (DESIGN.md section 6) bypass those three ways on purpose: `put`
+  copies a key's state exactly as another cluster held it, and `drop_slot`
+  forgets a slot's keys, tombstones included. With `slot_count` > 0 the table
+  indexes keys by slot, so a move never scans the whole table.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from actors.messages import ZERO_STAMP, Stamp
+from coordinator.shardmap import slot_of
 
 
 class InvariantViolation(Exception):
@@ -59,10 +64,14 @@ NEVER_WRITTEN = KeyState()
 
 
 class VersionedTable:
-    """Keys -> KeyState, with the only three ways the state may change."""
+    """Keys -> KeyState, with the only three ways a transaction may change the
+    state, and the two ways a slot move may."""
 
-    def __init__(self) -> None:
+    def __init__(self, slot_count: int = 0) -> None:
         self._keys: dict[str, KeyState] = {}
+        self._slot_count = slot_count
+        # slot -> its keys (a dict for insertion order; sorted when read).
+        self._by_slot: dict[int, dict[str, None]] = {}
 
     def get(self, key: str) -> KeyState:
         return self._keys.get(key, NEVER_WRITTEN)
@@ -79,7 +88,7 @@ class VersionedTable:
     def raise_rts(self, key: str, stamp: Stamp) -> None:
         state = self.get(key)
         if stamp > state.rts:
-            self._keys[key] = replace(state, rts=stamp)
+            self._set(key, replace(state, rts=stamp))
 
     def _install(self, key: str, stamp: Stamp, *, value: Any, tombstone: bool) -> None:
         state = self.get(key)
@@ -87,9 +96,25 @@ class VersionedTable:
             raise InvariantViolation(
                 f"install of {key!r} at {stamp} over the newer version {state.wts}"
             )
-        self._keys[key] = replace(
-            state, value=value, wts=stamp, counter=state.counter + 1, tombstone=tombstone
-        )
+        self._set(key, replace(state, value=value, wts=stamp, counter=state.counter + 1, tombstone=tombstone))
+
+    def put(self, key: str, state: KeyState) -> None:
+        """A key copied from the cluster a slot moves from, stamps and all."""
+        self._set(key, state)
+
+    def keys_in(self, slot: int) -> list[str]:
+        """The keys of `slot` (tombstones and read-only keys included), sorted."""
+        return sorted(self._by_slot.get(slot, ()))
+
+    def drop_slot(self, slot: int) -> None:
+        """Forget every key of `slot`: the slot moved to another cluster."""
+        for key in self._by_slot.pop(slot, ()):
+            del self._keys[key]
+
+    def _set(self, key: str, state: KeyState) -> None:
+        if self._slot_count and key not in self._keys:
+            self._by_slot.setdefault(slot_of(key, self._slot_count), {})[key] = None
+        self._keys[key] = state
 
     def dump(self) -> list[list[Any]]:
         """Plain rows, sorted by key so equal tables dump equally."""
@@ -99,10 +124,8 @@ class VersionedTable:
         ]
 
     @classmethod
-    def load(cls, rows: list[list[Any]]) -> VersionedTable:
-        table = cls()
+    def load(cls, rows: list[list[Any]], slot_count: int = 0) -> VersionedTable:
+        table = cls(slot_count)
         for key, value, wts, rts, counter, tombstone in rows:
-            table._keys[key] = KeyState(
-                value=value, wts=wts, rts=rts, counter=counter, tombstone=tombstone
-            )
+            table._set(key, KeyState(value=value, wts=wts, rts=rts, counter=counter, tombstone=tombstone))
         return table

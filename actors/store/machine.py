@@ -21,17 +21,37 @@ Rules and invariants (DESIGN.md sections 3 and 4):
 - A commit record this cluster is primary for is kept until every
   participant acknowledged it; TrimRecords drops other records the shell
   names and raises the threshold to the largest stamp dropped.
+- Slots (DESIGN.md section 6; `slot_count` 0 = every key served, no moves):
+  a key's slot is `slot_of(key, slot_count)`. A slot is owned (from the
+  founding slots or an install), frozen (still owned, moving out), incoming
+  (chunks arriving) or not served. Prepare, CommitOnePhase and each read
+  check touching a slot that is not owned, or frozen, get WrongEpoch before
+  any validation; a refused Prepare or CommitOnePhase is recorded as an abort
+  that remembers the slots, so a duplicate gets WrongEpoch again. Reads are
+  served on owned slots, frozen ones included. Decisions never look at slots:
+  transactions prepared before a freeze drain normally.
+- FreezeSlot, InstallSlot and DropSlot are idempotent by move id; a finished
+  move is remembered forever (moves are rare) so a late repeat changes
+  nothing. A frozen slot's keys change only through its draining decisions,
+  so once drained its chunks, cut by `slot_chunks`, are the same on every
+  replica and every leader. An install copies key states exactly and raises
+  the threshold to the shipped one; the slot is owned once every chunk of
+  the move is applied. A drop forgets the slot's keys, tombstones included.
 - `snapshot()` carries everything: table, history line, records with their
-  acknowledgement state, threshold, violations.
+  acknowledgement state, threshold, violations, and the slot state.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 from actors import codec
 from actors.messages import (
+    MOVE_DROPPED,
+    MOVE_FROZEN,
+    MOVE_NOT_OWNED,
     TXN_ABORTED,
     TXN_COMMITTED,
     TXN_PREPARED,
@@ -44,15 +64,21 @@ from actors.messages import (
     CommitOnePhaseResult,
     Decide,
     DecideResult,
+    DropSlot,
+    FreezeSlot,
+    InstallSlot,
+    InstallSlotResult,
     Prepare,
     PrepareResult,
     ReadCheckResult,
     ReadResult,
+    SlotMoveResult,
     Stamp,
     TrimRecords,
     TrimRecordsResult,
     ValidateReads,
     ValidateReadsResult,
+    WrongEpoch,
 )
 from actors.store.history import (
     HistoryLine,
@@ -62,19 +88,61 @@ from actors.store.history import (
     validate,
     validate_reads,
 )
-from actors.store.kv import VersionedTable
+from actors.store.kv import KeyState, VersionedTable
+from coordinator.shardmap import slot_of
+
+MOVE_INSTALLED = "installed"
+"""A finished move's stage at its destination (MOVE_DROPPED at its source)."""
+
+CHUNK_RESERVE = 600
+"""Bytes of a chunk's limit left for the fields that may differ between the
+leaders that cut it (the threshold, the chunk numbers), so the cut itself
+depends on the slot's keys alone."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Freeze:
+    """A slot of this cluster frozen for a move.
+
+    Fields:
+        move: the move's id.
+        destination: the cluster it moves to.
+    """
+
+    move: str
+    destination: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Incoming:
+    """A move arriving here: chunks applied so far.
+
+    Fields:
+        slot: the slot.
+        chunks: how many chunks the move has.
+        applied: chunk numbers applied, ascending.
+    """
+
+    slot: int
+    chunks: int
+    applied: tuple[int, ...] = ()
 
 
 class Machine:
     """The state machine of cluster `cluster`; see the module rules."""
 
-    def __init__(self, cluster: str) -> None:
+    def __init__(self, cluster: str, slot_count: int = 0, founding_slots: tuple[int, ...] = ()) -> None:
         self.cluster = cluster
-        self._table = VersionedTable()
+        self._slot_count = slot_count
+        self._table = VersionedTable(slot_count)
         self._line = HistoryLine()
         self._records: dict[str, OutcomeRecord] = {}
         self._threshold: Stamp = ZERO_STAMP
         self._violations: list[str] = []
+        self._owned: set[int] = set(founding_slots)
+        self._frozen: dict[int, Freeze] = {}
+        self._incoming: dict[str, Incoming] = {}
+        self._finished: dict[str, str] = {}  # move -> MOVE_DROPPED or MOVE_INSTALLED
 
     # -- applying log entries ------------------------------------------------
 
@@ -93,9 +161,18 @@ class Machine:
                 return self.handle_ack_decision(command)
             case TrimRecords():
                 return self.handle_trim_records(command)
+            case FreezeSlot():
+                return self.handle_freeze_slot(command)
+            case InstallSlot():
+                return self.handle_install_slot(command)
+            case DropSlot():
+                return self.handle_drop_slot(command)
         raise TypeError(f"not a transaction command: {type(command).__name__}")
 
-    def handle_prepare(self, command: Prepare) -> PrepareResult:
+    def handle_prepare(self, command: Prepare) -> PrepareResult | WrongEpoch:
+        refused = self._refused_before(command.txid)
+        if refused is not None:
+            return refused
         earlier = prior_vote(command.txid, self._line, self._records)
         if earlier is not None:
             return earlier
@@ -108,6 +185,9 @@ class Machine:
             primary=command.primary,
             participants=command.participants,
         )
+        wrong = self._refuse_moved(txn)
+        if wrong is not None:
+            return wrong
         reason = validate(txn.stamp, txn.reads, txn.written_keys, self._table, self._line, self._threshold)
         if reason is not None:
             self._record(txn, committed=False, reason=reason)
@@ -151,12 +231,15 @@ class Machine:
         self._violations.append(reason)
         return DecideResult(txid=txid, status=TXN_REFUSED, reason=reason)
 
-    def handle_commit_one_phase(self, command: CommitOnePhase) -> CommitOnePhaseResult:
+    def handle_commit_one_phase(self, command: CommitOnePhase) -> CommitOnePhaseResult | WrongEpoch:
         txid = command.txid
         if txid in self._line:
             reason = f"one-phase commit of {txid}, which is prepared here by two-phase commit"
             self._violations.append(reason)
             return CommitOnePhaseResult(txid=txid, committed=False, reason=reason)
+        refused = self._refused_before(txid)
+        if refused is not None:
+            return refused
         record = self._records.get(txid)
         if record is not None:
             return CommitOnePhaseResult(txid=txid, committed=record.committed, reason=record.reason)
@@ -169,6 +252,9 @@ class Machine:
             primary=self.cluster,
             participants=(self.cluster,),
         )
+        wrong = self._refuse_moved(txn)
+        if wrong is not None:
+            return wrong
         reason = validate(txn.stamp, txn.reads, txn.written_keys, self._table, self._line, self._threshold)
         if reason is not None:
             self._record(txn, committed=False, reason=reason)
@@ -178,8 +264,12 @@ class Machine:
         return CommitOnePhaseResult(txid=txid, committed=True)
 
     def handle_validate_reads(self, command: ValidateReads) -> ValidateReadsResult:
-        results = []
+        results: list[ReadCheckResult | WrongEpoch] = []
         for check in command.checks:
+            wrong = self.refusal(check.txid, check.reads, writing=True)
+            if wrong is not None:
+                results.append(wrong)
+                continue
             stamp = (check.ts, check.txid)
             reason = validate_reads(stamp, check.reads, self._table, self._line, self._threshold)
             if reason is None:
@@ -213,6 +303,85 @@ class Machine:
             self._threshold = max(self._threshold, record.stamp)
         return TrimRecordsResult(trimmed=tuple(trimmed), kept=tuple(kept), threshold=self._threshold)
 
+    def handle_freeze_slot(self, command: FreezeSlot) -> SlotMoveResult:
+        move, slot = command.move, command.slot
+        finished = self._finished.get(move)
+        if finished is not None:
+            # Dropped here, or installed here: then this cluster is the move's
+            # destination and must not freeze the slot it just received.
+            return SlotMoveResult(move=move, stage=MOVE_DROPPED if finished == MOVE_DROPPED else MOVE_NOT_OWNED)
+        frozen = self._frozen.get(slot)
+        if frozen is not None:
+            # Frozen by another move: a stale or misrouted request, not this move's.
+            return SlotMoveResult(move=move, stage=MOVE_FROZEN if frozen.move == move else MOVE_NOT_OWNED)
+        if slot not in self._owned:
+            return SlotMoveResult(move=move, stage=MOVE_NOT_OWNED)
+        self._frozen[slot] = Freeze(move=move, destination=command.destination)
+        return SlotMoveResult(move=move, stage=MOVE_FROZEN)
+
+    def handle_install_slot(self, command: InstallSlot) -> InstallSlotResult:
+        move, slot, chunk = command.move, command.slot, command.chunk
+        answered = self.install_progress(move, chunk)
+        if answered is not None:
+            return answered
+        incoming = self._incoming.get(move)
+        if incoming is None:
+            clash = self._install_clash(command)
+            if clash is not None:
+                self._violations.append(clash)
+                return InstallSlotResult(move=move, chunk=chunk, complete=False)
+            incoming = Incoming(slot=slot, chunks=command.chunks)
+        for key, value, wts, rts, counter, tombstone in command.keys:
+            self._table.put(key, KeyState(value=value, wts=wts, rts=rts, counter=counter, tombstone=tombstone))
+        self._threshold = max(self._threshold, command.threshold)
+        incoming = dataclasses.replace(incoming, applied=tuple(sorted((*incoming.applied, chunk))))
+        if len(incoming.applied) < incoming.chunks:
+            self._incoming[move] = incoming
+            return InstallSlotResult(move=move, chunk=chunk, complete=False)
+        self._incoming.pop(move, None)
+        self._owned.add(slot)
+        self._finished[move] = MOVE_INSTALLED
+        return InstallSlotResult(move=move, chunk=chunk, complete=True)
+
+    def _install_clash(self, command: InstallSlot) -> str | None:
+        """Why the first chunk of a move cannot start installing here (a bug upstream), or None."""
+        slot = command.slot
+        if not 0 <= slot < self._slot_count:
+            return f"install of slot {slot} of move {command.move}, but this cluster has {self._slot_count} slots"
+        if not 0 <= command.chunk < command.chunks:
+            return f"install of chunk {command.chunk} of {command.chunks} of move {command.move}"
+        if slot in self._owned:
+            return f"install of slot {slot} by move {command.move}, but the slot is already owned here"
+        if any(incoming.slot == slot for incoming in self._incoming.values()):
+            return f"install of slot {slot} by move {command.move}, but another move is installing it"
+        return None
+
+    def handle_drop_slot(self, command: DropSlot) -> SlotMoveResult:
+        move, slot = command.move, command.slot
+        if self._finished.get(move) == MOVE_DROPPED:
+            return SlotMoveResult(move=move, stage=MOVE_DROPPED)
+        frozen = self._frozen.get(slot)
+        if frozen is None or frozen.move != move:
+            return SlotMoveResult(move=move, stage=MOVE_NOT_OWNED)
+        del self._frozen[slot]
+        self._owned.discard(slot)
+        self._table.drop_slot(slot)
+        self._finished[move] = MOVE_DROPPED
+        return SlotMoveResult(move=move, stage=MOVE_DROPPED)
+
+    def _refused_before(self, txid: str) -> WrongEpoch | None:
+        record = self._records.get(txid)
+        if record is None or not record.moved_slots:
+            return None
+        return WrongEpoch(txid=txid, slots=record.moved_slots, reason=record.reason)
+
+    def _refuse_moved(self, txn: PreparedTxn) -> WrongEpoch | None:
+        """WrongEpoch for a transaction touching slots not served here, recorded as its abort."""
+        wrong = self.refusal(txn.txid, (*txn.reads, *txn.written_keys), writing=True)
+        if wrong is not None:
+            self._record(txn, committed=False, reason=wrong.reason, moved_slots=wrong.slots)
+        return wrong
+
     def _install(self, txn: PreparedTxn) -> None:
         for key, value in txn.writes.items():
             self._table.install(key, value, txn.stamp)
@@ -221,7 +390,9 @@ class Machine:
         for key in txn.reads:
             self._table.raise_rts(key, txn.stamp)
 
-    def _record(self, txn: PreparedTxn, *, committed: bool, reason: str = "") -> None:
+    def _record(
+        self, txn: PreparedTxn, *, committed: bool, reason: str = "", moved_slots: tuple[int, ...] = ()
+    ) -> None:
         # The primary counts itself as acknowledged: it applied the decision.
         acked = (self.cluster,) if committed and txn.primary == self.cluster else ()
         self._records[txn.txid] = OutcomeRecord(
@@ -232,6 +403,7 @@ class Machine:
             primary=txn.primary,
             participants=txn.participants,
             acked=acked,
+            moved_slots=moved_slots,
         )
 
     def _awaits_acks(self, record: OutcomeRecord) -> bool:
@@ -283,6 +455,119 @@ class Machine:
         have not acknowledged: the decisions the leader's shell must push."""
         return tuple(record for record in self._records.values() if self._awaits_acks(record))
 
+    # -- slot queries ------------------------------------------------------------
+
+    @property
+    def slot_count(self) -> int:
+        return self._slot_count
+
+    def owned_slots(self) -> tuple[int, ...]:
+        """Slots this cluster owns, frozen ones included, ascending."""
+        return tuple(sorted(self._owned))
+
+    def frozen_slots(self) -> dict[int, Freeze]:
+        """Slot -> the move it is frozen for, by slot."""
+        return dict(sorted(self._frozen.items()))
+
+    def incoming_moves(self) -> dict[str, Incoming]:
+        """Move -> the chunks applied so far, for moves arriving here, by move id."""
+        return dict(sorted(self._incoming.items()))
+
+    def move_stage(self, move: str) -> str | None:
+        """MOVE_DROPPED or MOVE_INSTALLED for a move finished here, MOVE_FROZEN
+        while it holds a slot of this cluster frozen, else None."""
+        if move in self._finished:
+            return self._finished[move]
+        if any(frozen.move == move for frozen in self._frozen.values()):
+            return MOVE_FROZEN
+        return None
+
+    def serves(self, keys: Iterable[str], *, writing: bool) -> tuple[int, ...]:
+        """The slots among `keys`' that this cluster does not serve now, ascending.
+        Reads are served on a frozen slot; writes and read checks are not."""
+        if not self._slot_count:
+            return ()
+        slots = {slot_of(key, self._slot_count) for key in keys}
+        return tuple(sorted(slot for slot in slots if slot not in self._owned or (writing and slot in self._frozen)))
+
+    def refusal(self, txid: str, keys: Iterable[str], *, writing: bool) -> WrongEpoch | None:
+        """The WrongEpoch answer for an operation on `keys`, or None when they are all served."""
+        slots = self.serves(keys, writing=writing)
+        if not slots:
+            return None
+        return WrongEpoch(txid=txid, slots=slots, reason="; ".join(self._why_not_served(slot) for slot in slots))
+
+    def _why_not_served(self, slot: int) -> str:
+        if slot in self._frozen:
+            return f"slot {slot} is moving to {self._frozen[slot].destination}"
+        if any(incoming.slot == slot for incoming in self._incoming.values()):
+            return f"slot {slot} is not installed at {self.cluster} yet"
+        return f"slot {slot} is not served by {self.cluster}"
+
+    def key_count(self) -> int:
+        """Keys in the table, tombstones and read-only keys included."""
+        return len(self._table)
+
+    def slot_keys(self, slot: int) -> tuple[str, ...]:
+        """The keys of `slot` held here (tombstones and read-only keys included), sorted."""
+        return tuple(self._table.keys_in(slot))
+
+    def prepared_on(self, slot: int) -> tuple[str, ...]:
+        """Txids of prepared transactions holding keys of `slot`: a frozen slot
+        ships only once none is left."""
+        if not self._slot_count:
+            return ()
+        return tuple(
+            txn.txid
+            for txn in self._line
+            if any(slot_of(key, self._slot_count) == slot for key in (*txn.reads, *txn.written_keys))
+        )
+
+    def slot_chunks(self, slot: int, max_bytes: int) -> tuple[InstallSlot, ...]:
+        """The InstallSlot chunks of frozen `slot`, each encoding under `max_bytes`
+        (a key too large for one chunk alone still gets a chunk of its own).
+
+        The cut depends only on the slot's keys, which are fixed once the slot
+        is frozen and drained, so every leader cuts the same chunks; an empty
+        slot is one empty chunk. Raises ValueError when the slot is not frozen."""
+        frozen = self._frozen.get(slot)
+        if frozen is None:
+            raise ValueError(f"slot {slot} is not frozen at {self.cluster}")
+
+        def chunk(number: int, count: int, rows: tuple, threshold: Stamp) -> InstallSlot:
+            return InstallSlot(
+                move=frozen.move,
+                slot=slot,
+                source=self.cluster,
+                chunk=number,
+                chunks=count,
+                keys=rows,
+                threshold=threshold,
+            )
+
+        budget = max_bytes - len(codec.encode(chunk(0, 0, (), ZERO_STAMP))) - CHUNK_RESERVE
+        groups: list[list[tuple]] = [[]]
+        size = 0
+        for key in self._table.keys_in(slot):
+            state = self._table.get(key)
+            row = (key, state.value, state.wts, state.rts, state.counter, state.tombstone)
+            row_size = len(codec.encode(row)) + 1  # and its comma
+            if groups[-1] and size + row_size > budget:
+                groups.append([])
+                size = 0
+            groups[-1].append(row)
+            size += row_size
+        return tuple(chunk(number, len(groups), tuple(rows), self._threshold) for number, rows in enumerate(groups))
+
+    def install_progress(self, move: str, chunk: int) -> InstallSlotResult | None:
+        """The answer for chunk `chunk` of `move` if it is already applied here, else None."""
+        if self._finished.get(move) == MOVE_INSTALLED:
+            return InstallSlotResult(move=move, chunk=chunk, complete=True)
+        incoming = self._incoming.get(move)
+        if incoming is not None and chunk in incoming.applied:
+            return InstallSlotResult(move=move, chunk=chunk, complete=False)
+        return None
+
     # -- snapshots ------------------------------------------------------------
 
     def snapshot(self) -> bytes:
@@ -295,6 +580,18 @@ class Machine:
                 "prepared": [dataclasses.asdict(txn) for txn in self._line],
                 "records": [dataclasses.asdict(record) for record in self._records.values()],
                 "violations": list(self._violations),
+                "slots": {
+                    "count": self._slot_count,
+                    "owned": sorted(self._owned),
+                    "frozen": [
+                        [slot, frozen.move, frozen.destination] for slot, frozen in sorted(self._frozen.items())
+                    ],
+                    "incoming": [
+                        [move, incoming.slot, incoming.chunks, list(incoming.applied)]
+                        for move, incoming in sorted(self._incoming.items())
+                    ],
+                    "finished": [[move, stage] for move, stage in sorted(self._finished.items())],
+                },
             }
         )
 
@@ -304,12 +601,22 @@ class Machine:
         state = codec.decode(data)
         if state["cluster"] != cluster:
             raise ValueError(f"snapshot of cluster {state['cluster']!r} cannot restore {cluster!r}")
-        machine = cls(cluster)
+        # A snapshot from before slots could move: the machine serves every key.
+        slots = state.get("slots", {"count": 0, "owned": [], "frozen": [], "incoming": [], "finished": []})
+        machine = cls(cluster, slots["count"], tuple(slots["owned"]))
         machine._threshold = state["threshold"]
-        machine._table = VersionedTable.load(state["table"])
+        machine._table = VersionedTable.load(state["table"], slots["count"])
         for fields in state["prepared"]:
             machine._line.add(PreparedTxn(**fields))
         for fields in state["records"]:
             machine._records[fields["txid"]] = OutcomeRecord(**fields)
         machine._violations = list(state["violations"])
+        machine._frozen = {
+            slot: Freeze(move=move, destination=destination) for slot, move, destination in slots["frozen"]
+        }
+        machine._incoming = {
+            move: Incoming(slot=slot, chunks=chunks, applied=tuple(applied))
+            for move, slot, chunks, applied in slots["incoming"]
+        }
+        machine._finished = dict(slots["finished"])
         return machine

@@ -69,6 +69,17 @@ def test_txn_against_a_running_system(cluster):
     assert report["hops"] >= 2 * 4 + 2 + 3 * 4
 
 
+def test_reconfig_times_a_replica_and_a_cluster_added_under_writers():
+    report = last_json_line(bench("reconfig", "--keys", "1500", "--json"))
+    assert report["workload"] == "reconfig" and report["keys"] == 1500
+    assert report["add_replica_s"] > 0 and report["add_cluster_s"] > 0
+    assert report["moving_slot"]["keys"] == 1000 and report["moving_slot"]["move_s"] > 0
+    # 64 slots over 2 clusters, then 3: c3 takes 21 of them, one move each.
+    assert report["other_moves"]["count"] == 20
+    for writer in ("writer_on_moving_slot_ms", "writer_on_staying_slot_ms"):
+        assert report[writer]["puts"] > 0 and 0 < report[writer]["p50"] <= report[writer]["max"]
+
+
 def test_inconsistent_arguments_are_one_line_errors():
     result = bench("put", "--replicas", "3,5")
     assert result.returncode == 1

@@ -5,13 +5,15 @@
                               [--stats [--load-ticks L]] [--trace]
     python3 -m tests.sim txn --seeds N --first-seed S [--clusters K --replicas R --clerks C]
                              [--workload mixed|uniform|hotkey|bank] [--faults ...] [--no-clerk-crash]
+                             [--reconfig [--moves N] [--member-changes N]]
 
 Prints one line per failing seed with the command that replays it, then a
 last line `raft: N seeds, V violations` (for txn: `txn: N seeds, V
 violations, A committed, B aborted`); exits non-zero when V > 0. Without
 `--nodes`, seed S runs (3, 5, 7)[S % 3] replicas. `--stats` adds the time
 taken and, for a steady load on a reliable network, messages per committed
-entry (batching at work).
+entry (batching at work). `txn --reconfig` also moves slots, adds a
+cluster, drains one, and adds and removes replicas during each run.
 """
 
 from __future__ import annotations

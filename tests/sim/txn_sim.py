@@ -3,6 +3,7 @@ and every fault of the Raft simulator, on one logical clock.
 
     python3 -m tests.sim.txn_sim --seeds N --first-seed S [--clusters K --replicas R --clerks C]
                                  [--workload uniform|hotkey|bank] [--faults ...] [--ticks T] [--no-clerk-crash]
+                                 [--reconfig [--moves N] [--member-changes N]]
 
 Rules:
 - Each database server is an `actors.replica.Replica` over a storage that
@@ -20,8 +21,14 @@ Rules:
   to sleep, kills clerks mid-flight (a fresh clerk with a new id takes over
   the workload) and pauses them (within the records' retention, which the
   design's safety assumes: see test_txn_sim's strict xfails). It keeps each cluster's crashed or asleep replicas a
-  minority; partitions may still cost a quorum for a while. Membership
-  changes are not simulated here.
+  minority; partitions may still cost a quorum for a while.
+- Reconfiguration (`TxnSimConfig.reconfig`, txn_reconfig.py): the
+  coordinator stand-in also moves slots, adds a cluster, drains one, adds
+  and removes replicas, all through the protocol, its messages on the faulty
+  network. Replicas then serve `slots` slots from their founding ones; the
+  run settles only once every move and membership change is done, and is
+  judged also on where the data ended (txn_truth.judge_placement) and on a
+  final read of every written key through a fresh clerk on the final map.
 - Ground truth is what the replicas applied (txn_truth.py), gathered after
   every step; a replica applying a different entry at an index another one
   applied fails the run at once. A run then heals everything, stops the
@@ -43,7 +50,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from actors.messages import ClientBatch, ConfState, Entry, LeaderChange, Snapshot
+from actors.messages import ClientBatch, ConfState, Entry, LeaderChange, ReadResult, Snapshot
 from actors.raft.node import LEADER, HardState, RaftConfig
 from actors.raft.storage import MemoryStorage
 from actors.replica import (
@@ -54,7 +61,7 @@ from actors.replica import (
     ToLeaderOf,
     ToReplica,
 )
-from clerk.core import ClerkConfig, ClerkCore, Routing
+from clerk.core import ClerkConfig, ClerkCore, Failed, ReadDone, Routing
 from coordinator.shardmap import ShardMap, slot_of
 from tests.sim.chaos import ChaosDriver
 from tests.sim.faults import FAULT_NAMES, Faults
@@ -68,6 +75,7 @@ from tests.sim.network import (
     random_groups,
 )
 from tests.sim.trace import Trace
+from tests.sim.txn_reconfig import COORDINATOR, ReconfigOptions, ReconfigStats, SimCoordinator
 from tests.sim.txn_truth import (
     ABANDONED,
     ABORTED,
@@ -79,6 +87,8 @@ from tests.sim.txn_truth import (
     Judgement,
     Release,
     judge,
+    judge_placement,
+    last_writes,
     replay,
 )
 from tests.sim.txn_workloads import (
@@ -89,6 +99,8 @@ from tests.sim.txn_workloads import (
     make_workload,
 )
 
+CHECKER = "checker"
+"""The node of the clerk that reads every key back once a reconfiguration run settled."""
 CHAOS_TICKS = 300
 """Ticks of load and faults per randomized run, before healing."""
 SETTLE_TICKS = 400
@@ -124,6 +136,8 @@ class TxnSimConfig:
         replica: template of each ReplicaConfig (cluster, conf and `raft.id` are replaced).
         clerk: template of each ClerkConfig (its `clerk` is replaced).
         chaos_pace: range of ticks between two chaos actions.
+        reconfig: what the coordinator reconfigures during the run (None: nothing;
+            replicas then serve every key).
     """
 
     seed: int
@@ -137,6 +151,7 @@ class TxnSimConfig:
     replica: ReplicaConfig = ReplicaConfig(cluster="template", raft=RaftConfig(id="template"), initial_conf=ConfState())
     clerk: ClerkConfig = ClerkConfig(clerk="template")
     chaos_pace: tuple[float, float] = (2, 12)
+    reconfig: ReconfigOptions | None = None
 
 
 class RecordingStorage(MemoryStorage):
@@ -276,10 +291,21 @@ class TxnSim:
             cluster: tuple(f"{cluster}-r{number}" for number in range(config.replicas)) for cluster in self.cluster_ids
         }
         self.shard_map = ShardMap.initial(self.cluster_ids, members, config.slots)
-        self.members = members
-        self.logs = {cluster: ClusterLog(cluster) for cluster in self.cluster_ids}
+        self.founding_clusters = self.cluster_ids
+        # What every replica of a cluster is started with, forever; `members`
+        # follows the membership changes.
+        self.founding: dict[str, tuple[str, ...]] = dict(members)
+        self.founding_slots = {cluster: self.shard_map.slots_of(cluster) for cluster in self.cluster_ids}
+        self.members = dict(members)
+        self.slot_count = config.slots if config.reconfig is not None else 0
+        self.logs = {
+            cluster: ClusterLog(cluster, slot_count=self.slot_count, founding_slots=self._machine_slots(cluster))
+            for cluster in self.cluster_ids
+        }
         self.elections: dict[str, list[int]] = {cluster: [] for cluster in self.cluster_ids}
         self.servers: dict[str, Server] = {}
+        self.retired: dict[str, Server] = {}  # removed from their cluster: stopped for good
+        self._created = {cluster: len(members[cluster]) for cluster in self.cluster_ids}
         self.leaders: dict[str, tuple[int, str]] = {}  # what the coordinator believes: cluster -> (term, leader)
         self._coordinator_rng = self.rng("coordinator")
         self._phase_rng = self.rng("phase")
@@ -290,6 +316,10 @@ class TxnSim:
         self.records: list[ClerkRecord] = []
         self.slots: list[ClerkSlot] = []
         self.traps: list[Trap] = []
+        self.coordinator = (
+            SimCoordinator(self, config.reconfig, self.rng("reconfig")) if config.reconfig is not None else None
+        )
+        self._checker: ClerkCore | None = None
 
         def boot() -> None:
             for cluster in self.cluster_ids:
@@ -373,12 +403,17 @@ class TxnSim:
         phase = self._phase_rng.randint(0, TICK - 1)
         self.scheduler.after(phase, lambda: self._server_loop(server))
 
+    def _machine_slots(self, cluster: str) -> tuple[int, ...]:
+        return self.founding_slots.get(cluster, ()) if self.slot_count else ()
+
     def _replica_config(self, server: Server) -> ReplicaConfig:
         return replace(
             self.config.replica,
             cluster=server.cluster,
             raft=replace(self.config.replica.raft, id=server.id),
-            initial_conf=ConfState(voters=self.members[server.cluster]),
+            initial_conf=ConfState(voters=self.founding[server.cluster]),
+            slot_count=self.slot_count,
+            founding_slots=self._machine_slots(server.cluster),
         )
 
     def _boot(self, server: Server) -> None:
@@ -390,6 +425,8 @@ class TxnSim:
         self._after(server)
 
     def _server_loop(self, server: Server) -> None:
+        if server.id in self.retired:
+            return
         if server.running and self.network.available(server.id):
             self._step(f"tick {server.id}", lambda: self._tick(server))
         self.scheduler.after(TICK, lambda: self._server_loop(server))
@@ -417,9 +454,12 @@ class TxnSim:
                     # Unknown leader: dropped, as the shell does; the sender's timers retry.
                     if cluster in self.leaders:
                         self.network.send(server.id, self.leaders[cluster][1], message)
-                case ToCoordinator():
+                case ToCoordinator() if isinstance(message, LeaderChange):
                     self.elections[server.cluster].append(self.scheduler.now)
                     self._to_coordinator(message)
+                case ToCoordinator():
+                    # Reconfiguration answers travel the faulty network.
+                    self.network.send(server.id, COORDINATOR, message)
 
     # -- coordinator stand-in -----------------------------------------------
 
@@ -450,9 +490,46 @@ class TxnSim:
             leaders={cluster: leader for cluster, (_, leader) in sorted(self.leaders.items())},
         )
 
-    def _push_map(self, slot: ClerkSlot, clerk: str) -> None:
+    def _push_map(self, slot: ClerkSlot, clerk: str, routing: Routing | None = None) -> None:
+        """Give the clerk `routing` (a map sent earlier), else the map as it is now."""
         if slot.core is not None and slot.id == clerk:
-            slot.core.update_routing(self.routing())
+            slot.core.update_routing(routing if routing is not None else self.routing())
+
+    # -- reconfiguration (the coordinator's side is txn_reconfig.py) ---------
+
+    def add_cluster(self) -> str:
+        """Start a new cluster with no founding slots and add it to the map."""
+        cluster = f"c{len(self.cluster_ids) + 1}"
+        replicas = tuple(f"{cluster}-r{number}" for number in range(self.config.replicas))
+        self.cluster_ids = (*self.cluster_ids, cluster)
+        self.founding[cluster] = replicas
+        self.members[cluster] = replicas
+        self._created[cluster] = len(replicas)
+        self.logs[cluster] = ClusterLog(cluster, slot_count=self.slot_count)
+        self.elections[cluster] = []
+        self.shard_map = self.shard_map.with_cluster(cluster, replicas)
+        for replica_id in replicas:
+            self._start_server(replica_id, cluster)
+            # Started by the coordinator: on its side of a partition.
+            self.network.place(replica_id, beside=COORDINATOR)
+        return cluster
+
+    def add_replica(self, cluster: str) -> str:
+        """Start a new replica of `cluster` (it waits to be added as a learner)."""
+        replica_id = f"{cluster}-r{self._created[cluster]}"
+        self._created[cluster] += 1
+        self.members[cluster] = (*self.members[cluster], replica_id)
+        self._start_server(replica_id, cluster)
+        self.network.place(replica_id, beside=self.members[cluster][0])
+        return replica_id
+
+    def retire(self, replica_id: str) -> None:
+        """Stop a replica removed from its cluster, for good."""
+        server = self.servers.pop(replica_id)
+        self.retired[replica_id] = server
+        server.replica = None
+        self.network.set_down(replica_id, True)
+        self.members[server.cluster] = tuple(rid for rid in self.members[server.cluster] if rid != replica_id)
 
     # -- clerks -------------------------------------------------------------
 
@@ -532,6 +609,13 @@ class TxnSim:
     # -- network ------------------------------------------------------------
 
     def _on_deliver(self, src: str, dst: str, message: object) -> None:
+        if dst == COORDINATOR:
+            self._step(f"deliver {src}->{dst}", lambda: self.coordinator.receive(message, src))
+            return
+        if dst == CHECKER:
+            if self._checker is not None:
+                self._step(f"deliver {src}->{dst}", lambda: self._checker.receive(message))
+            return
         server = self.servers.get(dst)
         if server is not None:
             if server.running:
@@ -578,8 +662,9 @@ class TxnSim:
     # -- observing ----------------------------------------------------------
 
     def nodes(self) -> list[str]:
-        """Every server and live clerk, in a fixed order."""
-        return sorted(self.servers) + [slot.id for slot in self.slots if slot.core is not None]
+        """Every server and live clerk (and the coordinator when it reconfigures), in a fixed order."""
+        nodes = sorted(self.servers) + [slot.id for slot in self.slots if slot.core is not None]
+        return nodes + [COORDINATOR] if self.coordinator is not None else nodes
 
     def status(self, replica_id: str) -> dict:
         return self.servers[replica_id].replica.status()
@@ -621,6 +706,8 @@ class TxnSim:
 
     def unsettled(self) -> str:
         """What keeps the run from being settled now; empty when it is."""
+        if self.coordinator is not None and (pending := self.coordinator.pending()):
+            return pending
         for slot in self.slots:
             if slot.driver.busy:
                 return f"clerk {slot.id} still runs {slot.driver.txid}"
@@ -674,7 +761,61 @@ class TxnSim:
             bank=bank,
         )
         judgement.violations += self._diverged(truths)
+        if self.coordinator is not None:
+            judgement.violations += judge_placement(
+                truths, owners=self.shard_map.slots, moves=self.coordinator.finished, committed=judgement.committed
+            )
+            judgement.violations += self._read_back(last_writes(truths))
         return judgement
+
+    def _read_back(self, expected: dict[str, tuple]) -> list[str]:
+        """Read every written key through a fresh clerk on the final map: each
+        must hold its last committed write."""
+        if not expected:
+            return []
+        done = self.read_keys(sorted(expected))
+        if done is None:
+            return ["read-back: a fresh clerk could not read every key after the run settled"]
+        found = []
+        for key, (stamp, exists, value) in sorted(expected.items()):
+            held = done[key]
+            if (held.version, held.exists, held.value if held.exists else None) != (stamp, exists, value):
+                found.append(
+                    f"read-back: {key} reads {held.value!r} at {held.version} from {self.cluster_of(key)},"
+                    f" but its last committed write is {value!r} at {stamp}"
+                )
+        return found
+
+    def read_keys(self, keys: list[str], max_ticks: float = 100) -> dict[str, ReadResult] | None:
+        """Read `keys` with a fresh clerk on the current map (None: it could not)."""
+        core = ClerkCore(
+            replace(self.config.clerk, clerk=CHECKER, read_from_followers=False),
+            self.routing(),
+            self.rng("checker"),
+        )
+        self._checker = core
+        self.network.set_down(CHECKER, False)
+        completions: list = []
+
+        def loop() -> None:
+            if self._checker is not core:
+                return
+            core.tick()
+            for replica, batch in core.take_output():
+                self.network.send(CHECKER, replica, batch)
+            completions.extend(core.take_completions())
+            self.scheduler.after(TICK, loop)
+
+        core.read(1, keys)
+        self._step("read back", loop)
+        self.run_until(lambda: bool(completions), max_ticks)
+        self._checker = None
+        match completions:
+            case [ReadDone(values=values)]:
+                return values
+            case [] | [Failed()]:
+                return None
+        raise AssertionError(f"the read-back clerk completed with {completions}")
 
     def _diverged(self, truths: dict[str, ClusterTruth]) -> list[str]:
         """Replicas whose view of their machine differs from the replay's (the
@@ -689,6 +830,7 @@ class TxnSim:
                 "records": len(machine.records()),
                 "prepared": len(machine.prepared()),
                 "unacknowledged": len(machine.unacknowledged()),
+                "keys": machine.key_count(),
             }
             for rid in self.members[cluster]:
                 status = self.status(rid)
@@ -743,7 +885,9 @@ class TxnChaos(ChaosDriver):
         return sorted(self.sim.servers)
 
     def _restartable(self, replica_id: str) -> bool:
-        return not self.sim.servers[replica_id].running
+        # A replica removed from its cluster while down stays down.
+        server = self.sim.servers.get(replica_id)
+        return server is not None and not server.running
 
     def _clerk(self) -> None:
         """Kill a clerk, or pause it (a frozen process: no ticks, messages to it lost)."""
@@ -776,6 +920,8 @@ class TxnSeedResult:
         late_releases: transactions released after the design's bound (TxnSim.release).
         steps: events run.
         trace_tail: the last trace lines before a violation found while running.
+        reconfig: what the coordinator reconfigured (None: nothing was asked).
+        moved: commits refused because a slot moved, retried by their clerks.
     """
 
     seed: int
@@ -789,6 +935,8 @@ class TxnSeedResult:
     late_releases: tuple[str, ...]
     steps: int
     trace_tail: tuple[str, ...] = ()
+    reconfig: ReconfigStats | None = None
+    moved: int = 0
 
 
 def abort_cause(reason: str) -> str:
@@ -798,6 +946,8 @@ def abort_cause(reason: str) -> str:
         return f"rule {rule.group(1)}" + (" (threshold)" if rule.group(1) == "1" else "")
     if "did not answer" in reason:
         return "unanswered prepare"
+    if reason.startswith("moved"):
+        return "slot moved"
     return "decision"
 
 
@@ -826,6 +976,7 @@ def random_config(
     clerks: int = 3,
     faults: Faults = TXN_FAULTS,
     clerk_crash: bool = True,
+    reconfig: ReconfigOptions | None = None,
 ) -> TxnSimConfig:
     """Vary what changes the shape of a run: election timing, batch and
     snapshot chunk sizes, how often replicas snapshot, the recovery timers,
@@ -868,6 +1019,7 @@ def random_config(
         replica=replica,
         clerk=clerk,
         chaos_pace=rng.choice(((2, 12), (2, 12), (1, 4))),
+        reconfig=reconfig,
     )
 
 
@@ -881,6 +1033,8 @@ def run_config(config: TxnSimConfig, ticks: int = CHAOS_TICKS) -> TxnSeedResult:
     try:
         chaos = TxnChaos(sim, sim.rng("chaos"))
         chaos.start()
+        if sim.coordinator is not None:
+            sim.coordinator.plan(ticks)
         sim.run(ticks)
         chaos.stop()
         sim.settle()
@@ -905,6 +1059,8 @@ def run_config(config: TxnSimConfig, ticks: int = CHAOS_TICKS) -> TxnSeedResult:
         late_releases=late,
         steps=sim.stats.steps,
         trace_tail=trace_tail,
+        reconfig=sim.coordinator.stats if sim.coordinator is not None else None,
+        moved=sum(slot.driver.moved for slot in sim.slots),
     )
 
 
@@ -923,6 +1079,7 @@ def run_seed(
     faults: Faults = TXN_FAULTS,
     clerk_crash: bool = True,
     ticks: int = CHAOS_TICKS,
+    reconfig: ReconfigOptions | None = None,
 ) -> TxnSeedResult:
     config = random_config(
         seed,
@@ -932,6 +1089,7 @@ def run_seed(
         clerks=clerks,
         faults=faults,
         clerk_crash=clerk_crash,
+        reconfig=reconfig,
     )
     return run_config(config, ticks)
 
@@ -945,7 +1103,7 @@ def parse_faults(spec: str) -> Faults:
         return TXN_FAULTS
     faults = Faults.parse(spec)
     if faults.member:
-        raise ValueError("membership changes (member) are not simulated in transaction runs")
+        raise ValueError("membership changes are not a fault of transaction runs: they come with --reconfig")
     return faults
 
 
@@ -978,6 +1136,24 @@ def add_txn_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ticks", type=int, default=CHAOS_TICKS, help=f"ticks of chaos per seed (default {CHAOS_TICKS})"
     )
+    parser.add_argument(
+        "--reconfig",
+        action="store_true",
+        help="the coordinator also moves slots, adds a cluster, drains one, adds and removes replicas",
+    )
+    defaults = ReconfigOptions()
+    parser.add_argument(
+        "--moves",
+        type=int,
+        default=defaults.moves,
+        help=f"with --reconfig: random slot moves (default {defaults.moves})",
+    )
+    parser.add_argument(
+        "--member-changes",
+        type=int,
+        default=defaults.membership,
+        help=f"with --reconfig: replicas added, each then one removed (default {defaults.membership})",
+    )
     parser.add_argument("--trace", action="store_true", help="print the trace tail of each failing seed")
     parser.set_defaults(run=run_txn, replay_prefix="python3 -m tests.sim txn")
 
@@ -992,6 +1168,7 @@ def replay_command(
     faults: str = "all",
     clerk_crash: bool = True,
     ticks: int = CHAOS_TICKS,
+    reconfig: ReconfigOptions | None = None,
     prefix: str = "python3 -m tests.sim txn",
 ) -> str:
     """The command that runs seed `seed` again, alone (`faults` as given on the command line)."""
@@ -1005,6 +1182,13 @@ def replay_command(
         command += " --no-clerk-crash"
     if ticks != CHAOS_TICKS:
         command += f" --ticks {ticks}"
+    if reconfig is not None:
+        command += " --reconfig"
+        defaults = ReconfigOptions()
+        if reconfig.moves != defaults.moves:
+            command += f" --moves {reconfig.moves}"
+        if reconfig.membership != defaults.membership:
+            command += f" --member-changes {reconfig.membership}"
     return command
 
 
@@ -1019,6 +1203,9 @@ def run_txn(args: argparse.Namespace) -> int:
     longest = 0.0
     late_seeds: list[int] = []
     late_txns = 0
+    reconfigured = ReconfigStats()
+    moved = 0
+    options = ReconfigOptions(moves=args.moves, membership=args.member_changes) if args.reconfig else None
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         result = run_seed(
             seed,
@@ -1029,7 +1216,12 @@ def run_txn(args: argparse.Namespace) -> int:
             faults=faults,
             clerk_crash=not args.no_clerk_crash,
             ticks=args.ticks,
+            reconfig=options,
         )
+        if result.reconfig is not None:
+            for name in ("moves", "added", "removed", "clusters_added", "maps"):
+                setattr(reconfigured, name, getattr(reconfigured, name) + getattr(result.reconfig, name))
+        moved += result.moved
         outcomes.setdefault(result.workload, Counter()).update(result.outcomes)
         causes.setdefault(result.workload, Counter()).update(result.causes)
         longest = max(longest, result.longest_prepared_after_heal)
@@ -1051,6 +1243,7 @@ def run_txn(args: argparse.Namespace) -> int:
                 faults=args.faults,
                 clerk_crash=not args.no_clerk_crash,
                 ticks=args.ticks,
+                reconfig=options,
                 prefix=args.replay_prefix,
             ),
             flush=True,
@@ -1066,6 +1259,12 @@ def run_txn(args: argparse.Namespace) -> int:
         print(
             f"{workload}: {done[COMMITTED]} committed, {done[ABORTED]} aborted ({rate:.1f}%: {by_cause}), "
             f"{done[FAILED]} failed, {done[ABANDONED]} abandoned by dead clerks"
+        )
+    if args.reconfig:
+        print(
+            f"reconfiguration: {reconfigured.moves} slot moves, {reconfigured.clusters_added} clusters added,"
+            f" {reconfigured.added} replicas added, {reconfigured.removed} removed, {reconfigured.maps} maps pushed;"
+            f" {moved} commits refused by a move and retried"
         )
     elapsed = time.perf_counter() - started
     print(

@@ -23,6 +23,18 @@ Rules:
   nothing, so it is not judged).
 - Bank runs: every whole-bank read a clerk saw commit, and the final state,
   conserve the total with no negative balance (`check_bank`).
+- Slot moves (DESIGN.md section 6) need no special casing in the replay: a
+  cluster's machine is built with the deployment's slot count and the
+  cluster's founding slots, as its replicas are, and the move entries are
+  applied like any other. The replay also follows which slots the log made
+  the cluster's (founding, installed, not dropped) and which a move froze:
+  a transaction prepared, committed in one phase or read-checked on any
+  other slot breaks the WrongEpoch rule. Once a run settled, `judge_placement` checks
+  where the data ended: every key's last committed write is the value and
+  version its owner (per the final map) holds, no cluster holds a key of a
+  slot it does not own, and every finished move was frozen at its source,
+  installed whole at its destination, then dropped at the source, in that
+  order.
 """
 
 from __future__ import annotations
@@ -35,18 +47,28 @@ from typing import Callable, Mapping, Sequence
 from actors import codec
 from actors.messages import (
     ENTRY_COMMAND,
+    MOVE_DROPPED,
+    MOVE_FROZEN,
     TXN_COMMITTED,
     TXN_PREPARED,
     TXN_UNKNOWN,
     CommitOnePhase,
+    CommitOnePhaseResult,
     Decide,
+    DropSlot,
     Entry,
+    FreezeSlot,
+    InstallSlot,
+    InstallSlotResult,
     Prepare,
+    ReadCheckResult,
+    SlotMoveResult,
     Stamp,
     ValidateReads,
 )
 from actors.store.machine import Machine
 from clerk.checkers import CommittedTxn, check_bank, check_serializable
+from coordinator.shardmap import slot_of
 
 COMMITTED = "committed"
 ABORTED = "aborted"
@@ -74,10 +96,13 @@ class AppliedEntry:
 
 class ClusterLog:
     """The entries the replicas of one cluster applied, by index, and the
-    snapshots they took or received (as digests, by index)."""
+    snapshots they took or received (as digests, by index); `slot_count` and
+    `founding_slots` are the cluster's machine settings (0: every key, no moves)."""
 
-    def __init__(self, cluster: str) -> None:
+    def __init__(self, cluster: str, *, slot_count: int = 0, founding_slots: tuple[int, ...] = ()) -> None:
         self.cluster = cluster
+        self.slot_count = slot_count
+        self.founding_slots = founding_slots
         self.entries: dict[int, AppliedEntry] = {}
         self.snapshots: dict[int, dict[str, str]] = {}  # index -> digest -> a replica that held it
 
@@ -125,6 +150,24 @@ class PreparedTxn:
     prepared_at: int
     decided_at: int | None = None
     committed: bool | None = None
+    values: dict[str, tuple[bool, object]] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True)
+class MoveTruth:
+    """One slot move as one cluster's log tells it (times in time units, None: never).
+
+    Fields:
+        slot: the slot.
+        frozen_at: the source applied the freeze.
+        installed_at: the destination applied the move's last missing chunk.
+        dropped_at: the source applied the drop.
+    """
+
+    slot: int
+    frozen_at: int | None = None
+    installed_at: int | None = None
+    dropped_at: int | None = None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -136,6 +179,11 @@ class ClusterTruth:
         prepared: txid -> every transaction that joined its history line.
         one_phase: txid -> the one-phase commits it installed.
         checked: txid -> (ts, reads) of each read-only check that passed.
+        latest: key -> (stamp, exists, value) of the last write installed here.
+        moves: move id -> what this cluster applied of it.
+        slot_count: the deployment's slots (0: every key served here, no moves).
+        served: slots the log made this cluster's (founding, installed, not dropped).
+        frozen: served slots frozen by a move.
         machine: the replayed machine at the end of the log.
         problems: violations found by the replay itself.
     """
@@ -144,6 +192,11 @@ class ClusterTruth:
     prepared: dict[str, PreparedTxn] = field(default_factory=dict)
     one_phase: dict[str, CommittedTxn] = field(default_factory=dict)
     checked: dict[str, tuple[int, dict[str, Stamp]]] = field(default_factory=dict)
+    latest: dict[str, tuple[Stamp, bool, object]] = field(default_factory=dict)
+    moves: dict[str, MoveTruth] = field(default_factory=dict)
+    slot_count: int = 0
+    served: set[int] = field(default_factory=set)
+    frozen: set[int] = field(default_factory=set)
     machine: Machine | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -151,8 +204,8 @@ class ClusterTruth:
 def replay(log: ClusterLog) -> ClusterTruth:
     """Replay a cluster's applied log on a fresh machine (see the module rules)."""
     cluster = log.cluster
-    truth = ClusterTruth(cluster=cluster)
-    machine = Machine(cluster)
+    truth = ClusterTruth(cluster=cluster, slot_count=log.slot_count, served=set(log.founding_slots))
+    machine = Machine(cluster, slot_count=log.slot_count, founding_slots=log.founding_slots)
     for index in range(1, log.last_index + 1):
         applied = log.entries.get(index)
         if applied is None:
@@ -186,7 +239,9 @@ def _apply(truth: ClusterTruth, machine: Machine, command: object, time: int) ->
                     reads=dict(command.reads),
                     writes=(*command.writes, *command.deletes),
                     prepared_at=time,
+                    values=_written(command),
                 )
+                _check_served(truth, txid, "prepared", (*command.reads, *command.writes, *command.deletes))
         case Decide(txid=txid):
             before = machine.status(txid)
             result = machine.apply(command)
@@ -194,23 +249,72 @@ def _apply(truth: ClusterTruth, machine: Machine, command: object, time: int) ->
                 txn = truth.prepared[txid]
                 txn.decided_at = time
                 txn.committed = result.status == TXN_COMMITTED
+                if txn.committed:
+                    _installed(truth, (txn.ts, txid), txn.values)
         case CommitOnePhase(txid=txid):
             before = machine.status(txid)
             result = machine.apply(command)
-            if before == TXN_UNKNOWN and result.committed:
+            # A refusal for a slot not served here (WrongEpoch) installs nothing.
+            if before == TXN_UNKNOWN and isinstance(result, CommitOnePhaseResult) and result.committed:
                 truth.one_phase[txid] = CommittedTxn(
                     txid=txid,
                     stamp=(command.ts, txid),
                     reads=dict(command.reads),
                     writes=(*command.writes, *command.deletes),
                 )
+                _installed(truth, (command.ts, txid), _written(command))
+                _check_served(truth, txid, "committed", (*command.reads, *command.writes, *command.deletes))
         case ValidateReads(checks=checks):
             result = machine.apply(command)
             for check, verdict in zip(checks, result.results):
-                if verdict.ok:
+                if isinstance(verdict, ReadCheckResult) and verdict.ok:
                     truth.checked.setdefault(check.txid, (check.ts, dict(check.reads)))
+                    _check_served(truth, check.txid, "checked", tuple(check.reads))
+        case FreezeSlot(move=move, slot=slot):
+            result = machine.apply(command)
+            if isinstance(result, SlotMoveResult) and result.stage == MOVE_FROZEN:
+                found = truth.moves.setdefault(move, MoveTruth(slot=slot))
+                found.frozen_at = found.frozen_at if found.frozen_at is not None else time
+                truth.frozen.add(slot)
+        case InstallSlot(move=move, slot=slot):
+            result = machine.apply(command)
+            if isinstance(result, InstallSlotResult) and result.complete:
+                found = truth.moves.setdefault(move, MoveTruth(slot=slot))
+                found.installed_at = found.installed_at if found.installed_at is not None else time
+                truth.served.add(slot)
+        case DropSlot(move=move, slot=slot):
+            result = machine.apply(command)
+            if isinstance(result, SlotMoveResult) and result.stage == MOVE_DROPPED:
+                found = truth.moves.setdefault(move, MoveTruth(slot=slot))
+                found.dropped_at = found.dropped_at if found.dropped_at is not None else time
+                truth.served.discard(slot)
+                truth.frozen.discard(slot)
         case _:
             machine.apply(command)
+
+
+def _check_served(truth: ClusterTruth, txid: str, what: str, keys: Sequence[str]) -> None:
+    """A transaction joins a cluster's history only on slots the log made the
+    cluster's and no move froze (the WrongEpoch rule, decided at apply time)."""
+    if not truth.slot_count:
+        return
+    slots = {slot_of(key, truth.slot_count) for key in keys}
+    unserved = sorted(slots - truth.served) + sorted(slots & truth.frozen)
+    if unserved:
+        truth.problems.append(f"{truth.cluster}: {txid} was {what} on slots {unserved}, which it did not serve then")
+
+
+def _written(command: Prepare | CommitOnePhase) -> dict[str, tuple[bool, object]]:
+    """key -> (exists, value) as the command would install it."""
+    written = {key: (True, value) for key, value in command.writes.items()}
+    return {**written, **dict.fromkeys(command.deletes, (False, None))}
+
+
+def _installed(truth: ClusterTruth, stamp: Stamp, values: Mapping[str, tuple[bool, object]]) -> None:
+    for key, (exists, value) in values.items():
+        known = truth.latest.get(key)
+        if known is None or known[0] < stamp:
+            truth.latest[key] = (stamp, exists, value)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -314,7 +418,7 @@ def judge(
         committed.update(truth.one_phase)
     for record in clerks:
         if record.outcome == COMMITTED and not record.writes:
-            txn = _read_only_truth(truths, record, cluster_of, violations)
+            txn = _read_only_truth(truths, record, violations)
             if txn is not None:
                 committed[txn.txid] = txn
     _judge_clerk_view(truths, clerks, committed, violations)
@@ -407,17 +511,22 @@ def _judge_atomicity(txid: str, held: Mapping[str, PreparedTxn], violations: lis
 def _read_only_truth(
     truths: Mapping[str, ClusterTruth],
     record: ClerkRecord,
-    cluster_of: Callable[[str], str],
     violations: list[str],
 ) -> CommittedTxn | None:
-    """A read-only transaction a clerk saw commit, as its clusters checked it."""
+    """A read-only transaction a clerk saw commit, as its clusters checked it:
+    every key it read must have passed a check somewhere (slots move, so the
+    cluster that checked a key is whichever owned it then)."""
     reads: dict[str, Stamp] = {}
-    for cluster in sorted({cluster_of(key) for key in record.reads}):
+    for cluster in sorted(truths):
         checked = truths[cluster].checked.get(record.txid)
-        if checked is None:
-            violations.append(f"{record.txid} (read-only) committed for its clerk; {cluster} never passed its check")
-            return None
-        reads.update(checked[1])
+        if checked is not None:
+            reads.update(checked[1])
+    unchecked = sorted(set(record.reads) - set(reads))
+    if unchecked:
+        violations.append(
+            f"{record.txid} (read-only) committed for its clerk; no cluster passed its check of {unchecked}"
+        )
+        return None
     return CommittedTxn(txid=record.txid, stamp=(record.ts, record.txid), reads=reads, writes=())
 
 
@@ -454,3 +563,81 @@ def _judge_bank(
     found = check_bank(seen, bank.total).violations
     found += [f"final state: {line}" for line in check_bank([final], bank.total).violations]
     return [f"bank: {line}" for line in found]
+
+
+def held_keys(machine: Machine) -> list[str]:
+    """Every key `machine` holds (values, tombstones, read stamps), by slot."""
+    return [key for slot in range(machine.slot_count) for key in machine.slot_keys(slot)]
+
+
+def last_writes(truths: Mapping[str, ClusterTruth]) -> dict[str, tuple[Stamp, bool, object]]:
+    """key -> (stamp, exists, value) of the last committed write of every key written."""
+    latest: dict[str, tuple[Stamp, bool, object]] = {}
+    for truth in truths.values():
+        for key, write in truth.latest.items():
+            if key not in latest or latest[key][0] < write[0]:
+                latest[key] = write
+    return latest
+
+
+def judge_placement(
+    truths: Mapping[str, ClusterTruth],
+    *,
+    owners: Sequence[str],
+    moves: Mapping[str, tuple[int, str, str]],
+    committed: Sequence[CommittedTxn] = (),
+) -> list[str]:
+    """Where a settled run's data ended (see the module rules). `owners` is the
+    final map (slot -> cluster); `moves` the moves the coordinator saw finish,
+    id -> (slot, source, destination); `committed` the committed history,
+    whose reads the owners' read stamps must cover (a read stamp lost on
+    the way would let a later write slip under a committed read)."""
+    violations = []
+    slots = len(owners)
+    read_stamps: dict[str, Stamp] = {}
+    for txn in committed:
+        for key in txn.reads:
+            read_stamps[key] = max(read_stamps.get(key, txn.stamp), txn.stamp)
+    held_rts = {
+        cluster: {row[0]: tuple(row[3]) for row in codec.decode(truth.machine.snapshot())["table"]}
+        for cluster, truth in truths.items()
+    }
+    for key, stamp in sorted(read_stamps.items()):
+        owner = owners[slot_of(key, slots)]
+        rts = held_rts[owner].get(key)
+        if rts is None or rts < stamp:
+            violations.append(f"placement: {key} was read at {stamp}, but its owner {owner} has read stamp {rts}")
+    for key, (stamp, exists, value) in sorted(last_writes(truths).items()):
+        owner = owners[slot_of(key, slots)]
+        held = truths[owner].machine.read(key)
+        if (held.version, held.exists, held.value if held.exists else None) != (stamp, exists, value):
+            violations.append(
+                f"placement: {key}'s last committed write is {value!r} at {stamp}"
+                f"{'' if exists else ' (a delete)'}, but its owner {owner} holds {held.value!r} at {held.version}"
+            )
+    for cluster, truth in sorted(truths.items()):
+        machine = truth.machine
+        strays = [key for key in held_keys(machine) if owners[slot_of(key, slots)] != cluster]
+        if strays:
+            violations.append(f"placement: {cluster} holds {len(strays)} keys of slots it does not own: {strays[:5]}")
+        if len(held_keys(machine)) != machine.key_count():
+            violations.append(f"placement: {cluster} holds keys outside its slots' tables")
+        owned = tuple(slot for slot, owner in enumerate(owners) if owner == cluster)
+        if machine.owned_slots() != owned or machine.frozen_slots() or machine.incoming_moves():
+            violations.append(
+                f"placement: {cluster} owns slots {machine.owned_slots()}, frozen {sorted(machine.frozen_slots())},"
+                f" incoming {sorted(machine.incoming_moves())}; the final map gives it {owned}"
+            )
+    for move, (slot, source, destination) in sorted(moves.items()):
+        out, into = truths[source].moves.get(move), truths[destination].moves.get(move)
+        times = (
+            out.frozen_at if out else None,
+            into.installed_at if into else None,
+            out.dropped_at if out else None,
+        )
+        if None in times or not times[0] <= times[1] <= times[2]:
+            violations.append(
+                f"move {move} of slot {slot} ({source} -> {destination}) finished, but its freeze, install"
+                f" and drop were applied at {times}, not all, in order"
+            )
+    return violations

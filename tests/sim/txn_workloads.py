@@ -17,6 +17,12 @@ Rules:
 - A driver outlives its clerk: when the clerk dies the transaction in flight
   is recorded as abandoned (the ground truth says what became of it) and the
   driver carries on with a fresh clerk.
+- A commit refused because a slot moved (`Moved`: the attempt was aborted
+  everywhere) is recorded as aborted and committed again, as the Clerk actor
+  does, with the same reads and writes under a fresh txid and timestamp once
+  the clerk's map is newer than the attempt's (or `moved_wait_ticks` later);
+  after `max_moved_retries` retries the last refusal stands (its reason says
+  "unavailable", as the Clerk actor's error would).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from actors.messages import ReadResult
-from clerk.core import Aborted, ClerkCore, Committed, Completion, Failed, ReadDone
+from clerk.core import Aborted, ClerkCore, Committed, Completion, Failed, Moved, ReadDone
 from tests.sim.txn_truth import ABANDONED, ABORTED, COMMITTED, FAILED, Bank, ClerkRecord
 
 WORKLOADS = ("uniform", "hotkey", "bank")
@@ -136,12 +142,17 @@ class ClerkDriver:
         timestamps: Callable[[], int],
         records: list[ClerkRecord],
         max_pause_ticks: int = 3,
+        moved_wait_ticks: int = 20,
+        max_moved_retries: int = 12,
     ) -> None:
         self.workload = workload
         self.rng = rng
         self.timestamps = timestamps
         self.records = records
         self.max_pause_ticks = max_pause_ticks
+        self.moved_wait_ticks = moved_wait_ticks
+        self.max_moved_retries = max_moved_retries
+        self.moved = 0
         self.active = True
         self.read_failures = 0
         self._core: ClerkCore | None = None
@@ -154,6 +165,14 @@ class ClerkDriver:
         self._balances: dict[str, int] | None = None
         self._committing = False
         self._next_start = 0
+        # The commit to run again after a Moved: (reads, writes), the map
+        # epoch it was refused under, and when to retry regardless.
+        self._reads: dict = {}
+        self._writes: dict = {}
+        self._again: tuple[dict, dict] | None = None
+        self._again_epoch = 0
+        self._again_at = 0
+        self._retries = 0
 
     @property
     def busy(self) -> bool:
@@ -176,8 +195,17 @@ class ClerkDriver:
         self._started = 0
 
     def tick(self, now: int) -> None:
-        """Start the next transaction when idle, active and the pause is over."""
-        if self._core is None or self.busy or not self.active or now < self._next_start:
+        """Retry a moved commit once the map is newer; else start the next
+        transaction when idle, active and the pause is over."""
+        if self._core is None:
+            return
+        if self._again is not None:
+            if self._core.moved_past(self._again_epoch) or now >= self._again_at:
+                reads, writes = self._again
+                self._again = None
+                self._send_commit(reads, writes)
+            return
+        if self.busy or not self.active or now < self._next_start:
             return
         self._started += 1
         self._op += 1
@@ -201,6 +229,18 @@ class ClerkDriver:
             case Aborted(reason=reason):
                 self._record(ABORTED, reason)
                 self._reset(now)
+            case Moved(epoch=epoch, reason=reason):
+                self.moved += 1
+                if self._retries == self.max_moved_retries:
+                    self._record(ABORTED, f"moved: {reason}; unavailable after {self._retries} retries")
+                    self._reset(now)
+                    return
+                self._record(ABORTED, f"moved: {reason}")
+                self._retries += 1
+                self._committing = False
+                self._again = (self._reads, self._writes)
+                self._again_epoch = epoch
+                self._again_at = now + self.moved_wait_ticks
             case Failed(reason=reason):
                 self._record(FAILED, reason)
                 self._reset(now)
@@ -211,16 +251,17 @@ class ClerkDriver:
         writes = self.workload.write_values(plan, values, self.rng)
         if plan.audit:
             self._balances = self.workload.balances(values)
+        self._send_commit({key: result.version for key, result in values.items()}, writes)
+
+    def _send_commit(self, reads: dict, writes: dict) -> None:
+        """Commit under a fresh timestamp; a retry after a Moved also under a fresh txid."""
+        if self._retries:
+            self._txid = f"{self._clerk}/{self._started}.{self._retries}"
+        self._reads, self._writes = reads, writes
         self._ts = self.timestamps()
         self._op += 1
         self._committing = True
-        self._core.commit(
-            self._op,
-            txid=self._txid,
-            ts=self._ts,
-            reads={key: result.version for key, result in values.items()},
-            writes=writes,
-        )
+        self._core.commit(self._op, txid=self._txid, ts=self._ts, reads=reads, writes=writes)
 
     def _record(self, outcome: str, reason: str) -> None:
         plan = self._plan
@@ -241,4 +282,6 @@ class ClerkDriver:
         self._txid = ""
         self._balances = None
         self._committing = False
+        self._again = None
+        self._retries = 0
         self._next_start = now + self.rng.randint(0, self.max_pause_ticks)

@@ -241,3 +241,25 @@ def test_the_plan_depends_only_on_the_map_and_the_set_of_clusters(case, rng):
     rng.shuffle(shuffled)
     reloaded = ShardMap.from_json(shard_map.to_json())
     assert plan_rebalance(reloaded, shuffled) == plan_rebalance(shard_map, after)
+
+
+def test_membership_changes_keep_replica_ids_unique_and_clusters_nonempty():
+    shard_map = ShardMap.initial(["c1", "c2"], members("c1", "c2"), 8)
+    grown = shard_map.with_replicas("c1", ("c1-r0", "c1-r1", "c1-r2", "c1-r3"))
+    assert grown.replicas("c1")[-1] == "c1-r3" and grown.epoch == 2 and grown.slots == shard_map.slots
+    with pytest.raises(ValueError, match="listed twice"):
+        shard_map.with_replicas("c1", ("c1-r0", "c2-r0"))
+    with pytest.raises(ValueError, match="no replicas"):
+        shard_map.with_replicas("c1", ())
+    with pytest.raises(KeyError):
+        shard_map.with_replicas("c9", ("c9-r0",))
+
+
+def test_a_cluster_added_then_drained_by_plans_leaves_an_even_map():
+    shard_map = ShardMap.initial(["c1", "c2"], members("c1", "c2"), 16).with_cluster("c3", ("c3-r0",))
+    grown = apply(shard_map, plan_rebalance(shard_map, shard_map.clusters))
+    assert grown.slot_counts() == {"c1": 6, "c2": 5, "c3": 5}
+    drained = apply(grown, plan_rebalance(grown, ["c1", "c3"]))
+    assert drained.slot_counts() == {"c1": 8, "c2": 0, "c3": 8}
+    removed = drained.with_cluster_removed("c2")
+    assert removed.clusters == ("c1", "c3") and removed.epoch == drained.epoch + 1

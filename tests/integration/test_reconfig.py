@@ -1,0 +1,188 @@
+"""Reconfiguration on real processes under live traffic (DESIGN.md section 6):
+bank transfers keep running while a cluster is added, another is removed and
+a replica of every remaining cluster (its leader included) is replaced; the
+bank total is conserved, every key reads back its last value, and nothing is
+left prepared."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from actors.process import process_running
+from clerk import TransactionAborted
+from coordinator.system import start
+from tests.integration.conftest import system_pids, wait_for, write_topology
+
+ACCOUNTS = [f"acct-{number:02d}" for number in range(16)]
+OPENING_BALANCE = 100
+PLAIN_KEYS = [f"plain-{number:03d}" for number in range(240)]
+LOAD_BATCH = 40
+
+
+class Transfers(threading.Thread):
+    """Random transfers between accounts, each a transaction retried on abort,
+    until stopped; records the slowest commit and anything unexpected."""
+
+    def __init__(self, cluster, seed: int):
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.rng = random.Random(seed)
+        self.stopping = threading.Event()
+        self.committed = 0
+        self.slowest = 0.0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        with self.cluster.connect() as store:
+
+            @store.transactional(retries=50)
+            def transfer(txn, source: str, target: str, amount: int) -> None:
+                balance = txn.get(source)
+                if balance >= amount:
+                    txn.put(source, balance - amount)
+                    txn.put(target, txn.get(target) + amount)
+
+            while not self.stopping.is_set():
+                source, target = self.rng.sample(ACCOUNTS, 2)
+                began = time.monotonic()
+                try:
+                    transfer(source, target, self.rng.randint(1, 20))
+                except TransactionAborted:
+                    continue  # fifty aborts in a row under contention: counted as progress lost, not an error
+                except Exception as error:  # anything else is a failure the test reports
+                    self.errors.append(f"{type(error).__name__}: {error}")
+                    return
+                self.slowest = max(self.slowest, time.monotonic() - began)
+                self.committed += 1
+
+
+def total(store) -> int:
+    with store.transaction() as txn:
+        return sum(txn.get(account) for account in ACCOUNTS)
+
+
+def commits_during(workers: list[Transfers], action):
+    """Run `action` and return its result with the commits made meanwhile."""
+    before = sum(worker.committed for worker in workers)
+    result = action()
+    return result, sum(worker.committed for worker in workers) - before
+
+
+def replicas_of(status: dict, cluster: str) -> dict:
+    return status["clusters"][cluster]["replicas"]
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("reconfig")
+    cluster = start(write_topology(directory, snapshot_entries=300), data_dir=directory / "data", admin_port=0)
+    seen_pids = set(system_pids(cluster))
+    yield cluster, directory / "data", seen_pids
+    seen_pids |= system_pids(cluster)
+    cluster.stop()
+    leftovers = [pid for pid in seen_pids if process_running(pid)]
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def test_reconfiguration_under_bank_transfers(system):
+    cluster, data_dir, seen_pids = system
+    with cluster.connect() as store:
+        with store.transaction() as txn:
+            for account in ACCOUNTS:
+                txn.put(account, OPENING_BALANCE)
+        for start_at in range(0, len(PLAIN_KEYS), LOAD_BATCH):
+            with store.transaction() as txn:
+                for key in PLAIN_KEYS[start_at : start_at + LOAD_BATCH]:
+                    txn.put(key, {"key": key, "generation": 0})
+
+        workers = [Transfers(cluster, seed) for seed in (1, 2)]
+        for worker in workers:
+            worker.start()
+        wait_for(lambda: all(worker.committed for worker in workers), timeout=30)
+
+        steps: list[str] = []
+        added, during_add = commits_during(workers, lambda: cluster.add_cluster(progress=lambda job: steps.append(job["step"])))
+        status = cluster.status()
+        seen_pids |= system_pids(cluster)
+        counts = {name: len(info["slots"]) for name, info in status["clusters"].items()}
+        assert sorted(counts.values()) == [5, 5, 6], counts
+        assert counts[added] == 5
+        assert steps, "add_cluster reported no progress"
+
+        _, during_remove = commits_during(workers, lambda: cluster.remove_cluster("c1"))
+        status = cluster.status()
+        assert "c1" not in status["clusters"]
+        assert sorted(len(info["slots"]) for info in status["clusters"].values()) == [8, 8]
+
+        # A second write in the middle of it all: every key must read back this value.
+        for start_at in range(0, len(PLAIN_KEYS), LOAD_BATCH):
+            with store.transaction() as txn:
+                for key in PLAIN_KEYS[start_at : start_at + LOAD_BATCH]:
+                    txn.put(key, {"key": key, "generation": 1})
+
+        for name in sorted(status["clusters"]):
+            leader = cluster.leader(name)
+            newcomer = cluster.add_replica(name)
+            seen_pids |= system_pids(cluster)
+            assert replicas_of(cluster.status(), name)[newcomer]["role"] in ("follower", "leader")
+            _, during_replace = commits_during(workers, lambda: cluster.remove_replica(leader))
+            assert leader not in replicas_of(cluster.status(), name)
+            assert during_replace >= 0
+
+        for worker in workers:
+            worker.stopping.set()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert not any(worker.is_alive() for worker in workers), "a transfer is stuck"
+        assert [error for worker in workers for error in worker.errors] == []
+        assert during_add > 0 and during_remove > 0, "transfers stalled while slots moved"
+
+        assert total(store) == OPENING_BALANCE * len(ACCOUNTS)
+        with store.transaction() as txn:
+            for key in PLAIN_KEYS:
+                assert txn.get(key) == {"key": key, "generation": 1}
+
+    def settled():
+        clusters = cluster.status()["clusters"].values()
+        return all(replica["prepared"] == 0 for info in clusters for replica in info["replicas"].values())
+
+    wait_for(settled, timeout=30)
+    removed = sorted(path.name for path in (data_dir / "removed").iterdir())
+    assert any(name.startswith("c1-r") for name in removed), removed
+    print(
+        f"\nreconfiguration: {sum(w.committed for w in workers)} transfers committed, "
+        f"slowest {max(w.slowest for w in workers):.2f} s, {during_add} during add-cluster, "
+        f"{during_remove} during remove-cluster"
+    )
+
+
+def test_cli_reconfiguration_commands_report_progress_and_errors(system):
+    cluster, _, seen_pids = system
+    admin = ("--admin", cluster.admin)
+
+    def raftline(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "clerk.cli", *args, *admin],
+            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        )
+
+    name = sorted(cluster.status()["clusters"])[0]
+    result = raftline("add-replica", name)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip(), "add-replica printed no progress"
+    seen_pids |= system_pids(cluster)
+    newest = sorted(replicas_of(cluster.status(), name), key=lambda rid: int(rid.rsplit("r", 1)[1]))[-1]
+    result = raftline("remove-replica", newest)
+    assert result.returncode == 0, result.stderr
+
+    unknown = raftline("remove-cluster", "nosuch")
+    assert unknown.returncode != 0 and "nosuch" in unknown.stderr and "Traceback" not in unknown.stderr
+    status = json.loads(raftline("status", "--json").stdout)
+    assert newest not in status["clusters"][name]["replicas"]

@@ -186,3 +186,53 @@ def test_cli_reconfiguration_commands_report_progress_and_errors(system):
     assert unknown.returncode != 0 and "nosuch" in unknown.stderr and "Traceback" not in unknown.stderr
     status = json.loads(raftline("status", "--json").stdout)
     assert newest not in status["clusters"][name]["replicas"]
+
+
+class StopWaiting(Exception):
+    """Raised from a progress callback to stop waiting for a job (it goes on)."""
+
+
+def test_a_job_interrupted_by_a_whole_system_restart_resumes(tmp_path):
+    """add-cluster is stopped mid-way (c1 asleep, so the job is stuck on a
+    move off c1 after c2's first move); after a restart on the same data the
+    coordinator resumes the persisted job, and no key is lost or duplicated."""
+    topology = write_topology(tmp_path, snapshot_entries=300)
+    cluster = start(topology, data_dir=tmp_path / "data", admin_port=0)
+    seen_pids = set(system_pids(cluster))
+    try:
+        keys = [f"restart-{number:04d}" for number in range(400)]
+        with cluster.connect() as store:
+            for begin in range(0, len(keys), LOAD_BATCH):
+                with store.transaction() as txn:
+                    for key in keys[begin : begin + LOAD_BATCH]:
+                        txn.put(key, key.upper())
+        for replica in replicas_of(cluster.status(), "c1"):
+            cluster.sleep(replica, 30)
+
+        def stuck_on_c1(job: dict) -> None:
+            if job["moves_done"] >= 1 and job["moves"][job["moves_done"]][1] == "c1":
+                raise StopWaiting(job["id"])
+
+        with pytest.raises(StopWaiting) as stopped:
+            cluster.add_cluster(progress=stuck_on_c1, timeout=60)
+        job_id = str(stopped.value)
+        seen_pids |= system_pids(cluster)
+        cluster.stop()
+
+        cluster = start(topology, data_dir=tmp_path / "data", admin_port=0)
+        seen_pids |= system_pids(cluster)
+        def finished() -> dict | None:
+            return next((j for j in cluster.jobs() if j["id"] == job_id and j["state"] != "running"), None)
+
+        job = wait_for(finished, 60)
+        assert job["state"] == "done", job
+        assert job["moves_done"] == len(job["moves"]) == 5
+        counts = {name: len(info["slots"]) for name, info in cluster.status()["clusters"].items()}
+        assert sorted(counts.values()) == [5, 5, 6]
+        with cluster.connect() as store, store.transaction() as txn:
+            assert [txn.get(key) for key in keys] == [key.upper() for key in keys]
+    finally:
+        seen_pids |= system_pids(cluster)
+        cluster.stop()
+        leftovers = [pid for pid in seen_pids if process_running(pid)]
+        assert not leftovers, f"processes left behind: {leftovers}"

@@ -454,6 +454,7 @@ class SqliteStorage(Storage):
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.path = os.fspath(path)
+        self._fsync = fsync
         self._depth = 0
         # isolation_level=None: the module issues no implicit BEGIN/COMMIT;
         # `_transaction` controls every transaction boundary itself.
@@ -481,6 +482,37 @@ class SqliteStorage(Storage):
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             elif version != _SCHEMA_VERSION:
                 raise CorruptStorage(f"{self.path}: unknown storage schema version {version}")
+
+    def save(
+        self,
+        *,
+        hard_state: HardState | None = None,
+        entries: Sequence[Entry] = (),
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        """As `Storage.save`, except that a save that only moves the commit
+        index is not synced: the commit index is safe to lose (relearned from
+        the leader), so a leader answering a client after an entry commits
+        pays no second fsync. The next synced write makes it durable too."""
+        commit_only = (
+            self._fsync
+            and hard_state is not None
+            and not entries
+            and snapshot is None
+            and self._same_term_and_vote(hard_state)
+        )
+        if not commit_only:
+            super().save(hard_state=hard_state, entries=entries, snapshot=snapshot)
+            return
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            super().save(hard_state=hard_state)
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+
+    def _same_term_and_vote(self, hard_state: HardState) -> bool:
+        stored = self._read_hard_state()
+        return (stored.term, stored.voted_for) == (hard_state.term, hard_state.voted_for)
 
     def _discard_torn_tail(self) -> None:
         """Crash recovery: keep the log up to the first bad row; make the hard

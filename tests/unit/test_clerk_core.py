@@ -128,7 +128,7 @@ class FakeCluster:
         raise AssertionError(f"unexpected op {op!r}")
 
     def read(self, key: str) -> ReadResult:
-        return self.values.get(key, ReadResult(key=key, value=None, version=ZERO_STAMP, counter=0, exists=False))
+        return self.values.get(key, absent(key))
 
     def install(self, txid: str, ts: int, writes: dict) -> None:
         for key, value in writes.items():
@@ -176,10 +176,23 @@ def clusters() -> tuple[FakeCluster, FakeCluster, FakeCluster]:
     return FakeCluster("c1"), FakeCluster("c2"), FakeCluster("c3")
 
 
+def answer(batch: ClientBatch, replica: str, results: dict[int, object], *, term: int = 1) -> ClientBatchReply:
+    """`replica`'s reply to `batch`: request id -> result (requests not named get no answer)."""
+    responses = tuple(
+        ClientResponse(req=request.req, result=results[request.req])
+        for request in batch.requests
+        if request.req in results
+    )
+    return ClientBatchReply(cluster=batch.cluster, replica=replica, term=term, responses=responses)
+
+
 def reply_to(replica: str, batch: ClientBatch, result, *, term: int = 1) -> ClientBatchReply:
     """`replica`'s reply giving every request of `batch` the same result."""
-    responses = tuple(ClientResponse(req=request.req, result=result) for request in batch.requests)
-    return ClientBatchReply(cluster=batch.cluster, replica=replica, term=term, responses=responses)
+    return answer(batch, replica, {request.req: result for request in batch.requests}, term=term)
+
+
+def absent(key: str) -> ReadResult:
+    return ReadResult(key=key, value=None, version=ZERO_STAMP, counter=0, exists=False)
 
 
 def sent_ops(sent) -> list[tuple[str, type]]:

@@ -14,7 +14,6 @@ from actors.messages import (
     ClientBatch,
     ClientBatchReply,
     ClientRequest,
-    ClientResponse,
     CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
@@ -24,7 +23,6 @@ from actors.messages import (
     ReadCheck,
     ReadKeys,
     ReadKeysResult,
-    ReadResult,
     Timestamp,
     TimestampRequest,
     WrongEpoch,
@@ -33,7 +31,7 @@ from clerk import clerk as clerk_actor
 from clerk.clerk import Clerk, CriticalPath
 from clerk.core import Aborted, Committed, Failed, Moved, ReadDone
 from coordinator.shardmap import slot_of
-from tests.unit.test_clerk_core import MEMBERS, SLOTS, Net, clusters, keys_in, make_clerk, routing
+from tests.unit.test_clerk_core import MEMBERS, SLOTS, Net, absent, answer, clusters, keys_in, make_clerk, routing
 
 # Slot 0 moves from c1 to c3 (epoch 2).
 MOVED_SLOTS = ("c3",) + SLOTS[1:]
@@ -49,16 +47,6 @@ def other_c1_key(*, prefix: str = "k") -> str:
     return next(key for key in keys_in("c1", 50, prefix=prefix) if slot_of(key, len(SLOTS)) != MOVED_SLOT)
 
 
-def answer(batch: ClientBatch, replica: str, results: dict[int, object]) -> ClientBatchReply:
-    """`replica`'s reply to `batch`: request id -> result (requests not named get no answer)."""
-    responses = tuple(
-        ClientResponse(req=request.req, result=results[request.req])
-        for request in batch.requests
-        if request.req in results
-    )
-    return ClientBatchReply(cluster=batch.cluster, replica=replica, term=1, responses=responses)
-
-
 def refuse(replica: str, batch: ClientBatch, *, reason: str = "slot 0 moved away") -> ClientBatchReply:
     """WrongEpoch for every request of `batch`, with each request's txid."""
     results = {
@@ -70,10 +58,6 @@ def refuse(replica: str, batch: ClientBatch, *, reason: str = "slot 0 moved away
 
 def ops_of(sent) -> list[tuple[str, object]]:
     return [(replica, request.op) for replica, batch in sent for request in batch.requests]
-
-
-def absent(key: str) -> ReadResult:
-    return ReadResult(key=key, value=None, version=ZERO_STAMP, counter=0, exists=False)
 
 
 # -- reads ---------------------------------------------------------------------

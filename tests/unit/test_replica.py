@@ -3,8 +3,9 @@ and recovery without the clerk (DESIGN.md sections 2-4).
 
 Replicas are driven by hand through `Net`, a tiny synchronous pump: every
 output is delivered at once and in order, `ToLeaderOf` goes to the leader the
-coordinator last heard of, and a replica marked down neither ticks nor sends
-nor receives. Network faults belong to the simulator, not here.
+coordinator last heard of, a replica marked down neither ticks nor sends nor
+receives, and whatever goes to the coordinator is kept. Network faults belong
+to the simulator, not here.
 """
 
 from __future__ import annotations
@@ -56,19 +57,34 @@ SEED = 7
 
 
 class Net:
-    """Clusters of Replicas wired together, with clients and a coordinator stand-in."""
+    """Clusters of Replicas wired together, with clients and a coordinator stand-in.
+
+    `members` are each cluster's founding replicas: every replica of a cluster,
+    one started later too, starts with them as voters and with the cluster's
+    `founding_slots`."""
 
     def __init__(
-        self, clusters: dict[str, int], *, storage=lambda rid: MemoryStorage(), raft_settings=None, **settings
+        self,
+        clusters: dict[str, int],
+        *,
+        storage=lambda rid: MemoryStorage(),
+        raft_settings=None,
+        seed=SEED,
+        founding_slots=None,
+        **settings,
     ) -> None:
         self.settings = settings
         self.raft_settings = raft_settings or {}
+        self.seed = seed
+        self.founding_slots = founding_slots or {}
+        self.storage = storage
         self.members = {cluster: [f"{cluster}-r{i}" for i in range(size)] for cluster, size in clusters.items()}
         self.cluster_of = {rid: cluster for cluster, rids in self.members.items() for rid in rids}
         self.storages = {rid: storage(rid) for rid in self.cluster_of}
         self.replicas: dict[str, Replica] = {}
         self.leaders: dict[str, str] = {}
         self.leader_changes: list[LeaderChange] = []
+        self.to_coordinator: list = []  # every other message for the coordinator, in order
         self.inbox: dict[str, list[ClientBatchReply]] = {}
         self.cross_cluster: list[tuple[str, ClientBatch]] = []  # (sender, batch) for every ToLeaderOf
         self.down: set[str] = set()
@@ -82,12 +98,17 @@ class Net:
             cluster=cluster,
             raft=RaftConfig(id=rid, **self.raft_settings),
             initial_conf=ConfState(voters=tuple(self.members[cluster])),
+            founding_slots=self.founding_slots.get(cluster, ()),
             **self.settings,
         )
 
-    def start(self, rid: str) -> None:
-        """Build (or rebuild, as after a crash) the replica from its storage."""
-        self.replicas[rid] = Replica(self.config(rid), self.storages[rid], random.Random(f"{SEED}-{rid}"))
+    def start(self, rid: str, cluster: str | None = None) -> None:
+        """Build (or rebuild, as after a crash) the replica from its storage;
+        given a `cluster`, a new replica `rid` of it, on fresh storage."""
+        if cluster is not None:
+            self.cluster_of[rid] = cluster
+            self.storages[rid] = self.storage(rid)
+        self.replicas[rid] = Replica(self.config(rid), self.storages[rid], random.Random(f"{self.seed}-{rid}"))
         self.collect(rid)
 
     def collect(self, rid: str) -> None:
@@ -103,17 +124,20 @@ class Net:
                     self.queue.append((token, message, rid))
                 case ToClient(token=token):
                     self.inbox.setdefault(token, []).append(message)
-                case ToCoordinator():
+                case ToCoordinator() if isinstance(message, LeaderChange):
                     self.leader_changes.append(message)
                     self.leaders[message.cluster] = message.leader
+                case ToCoordinator():
+                    self.to_coordinator.append(message)
+
+    def deliver(self, to: str, message, sender: str) -> None:
+        if to not in self.down and sender not in self.down:
+            self.replicas[to].receive(message, sender)
+            self.collect(to)
 
     def pump(self) -> None:
         while self.queue:
-            to, message, sender = self.queue.popleft()
-            if to in self.down or sender in self.down:
-                continue
-            self.replicas[to].receive(message, sender)
-            self.collect(to)
+            self.deliver(*self.queue.popleft())
 
     def tick(self, times: int = 1) -> None:
         for _ in range(times):

@@ -1,16 +1,11 @@
 """Reconfiguration at the Replica: slot moves driven by MoveSlot polls, and
 membership changes driven by ChangeMembership (DESIGN.md section 6).
 
-`Router` is a tiny synchronous pump like test_replica.Net: every output is
-delivered at once and in order, `ToLeaderOf` goes to the leader the
-coordinator last heard of, a replica marked down neither ticks nor sends nor
-receives, and whatever goes to the coordinator is kept in `to_coordinator`.
+`Router` is test_replica's synchronous `Net` with slots, a client that asks
+one request at a time, and the coordinator's commands.
 """
 
 from __future__ import annotations
-
-import random
-from collections import deque
 
 from actors.messages import (
     CONF_ADD_LEARNER,
@@ -21,152 +16,49 @@ from actors.messages import (
     ChangeMembership,
     ClientBatch,
     ClientBatchReply,
-    ClientRequest,
-    CommitOnePhase,
     CommitOnePhaseResult,
-    ConfState,
     InstallSlot,
-    LeaderChange,
     MembershipReport,
     MoveProgress,
     MoveSlot,
-    Prepare,
     ReadCheck,
     ReadKeys,
     ReadKeysResult,
     WrongEpoch,
 )
-from actors.raft.node import LEADER, RaftConfig
-from actors.raft.storage import MemoryStorage
-from actors.replica import Replica, ReplicaConfig, ToClient, ToCoordinator, ToLeaderOf, ToReplica
-from coordinator.shardmap import slot_of
+from tests.unit.test_replica import Clerk, Net, prepare
+from tests.unit.test_store_machine import commit_one_phase
+from tests.unit.test_store_slots import SLOTS, keys_of
 
 SEED = 11
-SLOTS = 4
 FOUNDING = {"c1": (0, 1), "c2": (2, 3)}
 POLL_TICKS = 5  # the coordinator's MoveSlot period, in ticks
 
 
-class Router:
+class Router(Net):
     def __init__(self, sizes: dict[str, int]) -> None:
-        self.members = {cluster: [f"{cluster}-r{i}" for i in range(size)] for cluster, size in sizes.items()}
-        self.founders = {cluster: tuple(rids) for cluster, rids in self.members.items()}
-        self.cluster_of = {rid: cluster for cluster, rids in self.members.items() for rid in rids}
-        self.storages = {rid: MemoryStorage() for rid in self.cluster_of}
-        self.replicas: dict[str, Replica] = {}
-        self.leaders: dict[str, str] = {}
-        self.to_coordinator: list[tuple[str, object]] = []
-        self.inbox: dict[int, object] = {}  # the client's answers by request id
-        self.down: set[str] = set()
-        self.queue: deque = deque()
-        self.next_req = 0
-        for rid in self.cluster_of:
-            self.start(rid)
+        super().__init__(sizes, seed=SEED, slot_count=SLOTS, founding_slots=FOUNDING)
+        self.clerk = Clerk(self)
 
-    def start(self, rid: str, cluster: str | None = None) -> None:
-        """Start (or restart from storage) replica `rid`; a new one joins `cluster`
-        as every replica does: with the founding voters and founding slots."""
-        if cluster is not None:
-            self.cluster_of[rid] = cluster
-            self.storages[rid] = MemoryStorage()
-        cluster = self.cluster_of[rid]
-        config = ReplicaConfig(
-            cluster=cluster,
-            raft=RaftConfig(id=rid),
-            initial_conf=ConfState(voters=self.founders[cluster]),
-            slot_count=SLOTS,
-            founding_slots=FOUNDING[cluster],
-        )
-        self.replicas[rid] = Replica(config, self.storages[rid], random.Random(f"{SEED}-{rid}"))
-        self.collect(rid)
-
-    def collect(self, rid: str) -> None:
-        for destination, message in self.replicas[rid].take_output():
-            match destination:
-                case ToReplica(replica=to):
-                    self.queue.append((to, message, rid))
-                case ToLeaderOf(cluster=cluster) if cluster in self.leaders:
-                    self.queue.append((self.leaders[cluster], message, rid))
-                case ToClient(token=token) if token in self.replicas:
-                    self.queue.append((token, message, rid))
-                case ToClient():
-                    for response in message.responses:
-                        self.inbox[response.req] = response.result
-                case ToCoordinator():
-                    if isinstance(message, LeaderChange):
-                        self.leaders[message.cluster] = message.leader
-                    self.to_coordinator.append((rid, message))
-
-    def deliver(self, to: str, message, sender: str) -> None:
-        if to not in self.down and sender not in self.down:
-            self.replicas[to].receive(message, sender)
-            self.collect(to)
-
-    def pump(self) -> None:
-        while self.queue:
-            self.deliver(*self.queue.popleft())
-
-    def tick(self, times: int = 1) -> None:
-        for _ in range(times):
-            for rid in sorted(self.replicas):
-                if rid not in self.down:
-                    self.replicas[rid].tick()
-                    self.collect(rid)
-            self.pump()
-
-    def run_until(self, condition, max_ticks: int = 300) -> None:
-        for _ in range(max_ticks):
-            if condition():
-                return
-            self.tick()
-        assert condition(), f"not reached within {max_ticks} ticks"
-
-    def leader(self, cluster: str) -> Replica:
-        def has_leader():
-            rid = self.leaders.get(cluster)
-            return rid is not None and rid not in self.down and self.replicas[rid].status()["role"] == LEADER
-
-        self.run_until(has_leader)
-        return self.replicas[self.leaders[cluster]]
-
-    def ask(self, cluster: str, op, *, to: str | None = None):
-        """One client request to `to` (default: the cluster's leader); its answer."""
-        to = to or self.leader(cluster).id
-        self.next_req += 1
-        batch = ClientBatch(
-            client="clerk", cluster=cluster, epoch=1, requests=(ClientRequest(req=self.next_req, op=op),)
-        )
-        self.deliver(to, batch, "clerk")
-        self.pump()
-        return self.inbox.pop(self.next_req)
+    def ask(self, cluster: str, op):
+        """One client request to the cluster's leader; its answer."""
+        self.elect(cluster)
+        (answer,) = self.clerk.call(cluster, op)
+        return answer
 
     def command(self, cluster: str, message) -> list:
         """Deliver a coordinator command to the cluster's leader; the leader's answers to it."""
-        leader = self.leader(cluster)
+        leader = self.elect(cluster)
         before = len(self.to_coordinator)
         self.deliver(leader.id, message, "coordinator")
         self.pump()
-        return [answer for rid, answer in self.to_coordinator[before:] if not isinstance(answer, LeaderChange)]
-
-
-def keys_of(slot: int, count: int) -> list[str]:
-    found, number = [], 0
-    while len(found) < count:
-        key = f"key{number}"
-        if slot_of(key, SLOTS) == slot:
-            found.append(key)
-        number += 1
-    return found
-
-
-def commit(txid, ts, reads=None, writes=None):
-    return CommitOnePhase(txid=txid, ts=ts, reads=reads or {}, writes=writes or {}, epoch=1)
+        return self.to_coordinator[before:]
 
 
 def load(router: Router, keys: list[str]) -> None:
     for start in range(0, len(keys), 100):
         writes = {key: {"key": key, "pad": "p" * 40} for key in keys[start : start + 100]}
-        assert router.ask("c1", commit(f"load{start}", 1 + start, writes=writes)) == CommitOnePhaseResult(
+        assert router.ask("c1", commit_one_phase(f"load{start}", 1 + start, writes=writes)) == CommitOnePhaseResult(
             txid=f"load{start}", committed=True
         )
 
@@ -185,11 +77,9 @@ def drive_move(router: Router, move: MoveSlot, *, on_progress=lambda progress: N
 
 def test_a_slot_of_1000_keys_moves_while_a_prepared_transaction_drains():
     router = Router({"c1": 3, "c2": 3})
-    keys = keys_of(0, 1_000)
+    keys = keys_of(0, 1_000, prefix="key")
     load(router, keys)
-    held = Prepare(
-        txid="held", ts=10**4, reads={}, writes={keys[0]: "h"}, primary="c1", participants=("c1", "c2"), epoch=1
-    )
+    held = prepare("held", 10**4, {keys[0]: "h"})
     assert router.ask("c1", held).vote
 
     seen = drive_move(router, MoveSlot(move="m1", slot=0, destination="c2"))
@@ -204,11 +94,11 @@ def test_a_slot_of_1000_keys_moves_while_a_prepared_transaction_drains():
     key = keys[1]
     refused = router.ask("c1", ReadKeys(keys=(key,)))
     assert isinstance(refused, WrongEpoch) and refused.slots == (0,)
-    assert isinstance(router.ask("c1", commit("late", 10**5, writes={key: 1})), WrongEpoch)
+    assert isinstance(router.ask("c1", commit_one_phase("late", 10**5, writes={key: 1})), WrongEpoch)
     assert isinstance(router.ask("c1", ReadCheck(txid="rc", ts=10**5, reads={key: ZERO_STAMP})), WrongEpoch)
     (read,) = router.ask("c2", ReadKeys(keys=(key,))).values
     assert read.value == {"key": key, "pad": "p" * 40} and read.version == (1, "load0")
-    assert router.ask("c2", commit("after", 10**5, reads={key: read.version}, writes={key: 2})).committed
+    assert router.ask("c2", commit_one_phase("after", 10**5, reads={key: read.version}, writes={key: 2})).committed
     # The prepared transaction was aborted by its timeout at the source, never shipped.
     assert router.ask("c2", ReadKeys(keys=(keys[0],))).values[0].value != "h"
 
@@ -220,7 +110,7 @@ def test_a_slot_of_1000_keys_moves_while_a_prepared_transaction_drains():
     for rid in router.members["c2"]:
         status = router.replicas[rid].status()
         assert status["keys"] == 1_000 and status["slots"]["owned"] == 3
-    c1, c2 = (router.leader(cluster) for cluster in ("c1", "c2"))
+    c1, c2 = (router.elect(cluster) for cluster in ("c1", "c2"))
     events = c1.take_events()
     assert any("dropped (move m1)" in line for line in events)
     (shipped,) = [line for line in events if line.startswith("shipping slot 0 (move m1) to c2: ")]
@@ -230,9 +120,9 @@ def test_a_slot_of_1000_keys_moves_while_a_prepared_transaction_drains():
 
 def test_a_new_source_leader_resumes_shipping_where_the_old_one_stopped():
     router = Router({"c1": 3, "c2": 3})
-    keys = keys_of(0, 1_000)
+    keys = keys_of(0, 1_000, prefix="key")
     load(router, keys)
-    old = router.leader("c1").id
+    old = router.elect("c1").id
 
     def crash_mid_ship(progress: MoveProgress) -> None:
         if progress.stage == "shipping" and progress.acked == 0 and old not in router.down:
@@ -276,7 +166,7 @@ def report_for(answers: list) -> MembershipReport:
 
 def test_membership_add_learner_promote_and_remove_the_leader():
     router = Router({"c1": 3})
-    load(router, keys_of(0, 200))
+    load(router, keys_of(0, 200, prefix="key"))
     router.start("c1-r3", "c1")
     add = ChangeMembership(op=CONF_ADD_LEARNER, replica="c1-r3")
     first = report_for(router.command("c1", add))
@@ -292,7 +182,7 @@ def test_membership_add_learner_promote_and_remove_the_leader():
     promoted = report_for(router.command("c1", ChangeMembership(op=CONF_PROMOTE, replica="c1-r3")))
     assert promoted.error == "" and "c1-r3" in promoted.voters and promoted.learners == ()
 
-    old = router.leader("c1").id
+    old = router.elect("c1").id
     router.tick(2)  # let the promotion commit
     handing = report_for(router.command("c1", ChangeMembership(op=CONF_REMOVE, replica=old)))
     assert handing.error.startswith("handing leadership to ")
@@ -302,13 +192,13 @@ def test_membership_add_learner_promote_and_remove_the_leader():
     router.tick(2)
     done = report_for(router.command("c1", ChangeMembership(op="", replica=old)))
     assert not done.pending and old not in done.match
-    assert any("membership change applied: remove " + old in line for line in router.leader("c1").take_events())
-    assert router.ask("c1", commit("after", 10**5, writes={keys_of(1, 1)[0]: 1})).committed
+    assert any("membership change applied: remove " + old in line for line in router.elect("c1").take_events())
+    assert router.ask("c1", commit_one_phase("after", 10**5, writes={keys_of(1, 1, prefix="key")[0]: 1})).committed
 
 
 def test_followers_ignore_coordinator_commands():
     router = Router({"c1": 3, "c2": 3})
-    leader = router.leader("c1").id
+    leader = router.elect("c1").id
     follower = next(rid for rid in router.members["c1"] if rid != leader)
     before = len(router.to_coordinator)
     router.deliver(follower, MoveSlot(move="m1", slot=0, destination="c2"), "coordinator")

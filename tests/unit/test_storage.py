@@ -311,3 +311,34 @@ def test_the_file_uses_write_ahead_logging(tmp_path):
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+
+
+class _RecordingConnection:
+    """Wraps a sqlite3 connection, recording the statements it executes."""
+
+    def __init__(self, db):
+        self._db = db
+        self.statements: list[str] = []
+
+    def execute(self, sql, *args):
+        self.statements.append(sql)
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+def test_a_save_that_only_moves_the_commit_index_is_not_synced(tmp_path):
+    path = tmp_path / "raft.db"
+    storage = SqliteStorage(path, fsync=True)
+    storage.save(hard_state=HardState(term=2, voted_for="a", commit=0), entries=(Entry(index=1, term=2),))
+    recorder = storage._db = _RecordingConnection(storage._db)
+    storage.save(hard_state=HardState(term=2, voted_for="a", commit=1))
+    pragmas = [sql for sql in recorder.statements if "synchronous" in sql]
+    assert pragmas == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+    assert recorder.statements[-1] == "PRAGMA synchronous=FULL"
+    recorder.statements.clear()
+    storage.save(hard_state=HardState(term=3, voted_for=None, commit=1))  # a new term must be durable
+    assert not any("synchronous" in sql for sql in recorder.statements)
+    storage.close()
+    assert SqliteStorage(path, fsync=True).load().hard_state == HardState(term=3, voted_for=None, commit=1)

@@ -13,14 +13,12 @@ from actors.messages import (
     TXN_ABORTED,
     TXN_COMMITTED,
     ZERO_STAMP,
-    CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
     DropSlot,
     FreezeSlot,
     InstallSlot,
     InstallSlotResult,
-    Prepare,
     PrepareResult,
     ReadCheck,
     ReadCheckResult,
@@ -31,6 +29,7 @@ from actors.messages import (
 )
 from actors.store.machine import Machine
 from coordinator.shardmap import slot_of
+from tests.unit.test_store_machine import commit_one_phase, prepare
 
 SLOTS = 4
 
@@ -49,23 +48,6 @@ def keys_of(slot, count, prefix="k"):
 A0, B0 = keys_of(0, 2)  # two keys of slot 0
 (A1,) = keys_of(1, 1)
 (A2,) = keys_of(2, 1)
-
-
-def prepare(txid, ts, reads=None, writes=None, deletes=(), primary="c1"):
-    return Prepare(
-        txid=txid,
-        ts=ts,
-        reads=reads or {},
-        writes=writes or {},
-        deletes=deletes,
-        primary=primary,
-        participants=("c1", "c2"),
-        epoch=1,
-    )
-
-
-def commit(txid, ts, reads=None, writes=None, deletes=()):
-    return CommitOnePhase(txid=txid, ts=ts, reads=reads or {}, writes=writes or {}, deletes=deletes, epoch=1)
 
 
 def source(slots=(0, 1)):
@@ -92,10 +74,10 @@ def test_unowned_slot_answers_wrong_epoch_recorded_as_an_abort_and_repeated():
     assert machine.apply(Decide(txid="t1", ts=5, commit=True)).status == TXN_ABORTED
     assert not machine.prepared() and not machine.read(A0).exists
 
-    one_phase = machine.apply(commit("t2", 6, reads={A2: ZERO_STAMP}))
+    one_phase = machine.apply(commit_one_phase("t2", 6, reads={A2: ZERO_STAMP}))
     assert isinstance(one_phase, WrongEpoch) and one_phase.slots == (2,)
-    assert machine.apply(commit("t2", 6, reads={A2: ZERO_STAMP})) == one_phase
-    assert machine.apply(commit("t3", 7, writes={A0: 1})) == CommitOnePhaseResult(txid="t3", committed=True)
+    assert machine.apply(commit_one_phase("t2", 6, reads={A2: ZERO_STAMP})) == one_phase
+    assert machine.apply(commit_one_phase("t3", 7, writes={A0: 1})) == CommitOnePhaseResult(txid="t3", committed=True)
 
 
 def test_read_checks_on_unserved_slots_get_wrong_epoch_and_raise_nothing():
@@ -113,7 +95,7 @@ def test_read_checks_on_unserved_slots_get_wrong_epoch_and_raise_nothing():
         ReadCheckResult(txid="r2", ok=True),
     )
     # r2 raised A0's read stamp: an earlier write of A0 is refused now.
-    assert machine.apply(commit("w", 8, writes={A0: 1})).committed is False
+    assert machine.apply(commit_one_phase("w", 8, writes={A0: 1})).committed is False
 
 
 def test_freeze_refuses_new_work_but_drains_prepared_transactions():
@@ -124,11 +106,11 @@ def test_freeze_refuses_new_work_but_drains_prepared_transactions():
 
     late = machine.apply(prepare("t2", 6, writes={B0: 1}))
     assert late == WrongEpoch(txid="t2", slots=(0,), reason="slot 0 is moving to c2")
-    assert machine.apply(commit("t3", 7, reads={A0: ZERO_STAMP})).slots == (0,)
+    assert machine.apply(commit_one_phase("t3", 7, reads={A0: ZERO_STAMP})).slots == (0,)
     assert machine.apply(prepare("t1", 5, writes={A0: "v"})) == PrepareResult(txid="t1", vote=True)
     assert machine.serves([A0, B0], writing=False) == ()  # reads are still served
     assert machine.serves([A0, A1], writing=True) == (0,)
-    assert machine.apply(commit("t4", 8, writes={A1: 1})).committed  # other slots go on
+    assert machine.apply(commit_one_phase("t4", 8, writes={A1: 1})).committed  # other slots go on
 
     assert machine.apply(Decide(txid="t1", ts=5, commit=True)).status == TXN_COMMITTED
     assert machine.read(A0).value == "v" and machine.prepared_on(0) == ()
@@ -155,10 +137,10 @@ def loaded_source(count=1_000, seed=3):
         ts += 1
         writes = {key: {"n": rng.randrange(10**6), "pad": "x" * rng.randrange(60)} for key in keys[start : start + 40]}
         reads = dict.fromkeys(keys[start + 40 : start + 50], ZERO_STAMP)  # read-only keys: an rts, no value
-        assert machine.apply(commit(f"w{ts}", ts, reads=reads, writes=writes)).committed
+        assert machine.apply(commit_one_phase(f"w{ts}", ts, reads=reads, writes=writes)).committed
     ts += 1
-    assert machine.apply(commit(f"d{ts}", ts, deletes=tuple(keys[:5]))).committed  # tombstones
-    assert machine.apply(commit("other", ts + 1, writes={A1: 1})).committed
+    assert machine.apply(commit_one_phase(f"d{ts}", ts, deletes=tuple(keys[:5]))).committed  # tombstones
+    assert machine.apply(commit_one_phase("other", ts + 1, writes={A1: 1})).committed
     machine.apply(TrimRecords(txids=("w1", "w2")))
     return machine, keys
 
@@ -202,7 +184,7 @@ def test_install_is_idempotent_per_chunk_and_owns_the_slot_after_the_last():
     for chunk in order:
         assert destination.apply(chunk) == InstallSlotResult(move="m1", chunk=chunk.chunk, complete=False)
         assert destination.serves([A0], writing=False) == (0,)  # held, not served
-        assert isinstance(destination.apply(commit(f"early{chunk.chunk}", 10**6, writes={A0: 1})), WrongEpoch)
+        assert isinstance(destination.apply(commit_one_phase(f"early{chunk.chunk}", 10**6, writes={A0: 1})), WrongEpoch)
     assert destination.incoming_moves()["m1"].applied == tuple(range(1, len(chunks)))
     assert destination.apply(chunks[0]) == InstallSlotResult(move="m1", chunk=0, complete=True)
     assert destination.apply(chunks[2]) == InstallSlotResult(move="m1", chunk=2, complete=True)
@@ -223,7 +205,7 @@ def test_install_is_idempotent_per_chunk_and_owns_the_slot_after_the_last():
     fresh = Machine("c2", SLOTS, (2, 3))
     for chunk in chunks:
         fresh.apply(chunk)
-    result = fresh.apply(commit("late", 15, writes={read_only: 1}))
+    result = fresh.apply(commit_one_phase("late", 15, writes={read_only: 1}))
     assert result.committed is False and "read by a later transaction" in result.reason
 
 

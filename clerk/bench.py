@@ -642,18 +642,17 @@ class WorkloadClient:
     @staticmethod
     def read_modify_write(keys: tuple[str, ...]):
         def body(txn) -> None:
-            for key in keys:
-                value = txn.get(key)
+            for key, value in txn.get_many(keys).items():
                 txn.put(key, (value if isinstance(value, int) else 0) + 1)
 
         return body
 
     @staticmethod
     def transfer(txn, source: str, target: str, amount: int) -> None:
-        balance = txn.get(source) or 0
-        if balance >= amount:
-            txn.put(source, balance - amount)
-            txn.put(target, (txn.get(target) or 0) + amount)
+        balances = txn.get_many([source, target])
+        if (balances[source] or 0) >= amount:
+            txn.put(source, (balances[source] or 0) - amount)
+            txn.put(target, (balances[target] or 0) + amount)
 
     def run_operation(self, store, body) -> tuple[str, int, int]:
         """(outcome, attempts, hops) of one operation, retried on conflict."""

@@ -22,7 +22,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from actors.messages import (
     ClerkCommit,
@@ -240,15 +240,26 @@ class Transaction:
         self._done = False
 
     def get(self, key: str) -> Any:
-        check_key(key)
+        return self.get_many([key])[key]
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Several keys at once: the ones not read yet travel in one request,
+        read from their clusters in parallel (one round trip, not one per key)."""
+        keys = list(dict.fromkeys(keys))
+        for key in keys:
+            check_key(key)
         self._require_active()
+        unread = [key for key in keys if key not in self._writes and key not in self._reads]
+        if unread:
+            for key, result in self._store._read(unread).items():
+                self._reads[key] = tuple(result.version)
+                self._values[key] = result.value if result.exists else None
+        return {key: self._visible(key) for key in keys}
+
+    def _visible(self, key: str) -> Any:
         if key in self._writes:
             value = self._writes[key]
             return None if value is _DELETED else value
-        if key not in self._reads:
-            result = self._store._read([key])[key]
-            self._reads[key] = tuple(result.version)
-            self._values[key] = result.value if result.exists else None
         return self._values[key]
 
     def put(self, key: str, value: Any) -> None:

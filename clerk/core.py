@@ -363,11 +363,24 @@ class ClerkCore:
         for cluster, members in routing.members.items():
             leader = reported.get(cluster, self._leaders.get(cluster))
             self._leaders[cluster] = leader if leader in members else routing.leaders.get(cluster)
+        for cluster, leader in reported.items():
+            if self._leaders.get(cluster) == leader:
+                self._resend_to_new_leader(cluster, leader)
         if routing.epoch > current.epoch:
             for state in [state for state in self._ops.values() if isinstance(state, _ReadOp) and state.parked]:
                 rerouted = [key for key, cluster in state.parked.items() if self._cluster_of(key) != cluster]
                 if rerouted:
                     self._resend_parked(state, rerouted)
+
+    def _resend_to_new_leader(self, cluster: str, leader: str) -> None:
+        """The coordinator names a new leader of `cluster`: requests waiting on
+        another of its replicas (most likely the dead leader) go to it now, not
+        when their wait runs out, so a failover costs the election and no
+        resend timeout. Every request is idempotent, so a duplicate is harmless."""
+        for request in self._requests.values():
+            if request.cluster == cluster and request.sent_to != leader and request.target == request.sent_to:
+                request.target = leader
+                self._send(request)
 
     def read(self, op: int, keys: list[str]) -> None:
         """Read `keys` from their clusters (leaders, or any member with

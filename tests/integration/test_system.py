@@ -207,3 +207,20 @@ def test_an_isolated_follower_returns_without_deposing_the_leader(cluster, store
     wait_for(caught_up, timeout=20)
     after = cluster.status()["clusters"]["c1"]
     assert (after["leader"], after["term"], after["replicas"][cut_off]["term"]) == (leader, term, term)
+
+
+def test_get_many_reads_keys_of_several_clusters_in_one_round_trip(cluster, store):
+    keys = keys_on_each_cluster(cluster, unique("many"))
+    a, b = keys["c1"], keys["c2"]
+    store.put(a, 1)
+    store.put(b, 2)
+    with store.transaction() as txn:
+        txn.get(a)
+        one_key = store.last_hops
+    with store.transaction() as txn:
+        assert txn.get_many([a, b, a]) == {a: 1, b: 2}
+        assert store.last_hops == one_key  # both clusters at once: the critical path of one read
+        txn.put(a, 10)
+        assert txn.get_many([a, b]) == {a: 10, b: 2}  # its own write; nothing read twice
+        txn.put(b, txn.get(b) + 1)
+    assert store.get(a) == 10 and store.get(b) == 3

@@ -951,3 +951,17 @@ def test_reads_spread_over_members_when_reading_from_followers():
     for op in range(1, 30):
         leader_only.read(op, [key])
     assert {replica for replica, _ in leader_only.take_output()} == {"c1-r0"}
+
+
+def test_a_new_leader_in_the_map_gets_waiting_requests_at_once():
+    """Failover costs the election, not a resend timeout: a MapUpdate naming a
+    new leader sends the requests waiting on the old one to it right away."""
+    clerk = make_clerk()
+    key = keys_in("c1")[0]
+    clerk.commit(1, txid="t1", ts=5, reads={}, writes={key: 1})
+    assert [replica for replica, _ in clerk.take_output()] == ["c1-r0"]  # then c1-r0 dies, silently
+    clerk.update_routing(routing(leaders={"c1": "c1-r2", "c2": "c2-r0", "c3": "c3-r0"}))
+    ((replica, batch),) = clerk.take_output()
+    assert replica == "c1-r2" and isinstance(batch.requests[0].op, CommitOnePhase)
+    clerk.update_routing(routing(leaders={"c1": "c1-r2", "c2": "c2-r0", "c3": "c3-r0"}))  # the same news again
+    assert clerk.take_output() == []

@@ -5,6 +5,7 @@
     python3 -m clerk.bench election --timeouts 150-300,300-500 --replicas 3,5,7
     python3 -m clerk.bench sweep --replicas 3,5,7
     python3 -m clerk.bench reconfig --keys 10000
+    python3 -m clerk.bench catchup --duration 30
 
 How a run works:
 - Without --admin it starts its own system (C clusters x R replicas, the
@@ -45,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORKLOADS = ("put", "get", "txn", "bank", "mixed")
-EXPERIMENTS = ("election", "sweep", "reconfig")
+EXPERIMENTS = ("election", "sweep", "reconfig", "catchup")
 TICK_MS = 50
 DEFAULT_CLUSTERS = 3
 DEFAULT_KEYS = 1000
@@ -162,6 +163,9 @@ def run_bench(args) -> int:
         elif args.workload == "reconfig":
             result = run_reconfig(args, directory)
             print(format_reconfig(result))
+        elif args.workload == "catchup":
+            result = run_catchup(args, directory)
+            print(format_catchup(result))
         else:
             result = run_workload(args, directory)
             print(format_workload(result["summary"]))
@@ -955,6 +959,83 @@ def format_reconfig(result: dict) -> str:
             f"  other moves (~{others['keys_each']} keys each)            median {others['median_s']:.2f} s, max {others['max_s']:.2f} s",
             f"  writer on the moving slot   {hot['puts']} puts, p50 {hot['p50']:.1f} ms, longest {hot['max']:.1f} ms",
             f"  writer on a staying slot    {cold['puts']} puts, p50 {cold['p50']:.1f} ms, longest {cold['max']:.1f} ms",
+            f"  load {result['load']:.2f} (1-minute load average at the end)",
+        ]
+    )
+
+
+# -- log repair -----------------------------------------------------------------------------------
+
+CATCHUP_WRITERS = 8
+CATCHUP_TARGET = 10_000
+"""Commits a sleeping follower should miss; fewer when --duration ends first."""
+
+
+def run_catchup(args, directory: Path) -> dict:
+    """One cluster: a follower sleeps --duration seconds while CATCHUP_WRITERS
+    clients commit puts (up to CATCHUP_TARGET); then time from its waking until
+    it has applied everything committed while it slept."""
+    from clerk.client import connect
+
+    replicas = parse_int_list(args.replicas, "--replicas")[0]
+    if replicas < 3:
+        raise BenchUsageError("catchup needs --replicas 3 or more: a follower sleeps while the others commit")
+    with bench_system(directory / "system", admin=None, clusters=1, replicas=replicas) as cluster:
+        status = cluster.status()["clusters"]["c1"]
+        sleeper = next(name for name in sorted(status["replicas"]) if name != status["leader"])
+        commits = [0] * CATCHUP_WRITERS
+        enough = threading.Event()
+
+        def write(writer: int) -> None:
+            with connect(admin=cluster.admin) as store:
+                while not enough.is_set():
+                    store.put(f"catchup-{writer}-{commits[writer] % 100}", commits[writer])
+                    commits[writer] += 1
+                    if sum(commits) >= CATCHUP_TARGET:
+                        enough.set()
+
+        cluster.sleep(sleeper, args.duration)
+        woke_at = time.monotonic() + args.duration
+        writers = [threading.Thread(target=write, args=(writer,), daemon=True) for writer in range(CATCHUP_WRITERS)]
+        for writer in writers:
+            writer.start()
+        while not enough.is_set() and time.monotonic() < woke_at - 0.5:
+            progress_line(f"catchup: {sum(commits)} commits while {sleeper} sleeps")
+            time.sleep(PROGRESS_INTERVAL * 5)
+        enough.set()
+        for writer in writers:
+            writer.join(CLIENT_GRACE_SECONDS)
+        backlog = cluster.status()["clusters"]["c1"]
+        target = backlog["replicas"][backlog["leader"]]["commit"]
+        missed = target - backlog["replicas"][sleeper]["applied"]
+        while time.monotonic() < woke_at:
+            time.sleep(0.01)
+        deadline = woke_at + ELECTION_TIMEOUT
+        while time.monotonic() < deadline:
+            applied = cluster.status()["clusters"]["c1"]["replicas"][sleeper]["applied"]
+            if applied >= target:
+                break
+            time.sleep(0.05)
+        else:
+            raise TimeoutError(f"{sleeper} had not caught up {ELECTION_TIMEOUT:g} s after waking")
+        caught_up_s = time.monotonic() - woke_at
+    return {
+        "workload": "catchup",
+        "replicas": replicas,
+        "commits": sum(commits),
+        "entries_missed": missed,
+        "caught_up_s": round(caught_up_s, 2),
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+def format_catchup(result: dict) -> str:
+    return "\n".join(
+        [
+            f"bench catchup: 1 cluster x {result['replicas']} replicas; a follower sleeps while "
+            f"{CATCHUP_WRITERS} clients commit",
+            f"  commits while asleep   {result['commits']} ({result['entries_missed']} log entries behind on waking)",
+            f"  caught up after waking {result['caught_up_s']:.2f} s (status polled every 50 ms)",
             f"  load {result['load']:.2f} (1-minute load average at the end)",
         ]
     )

@@ -80,6 +80,12 @@ def test_reconfig_times_a_replica_and_a_cluster_added_under_writers():
         assert report[writer]["puts"] > 0 and 0 < report[writer]["p50"] <= report[writer]["max"]
 
 
+def test_catchup_times_a_sleeping_follower_repairing_its_log():
+    report = last_json_line(bench("catchup", "--duration", "3", "--json"))
+    assert report["workload"] == "catchup" and report["commits"] > 0
+    assert report["entries_missed"] > 0 and report["caught_up_s"] >= 0
+
+
 def test_inconsistent_arguments_are_one_line_errors():
     result = bench("put", "--replicas", "3,5")
     assert result.returncode == 1

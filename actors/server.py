@@ -8,6 +8,10 @@ Everything a server decides lives in actors/replica.py. This shell only:
   everything those messages depend on before returning them);
 - sleeps on request: while asleep it neither ticks nor processes messages
   (they are dropped, as a frozen peer's are), then wakes and repairs its log;
+- runs on the host the coordinator asked for: `actorSystemCapabilityCheck`
+  accepts an actor system whose `node` capability matches the `node`
+  requirement, and a relative data directory resolves against that actor
+  system's `raftline data dir` capability (the host's own data directory);
 - writes one log line per notable event to `<data_dir>/server.log`: time,
   replica, term, role, commit, last index, applied, then the event (slot
   move steps and membership changes included, as the Replica reports them).
@@ -19,6 +23,7 @@ import logging
 import os
 import random
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,10 +60,21 @@ from actors.replica import (
     ToReplica,
 )
 
+DATA_DIR_CAPABILITY = "raftline data dir"
+"""The actor-system capability naming the host's raftline data directory."""
+
 
 class DatabaseServer(ActorTypeDispatcher):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    @staticmethod
+    def actorSystemCapabilityCheck(capabilities: dict, requirements: dict) -> bool:
+        """Thespian asks each actor system of the convention: run here only on the required host."""
+        node = requirements.get("node")
+        return node is None or capabilities.get("node") == node
+
+    def __init__(self, capabilities=None, requirements=None):
+        # Thespian passes these by name (THESPIAN.md, "Multi-host").
+        super().__init__()
+        self.home = (capabilities or {}).get(DATA_DIR_CAPABILITY)
         self.config: ServerConfig | None = None
         self.replica: Replica | None = None
         self.storage = None
@@ -77,6 +93,11 @@ class DatabaseServer(ActorTypeDispatcher):
     def receiveMsg_ServerConfig(self, config: ServerConfig, sender) -> None:
         if self.config is not None:
             return  # re-run after an exception, or a duplicate: already running
+        if not os.path.isabs(config.data_dir):
+            if self.home is None:
+                raise RuntimeError(f"{config.replica}: relative data_dir {config.data_dir!r} "
+                                   f"but this actor system has no {DATA_DIR_CAPABILITY!r} capability")
+            config = replace(config, data_dir=os.path.join(self.home, config.data_dir))
         self.config = config
         self.coordinator = sender
         set_process_title(f"raftline server {config.replica}")

@@ -82,7 +82,37 @@ def cmd_start(args) -> int:
     status = cluster.status()
     leaders = ", ".join(f"{name}: {c['leader']}" for name, c in status["clusters"].items())
     print(f"raftline is running at {cluster.admin} (data in {cluster.data_dir}; log {cluster.data_dir / 'raftline.log'})")
-    print(f"leaders: {leaders}")
+    hosts = status.get("hosts", {})
+    waiting = [name for name, host in hosts.items() if not host["up"]]
+    if waiting:
+        leader = next(host["address"] for host in hosts.values() if host["leader"])
+        print(f"waiting for hosts {', '.join(waiting)} to join; on each run: "
+              f"raftline join --leader {leader} --name NAME -t TOPOLOGY")
+    else:
+        print(f"leaders: {leaders}")
+    return 0
+
+
+def cmd_join(args) -> int:
+    from coordinator.system import join
+    from coordinator.topology import load_topology
+
+    address, admin_port = args.address, args.admin_port
+    if args.topology is not None:
+        topo = load_topology(args.topology)
+        try:
+            host = topo.host(args.name)
+        except KeyError:
+            known = ", ".join(h.name for h in topo.hosts) or "none"
+            raise UsageError(f"{args.topology} lists no host {args.name!r} (hosts: {known})") from None
+        address = address or host.address
+        admin_port = admin_port or host.admin_port
+    if address is None:
+        # Never guessed: the address other hosts reach this one at is the topology's.
+        raise UsageError("this host's address is unknown: pass -t TOPOLOGY (listing this host) or --address")
+    admin = join(args.leader, args.name, address, args.data_dir, admin_port or 19000)
+    print(f"{args.name} joined the convention at {args.leader} (admin {admin}; data in "
+          f"{Path(args.data_dir).absolute()}); the coordinator starts this host's replicas")
     return 0
 
 
@@ -115,7 +145,8 @@ def cmd_status(args) -> int:
 def format_status(status: dict) -> str:
     lines = [f"epoch {status['epoch']}"]
     jobs = [job for job in status.get("jobs", []) if job["state"] == "running"]
-    header = f"  {'replica':<10} {'role':<13} {'term':>5} {'commit':>7} {'applied':>7} {'last':>7} {'lag':>5}  {'pid':>7}  state"
+    header = (f"  {'replica':<10} {'role':<13} {'term':>5} {'commit':>7} {'applied':>7} {'last':>7} {'lag':>5}"
+              f"  {'pid':>7}  {'host':<10} state")
     for name, cluster in status["clusters"].items():
         slots = cluster["slots"]
         lines.append(f"cluster {name}: leader {cluster['leader'] or '(none)'}, term {cluster['term']}, {len(slots)} slots")
@@ -124,12 +155,21 @@ def format_status(status: dict) -> str:
         head = leader.get("last_index", 0)
         for replica, info in cluster["replicas"].items():
             state = "asleep" if info.get("asleep") else ("alive" if info.get("alive") else "down")
+            if info.get("host_down"):
+                state = "host down"
+            elif info.get("unreachable"):
+                state = "unreachable"
             lag = max(0, head - info.get("applied", 0)) if leader else 0
             role = "learner" if info.get("learner") and info.get("role") == "follower" else info.get("role", "?")
             lines.append(
                 f"  {replica:<10} {role:<13} {info.get('term', 0):>5} {info.get('commit', 0):>7}"
-                f" {info.get('applied', 0):>7} {info.get('last_index', 0):>7} {lag:>5}  {info.get('pid', 0):>7}  {state}"
+                f" {info.get('applied', 0):>7} {info.get('last_index', 0):>7} {lag:>5}  {info.get('pid', 0):>7}"
+                f"  {info.get('host', 'local'):<10} {state}"
             )
+    for name, host in status.get("hosts", {}).items():
+        state = "up" if host["up"] else f"DOWN ({host['why']}, {host['down_seconds']:g} s)"
+        role = ", convention leader" if host["leader"] else ""
+        lines.append(f"host {name} ({host['address']}{role}): {state}; replicas {', '.join(host['replicas']) or '-'}")
     for job in jobs:
         lines.append(f"job {job['id']} ({job['kind'].replace('_', '-')} {job['target']}): {job['step']}")
     return "\n".join(lines)
@@ -328,7 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("start", cmd_start, "start the system in the background; returns when every cluster has a leader")
     p.add_argument("--data-dir", help="data directory (default: the topology's data_dir)")
     p.add_argument("--admin-port", type=int, help="override the topology's admin port (0 = a free port)")
-    p = command("stop", cmd_stop, "stop the running system and every process it started")
+    p = command("join", cmd_join, "(multi-host) start this host's actor system and join the convention leader")
+    p.add_argument("--leader", required=True, metavar="HOST:PORT", help="the convention leader's address and admin port")
+    p.add_argument("--name", required=True, help="this host's name in the topology's hosts:")
+    p.add_argument("--data-dir", default="data", help="this host's data directory (default ./data)")
+    p.add_argument("--admin-port", type=int, help="this host's admin port (default: its topology entry, else 19000)")
+    p.add_argument("--address", help="this host's address as other hosts reach it (default: its topology entry)")
+    p = command("stop", cmd_stop, "stop the running system and every process it started (at a member: that member)")
     p.add_argument("--data-dir", help="data directory (to find leftover processes)")
     p = command("status", cmd_status, "clusters, replicas, roles, terms, indexes, lag")
     p.add_argument("--json", action="store_true", help="print the status as JSON")

@@ -11,6 +11,19 @@ checks in topology.py. What it keeps:
   and every address change;
 - status rounds: a scatter-gather to every server with a deadline, so a dead
   or sleeping server shows as such and never hangs the caller;
+- multi-host (topology `hosts:`): each replica's host (placement.py), persisted
+  with the map so a replica always restarts where its data is; servers are
+  created with `targetActorRequirements={"node": host}`. Host liveness comes
+  from the convention (`ActorSystemConventionUpdate`: a host joined or left)
+  and from the coordinator's own heartbeat, since a dead member can go
+  unnoticed by Thespian for minutes: remote servers are probed every
+  LIVENESS_INTERVAL, one silent for SERVER_SILENCE is "unreachable", and a
+  host whose every server is unreachable is lost. PIDs are checked (and
+  killed) only on the coordinator's own host. A lost host's replicas are
+  reported down; a host that joins again gets its servers back (they recover
+  from their storage); with `placement: {on_host_loss: replace}` they are
+  replaced on surviving hosts after `replace_after_ms` (add-replica, then
+  remove-replica of the lost one);
 - reconfiguration jobs (reconfig.py holds their logic): one wakeup every
   RECONFIG_INTERVAL drives every running job; the jobs, id counters and each
   cluster's founding membership are persisted with the map, in one write,
@@ -35,6 +48,7 @@ from pathlib import Path
 
 from thespian.actors import (
     ActorExitRequest,
+    ActorSystemConventionUpdate,
     ActorTypeDispatcher,
     ChildActorExited,
     PoisonMessage,
@@ -73,7 +87,9 @@ from actors.messages import (
 )
 from actors.process import process_running, set_process_title
 from clerk.clerk import OUTCOME_BUDGET_SECONDS
+from coordinator.placement import PlacementError, initial_placement, place_replica
 from coordinator.reconfig import (
+    DONE,
     RUNNING,
     ProbeReplicas,
     Reconfig,
@@ -97,6 +113,10 @@ REAP_GRACE = timedelta(seconds=3)
 """How long a stopped server may take to exit before it is SIGKILLed."""
 RECONFIG_ROUND = 0
 """The ReplicaStatusRequest round of reconfiguration probes (status rounds count from 1)."""
+LIVENESS_ROUND = -1
+"""The ReplicaStatusRequest round of the heartbeat to servers on other hosts."""
+SERVER_SILENCE = 3.0
+"""Seconds without an answer after which a server on another host is unreachable."""
 FINISHED_JOBS_SHOWN = 5
 RECORD_RETENTION_SECONDS = 4 * OUTCOME_BUDGET_SECONDS
 """Servers keep outcome records this long after every participant acknowledged
@@ -117,6 +137,24 @@ class ServerRecord:
     isolated_until: float = 0.0
     restarts: int = 0
     last_status: dict = field(default_factory=dict)
+    host: str = ""
+    """Its host's name; "" on a single-host deployment."""
+    last_seen: float = 0.0
+    """time.monotonic() of its last answer (servers on other hosts)."""
+    unreachable: bool = False
+    lost: bool = False
+    """Down because its host was lost (not because it exited)."""
+
+
+@dataclass
+class HostState:
+    """What the coordinator knows of one host of a multi-host deployment."""
+
+    name: str
+    up: bool = False
+    lost_since: float = 0.0
+    """time.monotonic() when it was declared lost (0: never, or back since)."""
+    why: str = "has not joined yet"
 
 
 @dataclass
@@ -163,6 +201,10 @@ class Coordinator(ActorTypeDispatcher):
         self.reconfig: Reconfig | None = None
         self.saved_reconfig = ""
         self.servers: dict[str, ServerRecord] = {}
+        self.node = ""  # this host's name; "" on a single-host deployment
+        self.hosts: dict[str, HostState] = {}
+        self.placement: dict[str, str] = {}
+        self.replacements: dict[str, str] = {}  # lost replica -> "add:<job>" or "remove:<job>"
         self.leaders: dict[str, str | None] = {}
         self.terms: dict[str, int] = {}
         self.subscribers: list[tuple[object, int]] = []  # (address, pid); addresses are not hashable
@@ -195,6 +237,7 @@ class Coordinator(ActorTypeDispatcher):
             self.reconfig = Reconfig.fresh(self.map, grace)
         else:
             self.reconfig = Reconfig.from_json(stored_reconfig, self.map, grace)
+        self.boot_hosts()
         self.save()
         self.ts_reserved = int(self.state.get("ts_reserved") or 0)
         self.ts_next = self.ts_reserved + 1  # never reuse what an earlier run may have handed out
@@ -204,8 +247,10 @@ class Coordinator(ActorTypeDispatcher):
         for cluster in self.map.clusters:
             for replica in self.map.replicas(cluster):
                 if replica not in removing:
-                    self.servers[replica] = ServerRecord(cluster=cluster, replica=replica)
-                    self.start_server(replica)
+                    self.servers[replica] = ServerRecord(cluster=cluster, replica=replica,
+                                                         host=self.placement.get(replica, ""))
+                    if self.host_up(self.servers[replica].host):
+                        self.start_server(replica)
         self.write_pids()
         self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness",))
         self.wakeupAfter(RECONFIG_INTERVAL, payload=("reconfig",))
@@ -213,14 +258,52 @@ class Coordinator(ActorTypeDispatcher):
         log.warning("coordinator booted %d servers from %s (epoch %d, %d reconfiguration jobs to resume)",
                     len(self.servers), message.topology, self.map.epoch, running)
 
+    def boot_hosts(self) -> None:
+        """Multi-host: this host's name, every host's state, each replica's
+        host (persisted, else the initial placement, for any replica without one)."""
+        topo = self.topology
+        if not topo.hosts:
+            return
+        self.node = topo.hosts[0].name
+        self.hosts = {host.name: HostState(name=host.name) for host in topo.hosts}
+        self.hosts[self.node] = HostState(name=self.node, up=True, why="")
+        self.placement = json.loads(self.state.get("placement") or "{}")
+        self.replacements = json.loads(self.state.get("replacements") or "{}")
+        fresh = initial_placement(topo)
+        for cluster in self.map.clusters:
+            for replica in self.map.replicas(cluster):
+                if replica not in self.placement:
+                    self.placement[replica] = fresh.get(replica) or self.place(cluster, replica)
+        # Members that joined before this boot are announced right away.
+        self.notifyOnSystemRegistrationChanges(True)
+
+    def place(self, cluster: str, replica: str) -> str:
+        """A host for a new replica of `cluster`: never one that is not up."""
+        down = {name for name, state in self.hosts.items() if not state.up}
+        siblings = [r for r in self.map.replicas(cluster) if r != replica]
+        return place_replica(self.placement, siblings, self.hosts, down)
+
+    def host_up(self, host: str) -> bool:
+        return not host or host == self.node or (host in self.hosts and self.hosts[host].up)
+
+    def is_local(self, record: ServerRecord) -> bool:
+        """Whether its process runs on this machine (its PID means something here)."""
+        return not record.host or record.host == self.node
+
     def start_server(self, replica: str) -> None:
         from actors.server import DatabaseServer
 
         record = self.servers[replica]
         topo = self.topology
-        record.address = self.createActor(DatabaseServer)
+        if record.host:
+            record.address = self.createActor(DatabaseServer, targetActorRequirements={"node": record.host})
+        else:
+            record.address = self.createActor(DatabaseServer)
         record.alive = True
         record.pid = 0
+        record.last_seen = time.monotonic()
+        record.unreachable = False
+        record.lost = False
         founding = self.reconfig.founding_of(record.cluster)
         self.send(
             record.address,
@@ -228,7 +311,8 @@ class Coordinator(ActorTypeDispatcher):
                 cluster=record.cluster,
                 replica=replica,
                 voters=founding.voters,
-                data_dir=os.fspath(self.data_dir / replica),
+                # On a host, relative to that host's own data directory.
+                data_dir=replica if record.host else os.fspath(self.data_dir / replica),
                 engine=topo.storage.engine,
                 fsync=topo.storage.fsync,
                 tick_ms=topo.raft.tick_ms,
@@ -250,6 +334,7 @@ class Coordinator(ActorTypeDispatcher):
         if record is None or record.address != sender:
             return
         record.pid = message.pid
+        record.last_seen = time.monotonic()
         self.write_pids()
         self.broadcast_map()
 
@@ -263,11 +348,133 @@ class Coordinator(ActorTypeDispatcher):
 
     def check_liveness(self) -> None:
         """Thespian misses some exits (children killed together): look at the
-        processes themselves, and reap the ones that are gone."""
-        for record in self.servers.values():
-            if record.alive and record.pid and not process_running(record.pid):
-                self.server_exited(record)
+        processes on this host themselves, and reap the ones that are gone.
+        Servers on other hosts are probed instead; a host whose every server
+        has been silent for SERVER_SILENCE is lost."""
+        now = time.monotonic()
+        probe = ReplicaStatusRequest(round=LIVENESS_ROUND)
+        for record in list(self.servers.values()):
+            if self.is_local(record):
+                if record.alive and record.pid and not process_running(record.pid):
+                    self.server_exited(record)
+                continue
+            if self.asleep(record):
+                record.last_seen = now  # silent on purpose
+            record.unreachable = record.alive and now - record.last_seen > SERVER_SILENCE
+            if record.address is not None:
+                # Also the ones thought down: an answer brings them back.
+                self.send(record.address, probe)
+        for state in self.hosts.values():
+            running = [r for r in self.servers.values() if r.host == state.name and r.alive]
+            if state.up and running and all(record.unreachable for record in running):
+                self.host_lost(state, f"no answer from its servers for {SERVER_SILENCE:g} s")
+        self.maybe_replace_lost(now)
         self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness",))
+
+    def seen(self, replica: str) -> None:
+        """`replica` answered: it runs, and so does its host."""
+        record = self.servers.get(replica)
+        if record is None or self.stopping:
+            return
+        record.last_seen = time.monotonic()
+        record.unreachable = False
+        state = self.hosts.get(record.host)
+        if state is not None and not state.up:
+            # Lost by silence, yet alive (a long pause or a partition that healed).
+            self.host_back(state, "answers again")
+        if record.lost and record.address is not None:
+            record.alive, record.lost = True, False
+            log.warning("server %s on %s answers again", replica, record.host)
+            self.broadcast_map()
+
+    def receiveMsg_ActorSystemConventionUpdate(self, message: ActorSystemConventionUpdate, sender) -> None:
+        name = (message.remoteCapabilities or {}).get("node")
+        state = self.hosts.get(name)
+        if state is None or name == self.node:
+            log.warning("actor system %s (node %r) %s the convention; not a host of the topology",
+                        message.remoteAdminAddress, name, "joined" if message.remoteAdded else "left")
+            return
+        if message.remoteAdded:
+            self.host_back(state, f"joined from {message.remoteAdminAddress}")
+            self.restart_host(state)
+        else:
+            self.host_lost(state, "left the convention")
+
+    def host_back(self, state: HostState, why: str) -> None:
+        if not state.up:
+            log.warning("host %s is up: %s", state.name, why)
+        state.up, state.lost_since, state.why = True, 0.0, ""
+
+    def restart_host(self, state: HostState) -> None:
+        """A host (re)joined: its servers that do not run are started there,
+        from the storage they left on it."""
+        if self.stopping:
+            return
+        for record in self.servers.values():
+            if record.host == state.name and not record.alive:
+                if record.address is not None:
+                    # An orphan of the host's previous actor system must not share its storage.
+                    self.send(record.address, ActorExitRequest())
+                    record.restarts += 1
+                self.start_server(record.replica)
+
+    def host_lost(self, state: HostState, why: str) -> None:
+        """Its servers are down until it joins again (or they are replaced):
+        not restarted elsewhere, since their data is there."""
+        if not state.up or self.stopping:
+            return
+        state.up, state.lost_since, state.why = False, time.monotonic(), why
+        lost = [r for r in self.servers.values() if r.host == state.name and r.alive]
+        for record in lost:
+            record.alive, record.lost = False, True
+            if self.leaders.get(record.cluster) == record.replica:
+                self.leaders[record.cluster] = None
+        log.warning("host %s lost (%s): servers %s down", state.name, why,
+                    ", ".join(r.replica for r in lost) or "none")
+        self.broadcast_map()
+
+    def maybe_replace_lost(self, now: float) -> None:
+        """Policy `on_host_loss: replace`: each replica of a host lost for
+        `replace_after_ms` gets a replacement (an add-replica job placed on a
+        host that is up), then is removed (a remove-replica job, which cannot
+        stop it or set its data aside: its host is gone). One job per cluster
+        at a time: a busy cluster is tried again on the next sweep."""
+        settings = self.topology.placement
+        if settings.on_host_loss != "replace" or self.reconfig is None or self.stopping:
+            return
+        grace = settings.replace_after_ms / 1000
+        changed = False
+        for state in self.hosts.values():
+            if state.up or now - state.lost_since < grace:
+                continue
+            for record in sorted((r for r in self.servers.values() if r.host == state.name),
+                                 key=lambda r: r.replica):
+                changed |= self.replace_step(record, time.time())
+        for lost in [r for r in self.replacements if r not in self.servers]:
+            del self.replacements[lost]  # removed: done
+            changed = True
+        if changed:
+            self.save()
+
+    def replace_step(self, record: ServerRecord, now: float) -> bool:
+        """One step of replacing `record`; whether the replacement state changed."""
+        stage, _, job_id = self.replacements.get(record.replica, "").partition(":")
+        job = self.reconfig.job(job_id) if job_id else None
+        if job is not None and job.state == RUNNING:
+            return False
+        try:
+            if stage == "remove" or (stage == "add" and job is not None and job.state == DONE):
+                job = self.reconfig.remove_replica(record.replica, now)
+                self.replacements[record.replica] = f"remove:{job.id}"
+            else:
+                # Not started, or its add job failed or was forgotten: (re)start it.
+                job = self.reconfig.add_replica(record.cluster, now)
+                self.replacements[record.replica] = f"add:{job.id}"
+        except ReconfigError as error:
+            log.warning("replacing %s on lost host %s: %s", record.replica, record.host, error)
+            return False
+        log.warning("replacing %s on lost host %s: job %s, %s", record.replica, record.host, job.id, job.doing)
+        return True
 
     def server_exited(self, record: ServerRecord) -> None:
         """Idempotent: ChildActorExited can arrive twice, and after the liveness check."""
@@ -277,14 +484,16 @@ class Coordinator(ActorTypeDispatcher):
         record.restarts += 1
         if self.leaders.get(record.cluster) == record.replica:
             self.leaders[record.cluster] = None
-        log.warning("server %s (pid %d) exited; restarting it", record.replica, record.pid)
+        where = f" on {record.host}" if record.host else ""
+        log.warning("server %s (pid %d%s) exited; restarting it", record.replica, record.pid, where)
         self.wakeupAfter(RESTART_BACKOFF, payload=("restart", record.replica, record.restarts))
 
     def restart(self, replica: str, generation: int) -> None:
         record = self.servers.get(replica)
         if record is None or record.alive or record.restarts != generation or self.stopping:
             return
-        self.start_server(replica)
+        if self.host_up(record.host):  # else restarted when its host joins again
+            self.start_server(replica)
 
     # -- routing --------------------------------------------------------------
 
@@ -379,6 +588,12 @@ class Coordinator(ActorTypeDispatcher):
         if not record.alive or not record.pid:
             self.send(sender, AdminReply(ok=False, message=f"{message.server} is not running right now (restarting?)"))
             return
+        if not self.is_local(record):
+            # Its PID is on another machine: ask it to exit instead; it is restarted all the same.
+            self.send(record.address, ActorExitRequest())
+            self.send(sender, AdminReply(ok=True, message=f"asked {message.server} on host {record.host} to exit; "
+                                                          "it will be restarted"))
+            return
         try:
             os.kill(record.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -387,11 +602,15 @@ class Coordinator(ActorTypeDispatcher):
 
     def receiveMsg_ProcessList(self, message: ProcessList, sender) -> None:
         self.stopping = True  # only `stop` asks: do not restart what is about to be shut down
+        for record in self.servers.values():
+            if not self.is_local(record) and record.address is not None:
+                # Members' servers stop with the system; the members' actor systems keep running.
+                self.send(record.address, ActorExitRequest())
         self.send(sender, AdminReply(ok=True, value={"data_dir": os.fspath(self.data_dir or ""), "pids": self.pids()}))
 
     def pids(self) -> list[int]:
         pids = [os.getpid(), os.getppid()]  # this actor and the actor system's admin
-        pids += [r.pid for r in self.servers.values() if r.pid]
+        pids += [r.pid for r in self.servers.values() if r.pid and self.is_local(r)]
         pids += [pid for _, pid in self.subscribers if pid]
         return sorted(set(pids))
 
@@ -425,6 +644,9 @@ class Coordinator(ActorTypeDispatcher):
         return record.asleep_until > time.monotonic()
 
     def receiveMsg_ReplicaStatusReport(self, message: ReplicaStatusReport, sender) -> None:
+        self.seen(message.replica)
+        if message.round == LIVENESS_ROUND:
+            return
         if message.round == RECONFIG_ROUND:
             self.reconfig.observe_replica_status(message.replica, message.status, time.time())
             self.reconfig_changed()
@@ -471,6 +693,11 @@ class Coordinator(ActorTypeDispatcher):
                 if report is None and not entry["asleep"]:
                     entry["role"] = "down" if not record.alive else "unresponsive"
                 entry["learner"] = replica in learners
+                entry["host"] = record.host or "local"
+                entry["host_down"] = not self.host_up(record.host)
+                entry["unreachable"] = record.unreachable
+                if entry["host_down"]:
+                    entry["role"] = "down"
                 replicas[replica] = entry
             clusters[cluster] = {
                 "leader": self.leaders.get(cluster),
@@ -483,8 +710,24 @@ class Coordinator(ActorTypeDispatcher):
             "admin_pid": os.getppid(),
             "clerks": len(self.subscribers),
             "clusters": clusters,
+            "hosts": self.hosts_shown(),
             "jobs": self.jobs_shown(),
         }
+
+    def hosts_shown(self) -> dict:
+        """Multi-host: each host, up or not and why, and the replicas placed on it."""
+        shown = {}
+        for host in self.topology.hosts:
+            state = self.hosts[host.name]
+            shown[host.name] = {
+                "address": f"{host.address}:{host.admin_port}",
+                "up": state.up,
+                "leader": host.name == self.node,
+                "why": state.why,
+                "down_seconds": round(time.monotonic() - state.lost_since, 1) if state.lost_since else 0,
+                "replicas": sorted(r.replica for r in self.servers.values() if r.host == host.name),
+            }
+        return shown
 
     def jobs_shown(self) -> list[dict]:
         """Running jobs and the last few finished ones, oldest first."""
@@ -544,6 +787,15 @@ class Coordinator(ActorTypeDispatcher):
 
     def drive_jobs(self) -> None:
         actions = self.reconfig.drive(time.time(), self.leaders)
+        if self.hosts:
+            for action in actions:
+                if isinstance(action, StartServer) and action.replica not in self.placement:
+                    try:
+                        self.placement[action.replica] = self.place(action.cluster, action.replica)
+                    except PlacementError as error:
+                        # Not started until a host is up; kept on the coordinator's host meanwhile.
+                        log.warning("placing %s: %s; it goes on %s", action.replica, error, self.node)
+                        self.placement[action.replica] = self.node
         self.reconfig_changed()  # persisted before anything it decided happens
         for action in actions:
             if isinstance(action, SendToLeader):
@@ -552,8 +804,11 @@ class Coordinator(ActorTypeDispatcher):
                     self.send(record.address, action.message)
             elif isinstance(action, StartServer):
                 if action.replica not in self.servers:
-                    self.servers[action.replica] = ServerRecord(cluster=action.cluster, replica=action.replica)
-                    self.start_server(action.replica)
+                    record = ServerRecord(cluster=action.cluster, replica=action.replica,
+                                          host=self.placement.get(action.replica, ""))
+                    self.servers[action.replica] = record
+                    if self.host_up(record.host):
+                        self.start_server(action.replica)
                     self.write_pids()
             elif isinstance(action, StopServer):
                 self.stop_server(action.replica)
@@ -565,7 +820,7 @@ class Coordinator(ActorTypeDispatcher):
 
     def reconfig_changed(self) -> None:
         """Persist what reconfiguration changed; a new map also goes to every subscriber."""
-        text = self.reconfig.to_json()
+        text = self.reconfig.to_json() + json.dumps(self.placement, sort_keys=True)
         new_map = self.reconfig.map
         if text == self.saved_reconfig and new_map is self.map:
             return
@@ -581,9 +836,12 @@ class Coordinator(ActorTypeDispatcher):
             self.broadcast_map()
 
     def save(self) -> None:
+        """Map, jobs, placement and replacements in one write."""
         text = self.reconfig.to_json()
-        self.state.put_many({"map": self.reconfig.map.to_json(), "reconfig": text})
-        self.saved_reconfig = text
+        placement = json.dumps(self.placement, sort_keys=True)
+        self.state.put_many({"map": self.reconfig.map.to_json(), "reconfig": text, "placement": placement,
+                             "replacements": json.dumps(self.replacements, sort_keys=True)})
+        self.saved_reconfig = text + placement
 
     def stop_server(self, replica: str) -> None:
         """Stop `replica` for good: out of supervision first, so its exit is not
@@ -594,9 +852,13 @@ class Coordinator(ActorTypeDispatcher):
                 self.leaders[record.cluster] = None
             if record.address is not None:
                 self.send(record.address, ActorExitRequest())
-            if record.pid:
+            if record.pid and self.is_local(record):
                 self.wakeupAfter(REAP_GRACE, payload=("reap", record.pid))
             self.write_pids()
+            if not self.is_local(record):
+                # Its data is on its own host (a lost one, maybe): left where it is.
+                log.warning("server %s on %s stopped; its data stays on that host", replica, record.host)
+                return
         source = self.data_dir / replica
         if source.exists():
             removed = self.data_dir / "removed"

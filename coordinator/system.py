@@ -12,6 +12,24 @@ How a system runs:
   system down, then SIGKILLs whatever survived by PID (Thespian's shutdown
   does not remove orphans; THESPIAN.md "Faults").
 
+Multi-host (the topology lists `hosts:`; THESPIAN.md "Multi-host"):
+- `start` runs on the first host, the convention leader: its actor system
+  has the capabilities `Admin Port`, `Convention Address.IPv4` (its own
+  address), `node` (its host name) and `raftline data dir`; it returns once
+  the coordinator has booted, since the other hosts' replicas start only
+  when those hosts join.
+- `join` runs on every other host: a member actor system (same capabilities,
+  the convention address being the leader's), launched detached like
+  `start`; it returns once the member is registered with the leader.
+- Every host advertises exactly the address its topology entry gives
+  (THESPIAN_BASE_IPADDR), never a guess. Thespian's re-registration period
+  is left at its default: shortened, members were declared dead between
+  check-ins (its sends back off) and flapped; the coordinator's own
+  heartbeat finds dead hosts instead.
+- `stop` on the leader also stops the servers on the members (their actor
+  systems keep running); `stop` on a member stops that member and every
+  process of it.
+
 Thespian reads its environment when first imported, so `prepare_environment`
 runs before any thespian import in every process that talks to a system.
 """
@@ -37,6 +55,10 @@ DEFAULT_BASE = "multiprocTCPBase"
 LOOPBACK = "127.0.0.1"
 PIDS_FILE = "pids.json"
 LOG_FILE = "raftline.log"
+DATA_DIR_CAPABILITY = "raftline data dir"
+"""Same as actors.server.DATA_DIR_CAPABILITY (not imported: that module imports Thespian)."""
+MEMBER_CAPABILITY = "raftline member of"
+"""A member actor system's capability: the leader's HOST:PORT (how `stop` tells a member)."""
 
 THESPIAN_ENVIRONMENT = {
     # Advertise loopback only: every actor listens on all interfaces and
@@ -51,6 +73,17 @@ def prepare_environment() -> None:
     """Set Thespian's environment; call before the first thespian import."""
     for name, value in THESPIAN_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+
+
+def host_environment(address: str | None) -> dict[str, str]:
+    """The environment of a process that starts an actor system: Thespian's
+    settings, and on a multi-host deployment the host's own `address` as the
+    advertised one."""
+    env = dict(os.environ)
+    env.update({name: env.get(name, value) for name, value in THESPIAN_ENVIRONMENT.items()})
+    if address is not None:
+        env["THESPIAN_BASE_IPADDR"] = address
+    return env
 
 
 def parse_admin(admin: str) -> tuple[str, int]:
@@ -228,6 +261,19 @@ class Cluster:
                                   "it goes on in the background (raftline status shows it)")
             time.sleep(0.2)
 
+    def wait_booted(self, timeout: float = 60.0) -> dict:
+        """Block until the coordinator has booted; returns its status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                status = self.status(timeout=5.0)
+            except Unavailable:
+                status = {}
+            if status.get("clusters"):
+                return status
+            time.sleep(0.1)
+        raise Unavailable(f"the coordinator at {self.admin} has not booted after {timeout:g} s")
+
     def wait_ready(self, timeout: float = 60.0) -> dict:
         """Block until every cluster has a leader; returns that status."""
         deadline = time.monotonic() + timeout
@@ -262,9 +308,13 @@ def start(
     timeout: float = 60.0,
 ) -> Cluster:
     """Start the system `topology` describes in the background; return once
-    every cluster has a leader. `admin_port=0` picks a free port."""
+    every cluster has a leader. `admin_port=0` picks a free port.
+    Multi-host: run on the first host of `hosts:` (its admin port is the
+    default); returns once the coordinator has booted, before the other
+    hosts join (`join`)."""
     topo = load_topology(topology)
-    port = topo.admin_port if admin_port is None else admin_port
+    leader = topo.leader_host
+    port = admin_port if admin_port is not None else (leader.admin_port if leader else topo.admin_port)
     if port == 0:
         port = free_port()
     admin = f"{LOOPBACK}:{port}"
@@ -272,8 +322,7 @@ def start(
         raise AlreadyRunning(f"something already listens on {admin}: a raftline system? (`raftline stop` stops it)")
     data = Path(data_dir if data_dir is not None else topo.data_dir).absolute()
     data.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update({name: env.get(name, value) for name, value in THESPIAN_ENVIRONMENT.items()})
+    env = host_environment(leader.address if leader else None)
     with open(data / LOG_FILE, "ab") as log:
         launcher = subprocess.Popen(
             [sys.executable, "-m", "coordinator.system", "serve", os.fspath(Path(topology).absolute()), os.fspath(data), str(port)],
@@ -287,18 +336,162 @@ def start(
         raise Unavailable(f"the system failed to start; see {data / LOG_FILE}")
     cluster = Cluster(admin, data, topo.base)
     try:
-        cluster.wait_ready(timeout)
+        if leader is not None:
+            cluster.wait_booted(timeout)
+        else:
+            cluster.wait_ready(timeout)
     except BaseException:
         cluster.stop()
         raise
     return cluster
 
 
+def join(
+    leader: str,
+    name: str,
+    address: str,
+    data_dir: str | os.PathLike,
+    admin_port: int,
+    *,
+    base: str = DEFAULT_BASE,
+    timeout: float = 30.0,
+) -> str:
+    """Start this host's member actor system in the background and return its
+    admin address once it is registered with the convention leader at
+    `leader` ("HOST:PORT"). `address` is this host's address as the topology
+    gives it; `name` its host name there. The coordinator then starts this
+    host's servers, under `data_dir`."""
+    from coordinator.topology import HOST_NAME
+
+    leader_host, leader_port = parse_admin(leader)
+    if not HOST_NAME.fullmatch(name):
+        raise ValueError(f"invalid host name {name!r}; expected letters, digits, '.', '-' or '_'")
+    if not 0 < admin_port < 65536:
+        raise ValueError(f"admin port must be 1..65535, got {admin_port}")
+    admin = f"{LOOPBACK}:{admin_port}"
+    if admin_listening(LOOPBACK, admin_port):
+        raise AlreadyRunning(f"something already listens on {admin}: a raftline member? "
+                             f"(`raftline stop --admin {admin}` stops it)")
+    data = Path(data_dir).absolute()
+    data.mkdir(parents=True, exist_ok=True)
+    with open(data / LOG_FILE, "ab") as log:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.system", "member", name, os.fspath(data), str(admin_port),
+             leader_host, str(leader_port), base],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=host_environment(address),
+        )
+    if launcher.wait(timeout=timeout) != 0:
+        raise Unavailable(f"the member actor system failed to start; see {data / LOG_FILE}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _registered(admin_port, base):
+            return admin
+        time.sleep(0.1)
+    _stop_member(admin_port, data, base, grace=3.0)
+    raise Unavailable(f"{name} could not register with the convention leader at {leader} within {timeout:g} s "
+                      f"(is `raftline start` running there, and is {leader} reachable from here?); "
+                      f"see {data / LOG_FILE}")
+
+
+def _admin_status(port: int, base: str = DEFAULT_BASE, timeout: float = 5.0):
+    """Thespian's own status of the actor system whose admin listens on `port`
+    (capabilities, convention leader and members), or None without an answer."""
+    prepare_environment()
+    from thespian.actors import ActorSystem
+    from thespian.system.messages.status import Thespian_StatusReq
+
+    system = ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+    # As thespian.shell does: the admin's address from its host and port.
+    admin = system._systemBase.transport.getAddressFromString((LOOPBACK, port))
+    return system.ask(admin, Thespian_StatusReq(), timeout)
+
+
+def _registered(port: int, base: str) -> bool:
+    """Whether the member whose admin listens on `port` is in a convention with its leader."""
+    status = _admin_status(port, base, timeout=2.0)
+    return status is not None and bool(status.conventionLeader) and bool(status.conventionAttendees)
+
+
+def _stop_member(port: int, data_dir: Path | None, base: str, grace: float) -> list[int]:
+    """Shut down the member actor system on `port` with its servers; SIGKILL
+    survivors. Its processes: those in its pids file and every process of its
+    session (the launcher started one; the servers the leader placed here are
+    forked by this member's admin, so they are in it too)."""
+    pids = set(_recorded_pids(data_dir)) if data_dir is not None else set()
+    pids |= session_processes(_recorded_session(data_dir)) | session_processes(listener_session(port))
+    prepare_environment()
+    from thespian.actors import ActorSystem
+
+    ActorSystem(base, {"Admin Port": port}, transientUnique=True).shutdown()
+    return _reap(sorted(pids), grace)
+
+
+def session_processes(session: int) -> set[int]:
+    """Every live process of session `session` (from /proc); empty for 0."""
+    found = set()
+    if not session:
+        return found
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def listener_session(port: int) -> int:
+    """The session of the process listening on TCP `port` (an actor system's
+    admin: Thespian starts it in a session of its own), or 0 when none is found."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+        except OSError:
+            continue
+    return 0
+
+
+def _recorded_session(data_dir: Path | None) -> int:
+    try:
+        return int(json.loads((Path(data_dir) / PIDS_FILE).read_text()).get("session", 0))
+    except (OSError, ValueError, TypeError):
+        return 0
+
+
 def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BASE, grace: float = 3.0) -> list[int]:
     """Shut the system at `admin` down and SIGKILL any survivor; returns the PIDs
-    that had to be killed. Raises ClusterNotRunning when nothing listens there."""
+    that had to be killed. Raises ClusterNotRunning when nothing listens there.
+    On a multi-host leader, the members' servers stop too; at a member's
+    admin, that member and its servers stop."""
     from actors.messages import AdminReply, ProcessList
 
+    host, port = parse_admin(admin)
+    if not admin_listening(host, port):
+        raise ClusterNotRunning(how_to_start(admin))
+    status = _admin_status(port, base)
+    capabilities = status.capabilities if status is not None else {}
+    if capabilities.get(MEMBER_CAPABILITY):
+        home = capabilities.get(DATA_DIR_CAPABILITY)
+        return _stop_member(port, data_dir or (Path(home) if home else None), base, grace)
     client = AdminClient(admin, base)
     pids: list[int] = []
     try:
@@ -381,10 +574,43 @@ def _serve(topology: str, data_dir: str, port: int) -> int:
     from coordinator.coordinator import Coordinator
 
     topo: Topology = load_topology(topology)
-    system = ActorSystem(topo.base, {"Admin Port": port}, logDefs=log_definitions(Path(data_dir)))
+    capabilities: dict = {"Admin Port": port}
+    if topo.leader_host is not None:
+        capabilities.update({
+            "Convention Address.IPv4": (topo.leader_host.address, port),
+            "node": topo.leader_host.name,
+            DATA_DIR_CAPABILITY: data_dir,
+        })
+    system = ActorSystem(topo.base, capabilities, logDefs=log_definitions(Path(data_dir)))
     coordinator = system.createActor(Coordinator, globalName=COORDINATOR_NAME)
     system.tell(coordinator, Boot(topology=topology, data_dir=data_dir))
     print(f"raftline: actor system up on {LOOPBACK}:{port}, coordinator booting", flush=True)
+    return 0
+
+
+def _member(name: str, data_dir: str, port: int, leader_host: str, leader_port: int, base: str) -> int:
+    """The member launcher: start this host's actor system in the leader's
+    convention, record its processes, then exit (its admin keeps running)."""
+    prepare_environment()
+    from thespian.actors import ActorSystem
+
+    capabilities = {
+        "Admin Port": port,
+        "Convention Address.IPv4": (leader_host, leader_port),
+        "node": name,
+        DATA_DIR_CAPABILITY: data_dir,
+        MEMBER_CAPABILITY: f"{leader_host}:{leader_port}",
+    }
+    ActorSystem(base, capabilities, logDefs=log_definitions(Path(data_dir)))
+    # Thespian starts the admin in a session of its own, which its logger and
+    # every server placed here inherit.
+    session = listener_session(port)
+    pids = sorted(session_processes(session) - {os.getpid()})
+    path = Path(data_dir) / PIDS_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"pids": pids, "session": session}))
+    temporary.replace(path)
+    print(f"raftline: member {name} up on {LOOPBACK}:{port}, joining {leader_host}:{leader_port}", flush=True)
     return 0
 
 
@@ -395,7 +621,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("topology")
     serve.add_argument("data_dir")
     serve.add_argument("port", type=int)
+    member = sub.add_parser("member", help="(internal) launch a member actor system in a convention")
+    member.add_argument("name")
+    member.add_argument("data_dir")
+    member.add_argument("port", type=int)
+    member.add_argument("leader_host")
+    member.add_argument("leader_port", type=int)
+    member.add_argument("base")
     args = parser.parse_args(argv)
+    if args.command == "member":
+        return _member(args.name, args.data_dir, args.port, args.leader_host, args.leader_port, args.base)
     return _serve(args.topology, args.data_dir, args.port)
 
 

@@ -11,13 +11,18 @@ Rules:
 - Every refusal is ONE TopologyError naming the file, the key path and the
   YAML line; for a missing key, the line of the mapping that lacks it.
 - Relative paths resolve against the directory of the topology file.
+- Multi-host: the first entry of `hosts:` is the convention leader, where
+  `raftline start` runs (the coordinator lives there); every other host
+  joins it with `raftline join`. With `hosts:`, clusters spread over hosts
+  by default, and a cluster with more replicas than hosts is refused.
 - Parsing reads no clock and imports no Thespian; `load_topology` only reads
   the file it is given.
 
 Invariants of a Topology built here: at least one cluster; cluster names
 match CLUSTER_NAME and are unique, so replica ids `<cluster>-r<i>` are
 unambiguous; 1 <= replicas <= MAX_REPLICAS; clusters <= slots <= MAX_SLOTS;
-1 <= heartbeat_ticks < election_min < election_max.
+1 <= heartbeat_ticks < election_min < election_max; a cluster with
+spread "hosts" has at most as many replicas as there are hosts.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ BASES = ("multiprocTCPBase", "multiprocUDPBase", "multiprocQueueBase")
 READ_FROM = ("leader", "follower")
 ENGINES = ("sqlite", "memory")
 SPREADS = ("none", "hosts")
+ON_HOST_LOSS = ("report", "replace")
 MAX_PORT = 65535
 MAX_SLOTS = 4096
 MAX_REPLICAS = 9
@@ -82,12 +88,12 @@ def parse_replica_id(rid: str) -> tuple[str, int]:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class HostSpec:
-    """A machine of a multi-host deployment. Validated, but the single-host
-    deployment does not use it yet.
+    """A machine of a multi-host deployment.
 
     Fields:
-        name: unique short name of the host.
-        address: host name or IP address the other hosts reach it at.
+        name: unique short name of the host; its actor system's `node` capability.
+        address: host name or IP address the other hosts reach it at; its
+            actor system advertises exactly this (THESPIAN_BASE_IPADDR).
         admin_port: its actor-system admin port (defaults to the top-level admin_port).
     """
 
@@ -103,8 +109,8 @@ class ClusterSpec:
     Fields:
         name: matches CLUSTER_NAME, e.g. "c1".
         replicas: how many replicas it starts with, 1..MAX_REPLICAS.
-        spread: "none" (every replica on this host) or "hosts" (replicas
-            spread over `Topology.hosts`; for multi-host, not used yet).
+        spread: "none" (every replica on the first host) or "hosts" (no two
+            replicas on one host; the default when the topology has hosts).
     """
 
     name: str
@@ -164,6 +170,22 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PlacementSettings:
+    """What the coordinator does when a host is lost. From the `placement` section.
+
+    Fields:
+        on_host_loss: "report" (its replicas show as down until the host
+            joins again) or "replace" (each of its replicas is replaced by a
+            new one on a surviving host, through add-replica then remove-replica).
+        replace_after_ms: how long a host must stay lost before its replicas
+            are replaced (a host that is only restarting should come back instead).
+    """
+
+    on_host_loss: str = "report"
+    replace_after_ms: int = 10_000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Topology:
     """A validated deployment description.
 
@@ -177,8 +199,9 @@ class Topology:
             under it; absolute when loaded from a file.
         slots: how many slots the keyspace is hashed into; fixed for the life
             of the deployment.
-        hosts: the machines of a multi-host deployment; empty for one host.
-        raft, transactions, storage: the sections of the same names.
+        hosts: the machines of a multi-host deployment, the convention leader
+            first; empty for one host.
+        raft, transactions, storage, placement: the sections of the same names.
     """
 
     clusters: tuple[ClusterSpec, ...]
@@ -191,6 +214,19 @@ class Topology:
     raft: RaftSettings = RaftSettings()
     transactions: TransactionSettings = TransactionSettings()
     storage: StorageSettings = StorageSettings()
+    placement: PlacementSettings = PlacementSettings()
+
+    @property
+    def leader_host(self) -> HostSpec | None:
+        """The convention leader's host (the first one), or None for one host."""
+        return self.hosts[0] if self.hosts else None
+
+    def host(self, name: str) -> HostSpec:
+        """The host called `name`; KeyError when there is none."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(f"no host {name!r} in {self.source}")
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -349,7 +385,7 @@ class _Parser:
         top = _Section(self, root, "", _line(root), _TOP_KEYS)
         admin_port = top.get("admin_port", _DEFAULT.admin_port, self.port)
         hosts = top.get("hosts", (), lambda node, key: self.hosts(node, key, admin_port))
-        clusters = top.require("clusters", lambda node, key: self.clusters(node, key, bool(hosts)))
+        clusters = top.require("clusters", lambda node, key: self.clusters(node, key, len(hosts)))
         slots = top.get("slots", _DEFAULT.slots, self.slots)
         if slots < len(clusters):
             self.fail(top.values["slots"], "slots",
@@ -366,6 +402,7 @@ class _Parser:
             raft=self.raft(top.section("raft", _RAFT_KEYS)),
             transactions=self.transactions(top.section("transactions", _TRANSACTION_KEYS)),
             storage=self.storage(top.section("storage", _STORAGE_KEYS)),
+            placement=self.placement(top.section("placement", _PLACEMENT_KEYS), bool(hosts)),
         )
 
     def entries(self, node: Node, path: str) -> dict[str, tuple[ScalarNode, Node]]:
@@ -384,7 +421,7 @@ class _Parser:
             entries[key] = (key_node, value_node)
         return entries
 
-    def clusters(self, node: Node, path: str, have_hosts: bool) -> tuple[ClusterSpec, ...]:
+    def clusters(self, node: Node, path: str, host_count: int) -> tuple[ClusterSpec, ...]:
         entries = self.entries(node, path)
         if not entries:
             self.fail(node, path, "no clusters; at least one is required, e.g. `c1: {replicas: 3}`")
@@ -397,10 +434,17 @@ class _Parser:
                           "digits or _ (e.g. c1)")
             section = _Section(self, cluster_node, key, _line(name_node), _CLUSTER_KEYS)
             replicas = section.require("replicas", lambda n, k: self.integer(n, k, 1, MAX_REPLICAS))
-            spread = section.get("spread", "none", lambda n, k: self.choice(n, k, SPREADS))
-            if spread == "hosts" and not have_hosts:
+            default_spread = "hosts" if host_count else "none"
+            spread = section.get("spread", default_spread, lambda n, k: self.choice(n, k, SPREADS))
+            if spread == "hosts" and not host_count:
                 self.fail(section.values["spread"], f"{key}.spread",
                           "spread: hosts needs a top-level `hosts:` list")
+            if spread == "hosts" and replicas > host_count:
+                # No two replicas of a cluster on one host: losing a host must not lose a majority.
+                how = "spread: hosts" if "spread" in section.values else "spread: hosts (the default with hosts:)"
+                self.fail(section.values["replicas"], f"{key}.replicas",
+                          f"{replicas} replicas with {how} need {replicas} hosts, but `hosts:` lists "
+                          f"{host_count}; add hosts, lower replicas, or set spread: none")
             clusters.append(ClusterSpec(name=name, replicas=replicas, spread=spread))
         return tuple(clusters)
 
@@ -468,6 +512,18 @@ class _Parser:
         return StorageSettings(
             engine=section.get("engine", default.engine, lambda n, k: self.choice(n, k, ENGINES)),
             fsync=section.get("fsync", default.fsync, self.boolean),
+        )
+
+    def placement(self, section: _Section | None, have_hosts: bool) -> PlacementSettings:
+        default = PlacementSettings()
+        if section is None:
+            return default
+        if not have_hosts:
+            self.fail(section.line, "placement", "placement needs a top-level `hosts:` list")
+        return PlacementSettings(
+            on_host_loss=section.get("on_host_loss", default.on_host_loss,
+                                     lambda n, k: self.choice(n, k, ON_HOST_LOSS)),
+            replace_after_ms=section.get("replace_after_ms", default.replace_after_ms, self.positive),
         )
 
     # -- typed values --------------------------------------------------------
@@ -539,9 +595,11 @@ class _Parser:
 
 _DEFAULT = Topology(clusters=())
 _TOP_KEYS = (
-    "admin_port", "base", "data_dir", "slots", "clusters", "hosts", "raft", "transactions", "storage")
+    "admin_port", "base", "data_dir", "slots", "clusters", "hosts", "raft", "transactions", "storage",
+    "placement")
 _CLUSTER_KEYS = ("replicas", "spread")
 _HOST_KEYS = ("name", "address", "admin_port")
 _RAFT_KEYS = ("tick_ms", "heartbeat_ticks", "election_ticks", "snapshot_entries")
 _TRANSACTION_KEYS = ("prepare_timeout_ms", "read_from")
 _STORAGE_KEYS = ("engine", "fsync")
+_PLACEMENT_KEYS = ("on_host_loss", "replace_after_ms")

@@ -8,6 +8,7 @@ import pytest
 from coordinator.topology import (
     ClusterSpec,
     HostSpec,
+    PlacementSettings,
     RaftSettings,
     StorageSettings,
     Topology,
@@ -64,6 +65,18 @@ def test_every_setting_can_be_changed():
                                          snapshot_entries=5)
     assert topology.transactions == TransactionSettings(prepare_timeout_ms=10, read_from="follower")
     assert topology.storage == StorageSettings(engine="memory", fsync=False)
+
+
+def test_with_hosts_clusters_spread_over_them_by_default():
+    topology = parse_topology(
+        "hosts:\n  - {name: h1, address: a}\n  - {name: h2, address: b}\n  - {name: h3, address: c}\n"
+        "clusters:\n  c1: {replicas: 3}\n  c2: {replicas: 5, spread: none}\n"
+        "placement: {on_host_loss: replace, replace_after_ms: 500}\n")
+    assert topology.cluster("c1").spread == "hosts" and topology.cluster("c2").spread == "none"
+    assert topology.leader_host == topology.host("h1") == HostSpec(name="h1", address="a", admin_port=19000)
+    assert topology.placement == PlacementSettings(on_host_loss="replace", replace_after_ms=500)
+    assert parse_topology(ONE_CLUSTER).leader_host is None
+    assert parse_topology(ONE_CLUSTER).placement == PlacementSettings(on_host_loss="report")
 
 
 def test_admin_port_zero_means_a_free_port_chosen_at_start():
@@ -165,6 +178,16 @@ def refusal(text: str) -> TopologyError:
     (ONE_CLUSTER + "hosts:\n  - {name: 'h 1', address: a}\n", 4, "hosts[0].name", "invalid host name"),
     ("admin_port: 0\n" + ONE_CLUSTER + "hosts:\n  - {name: h1, address: a}\n", 5, "hosts[0].admin_port",
      "a host needs a fixed admin port, not 0"),
+
+    # multi-host: spread over hosts by default, so too few hosts is refused
+    (ONE_CLUSTER + "hosts:\n  - {name: h1, address: a}\n  - {name: h2, address: b}\n", 2, "clusters.c1.replicas",
+     "3 replicas with spread: hosts (the default with hosts:) need 3 hosts, but `hosts:` lists 2"),
+    ("hosts:\n  - {name: h1, address: a}\nclusters:\n  c1:\n    spread: hosts\n    replicas: 2\n", 6,
+     "clusters.c1.replicas", "2 replicas with spread: hosts need 2 hosts, but `hosts:` lists 1"),
+    (ONE_CLUSTER + "placement: {on_host_loss: replace}\n", 3, "placement",
+     "placement needs a top-level `hosts:` list"),
+    ("hosts:\n  - {name: h1, address: a}\nclusters:\n  c1: {replicas: 1}\nplacement: {on_host_loss: move}\n", 5,
+     "placement.on_host_loss", "expected report or replace, got 'move'"),
 ])
 def test_each_mistake_is_one_error_with_its_key_and_line(text, line, key, fragment):
     error = refusal(text)

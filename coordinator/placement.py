@@ -1,0 +1,83 @@
+"""Which host each replica runs on, in a multi-host deployment.
+
+Rules:
+- Pure: no Thespian, no clock, no randomness; the same input always gives
+  the same placement.
+- A placement maps replica id -> host name. A replica keeps its host for
+  life, since its data is there: these functions only ever add entries.
+- spread "hosts": no two replicas of a cluster on one host. The initial
+  placement gives each replica, in file order, the least loaded host not
+  holding its cluster (a cluster's first replica: also the host with the
+  fewest first replicas, since they tend to lead; then host order), so the
+  hosts get even shares of replicas and of first replicas.
+- spread "none": every replica of the cluster on the first host, the
+  convention leader's.
+- A replica added later goes to the least loaded usable host that holds no
+  replica of its cluster (ties: the earlier host in `hosts:`); when every
+  usable host holds one already, to the least loaded usable host.
+
+A caller error (no usable host at all) raises PlacementError; a topology
+without hosts has the empty placement and every replica runs on the
+coordinator's own host.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Collection, Iterable, Mapping
+
+from coordinator.topology import Topology
+
+
+class PlacementError(ValueError):
+    """No host can take the replica; the message is the line the user sees."""
+
+
+def initial_placement(topology: Topology) -> dict[str, str]:
+    """Every replica the topology starts with -> its host; {} without hosts."""
+    names = [host.name for host in topology.hosts]
+    placement: dict[str, str] = {}
+    if not names:
+        return placement
+    firsts = dict.fromkeys(names, 0)  # first replicas per host: they tend to lead
+    for cluster in topology.clusters:
+        ids = cluster.replica_ids
+        for index, replica in enumerate(ids):
+            if cluster.spread != "hosts":
+                placement[replica] = names[0]
+                continue
+            load = Counter(placement.values())
+            taken = {placement[sibling] for sibling in ids[:index]}
+            placement[replica] = min(
+                (host for host in names if host not in taken),
+                key=lambda host: (load[host], firsts[host] if index == 0 else 0, names.index(host)))
+            if index == 0:
+                firsts[placement[replica]] += 1
+    return placement
+
+
+def place_replica(
+    placement: Mapping[str, str],
+    siblings: Iterable[str],
+    hosts: Iterable[str],
+    unavailable: Collection[str] = (),
+) -> str:
+    """The host for a new replica whose cluster already has `siblings`.
+    `hosts` in topology order; hosts in `unavailable` (lost, not joined) are
+    never chosen. Raises PlacementError when no host is usable."""
+    usable = [host for host in hosts if host not in unavailable]
+    if not usable:
+        raise PlacementError("no host is up to run a new replica on")
+    load = {host: 0 for host in usable}
+    for host in placement.values():
+        if host in load:
+            load[host] += 1
+    taken = {placement.get(sibling) for sibling in siblings}
+    free = [host for host in usable if host not in taken]
+    # min() keeps the first of equals: ties go to the earlier host in `hosts:`.
+    return min(free or usable, key=lambda host: load[host])
+
+
+def replicas_on(placement: Mapping[str, str], host: str) -> list[str]:
+    """The replicas placed on `host`, sorted."""
+    return sorted(replica for replica, where in placement.items() if where == host)

@@ -168,6 +168,8 @@ def format_status(status: dict) -> str:
             )
     for name, host in status.get("hosts", {}).items():
         state = "up" if host["up"] else f"DOWN ({host['why']}, {host['down_seconds']:g} s)"
+        if host.get("replacement"):
+            state += f"; not replaced: {host['replacement']}"
         role = ", convention leader" if host["leader"] else ""
         lines.append(f"host {name} ({host['address']}{role}): {state}; replicas {', '.join(host['replicas']) or '-'}")
     for job in jobs:

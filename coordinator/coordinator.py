@@ -23,7 +23,8 @@ checks in topology.py. What it keeps:
   reported down; a host that joins again gets its servers back (they recover
   from their storage); with `placement: {on_host_loss: replace}` they are
   replaced on surviving hosts after `replace_after_ms` (add-replica, then
-  remove-replica of the lost one);
+  remove-replica of the lost one), each on a host holding no replica of its
+  cluster: when there is none, that is reported and retried every sweep;
 - reconfiguration jobs (reconfig.py holds their logic): one wakeup every
   RECONFIG_INTERVAL drives every running job; the jobs, id counters and each
   cluster's founding membership are persisted with the map, in one write,
@@ -155,6 +156,8 @@ class HostState:
     lost_since: float = 0.0
     """time.monotonic() when it was declared lost (0: never, or back since)."""
     why: str = "has not joined yet"
+    replacement: str = ""
+    """Why its lost replicas are not being replaced ("" when they are, or need not be)."""
 
 
 @dataclass
@@ -277,11 +280,16 @@ class Coordinator(ActorTypeDispatcher):
         # Members that joined before this boot are announced right away.
         self.notifyOnSystemRegistrationChanges(True)
 
-    def place(self, cluster: str, replica: str) -> str:
-        """A host for a new replica of `cluster`: never one that is not up."""
+    def place(self, cluster: str, replica: str = "") -> str:
+        """A host for a new replica of `cluster`: never one that is not up, nor
+        (spread: hosts) one holding a replica of it. PlacementError when none can."""
         down = {name for name, state in self.hosts.items() if not state.up}
         siblings = [r for r in self.map.replicas(cluster) if r != replica]
-        return place_replica(self.placement, siblings, self.hosts, down)
+        try:
+            spread = self.topology.cluster(cluster).spread
+        except KeyError:
+            spread = "hosts"  # a cluster added later: the default with hosts:
+        return place_replica(self.placement, siblings, self.hosts, down, cluster=cluster, spread=spread)
 
     def host_up(self, host: str) -> bool:
         return not host or host == self.node or (host in self.hosts and self.hosts[host].up)
@@ -403,7 +411,7 @@ class Coordinator(ActorTypeDispatcher):
     def host_back(self, state: HostState, why: str) -> None:
         if not state.up:
             log.warning("host %s is up: %s", state.name, why)
-        state.up, state.lost_since, state.why = True, 0.0, ""
+        state.up, state.lost_since, state.why, state.replacement = True, 0.0, "", ""
 
     def restart_host(self, state: HostState) -> None:
         """A host (re)joined: its servers that do not run are started there,
@@ -445,19 +453,31 @@ class Coordinator(ActorTypeDispatcher):
         grace = settings.replace_after_ms / 1000
         changed = False
         for state in self.hosts.values():
-            if state.up or now - state.lost_since < grace:
-                continue
+            if state.up or not state.lost_since or now - state.lost_since < grace:
+                continue  # up, not joined yet (nothing of it ran), or maybe only restarting
+            blocked = []
             for record in sorted((r for r in self.servers.values() if r.host == state.name),
                                  key=lambda r: r.replica):
-                changed |= self.replace_step(record, time.time())
+                step = self.replace_step(record, time.time())
+                if isinstance(step, str):
+                    blocked.append(step)
+                else:
+                    changed |= step
+            note = "; ".join(blocked)
+            if note != state.replacement:
+                state.replacement = note
+                if note:
+                    log.warning("host %s lost: not replacing its replicas yet: %s", state.name, note)
         for lost in [r for r in self.replacements if r not in self.servers]:
             del self.replacements[lost]  # removed: done
             changed = True
         if changed:
             self.save()
 
-    def replace_step(self, record: ServerRecord, now: float) -> bool:
-        """One step of replacing `record`; whether the replacement state changed."""
+    def replace_step(self, record: ServerRecord, now: float) -> bool | str:
+        """One step of replacing `record`; whether the replacement state
+        changed, or why it cannot start (no host can take the replacement:
+        tried again on the next sweep, when a host may have joined)."""
         stage, _, job_id = self.replacements.get(record.replica, "").partition(":")
         job = self.reconfig.job(job_id) if job_id else None
         if job is not None and job.state == RUNNING:
@@ -467,8 +487,14 @@ class Coordinator(ActorTypeDispatcher):
                 job = self.reconfig.remove_replica(record.replica, now)
                 self.replacements[record.replica] = f"remove:{job.id}"
             else:
-                # Not started, or its add job failed or was forgotten: (re)start it.
+                # Not started, or its add job failed or was forgotten: (re)start it,
+                # on a host chosen first, since no job starts without one.
+                try:
+                    host = self.place(record.cluster)
+                except PlacementError as error:
+                    return str(error)
                 job = self.reconfig.add_replica(record.cluster, now)
+                self.placement[job.replicas[0]] = host
                 self.replacements[record.replica] = f"add:{job.id}"
         except ReconfigError as error:
             log.warning("replacing %s on lost host %s: %s", record.replica, record.host, error)
@@ -724,6 +750,7 @@ class Coordinator(ActorTypeDispatcher):
                 "up": state.up,
                 "leader": host.name == self.node,
                 "why": state.why,
+                "replacement": state.replacement,
                 "down_seconds": round(time.monotonic() - state.lost_since, 1) if state.lost_since else 0,
                 "replicas": sorted(r.replica for r in self.servers.values() if r.host == host.name),
             }
@@ -738,6 +765,12 @@ class Coordinator(ActorTypeDispatcher):
     # -- reconfiguration ----------------------------------------------------------------
 
     def receiveMsg_AddReplica(self, message: AddReplica, sender) -> None:
+        if self.hosts and self.map is not None and message.cluster in self.map.clusters:
+            try:
+                self.place(message.cluster)  # refused now rather than placed against spread
+            except PlacementError as error:
+                self.send(sender, AdminReply(ok=False, message=str(error)))
+                return
         self.submit(sender, lambda now: self.reconfig.add_replica(message.cluster, now))
 
     def receiveMsg_RemoveReplica(self, message: RemoveReplica, sender) -> None:
@@ -793,7 +826,8 @@ class Coordinator(ActorTypeDispatcher):
                     try:
                         self.placement[action.replica] = self.place(action.cluster, action.replica)
                     except PlacementError as error:
-                        # Not started until a host is up; kept on the coordinator's host meanwhile.
+                        # Only add-cluster's replicas are not checked before their job
+                        # starts: one runs on the coordinator's host rather than not at all.
                         log.warning("placing %s: %s; it goes on %s", action.replica, error, self.node)
                         self.placement[action.replica] = self.node
         self.reconfig_changed()  # persisted before anything it decided happens

@@ -13,12 +13,15 @@ Rules:
 - spread "none": every replica of the cluster on the first host, the
   convention leader's.
 - A replica added later goes to the least loaded usable host that holds no
-  replica of its cluster (ties: the earlier host in `hosts:`); when every
-  usable host holds one already, to the least loaded usable host.
+  replica of its cluster (ties: the earlier host in `hosts:`). Under spread
+  "hosts", when every usable host holds one already, there is no host for it:
+  placing it anyway would put two replicas of the cluster on one host, so a
+  lost host's replica is not replaced until a host can take it. Under spread
+  "none", the first usable host.
 
-A caller error (no usable host at all) raises PlacementError; a topology
-without hosts has the empty placement and every replica runs on the
-coordinator's own host.
+A caller error (no usable host, or none without breaking spread) raises
+PlacementError; a topology without hosts has the empty placement and every
+replica runs on the coordinator's own host.
 """
 
 from __future__ import annotations
@@ -61,21 +64,32 @@ def place_replica(
     siblings: Iterable[str],
     hosts: Iterable[str],
     unavailable: Collection[str] = (),
+    *,
+    cluster: str = "its cluster",
+    spread: str = "hosts",
 ) -> str:
-    """The host for a new replica whose cluster already has `siblings`.
+    """The host for a new replica of `cluster`, which already has `siblings`.
     `hosts` in topology order; hosts in `unavailable` (lost, not joined) are
-    never chosen. Raises PlacementError when no host is usable."""
+    never chosen. Raises PlacementError when no host is usable, or (spread
+    "hosts") when every usable host holds a replica of the cluster."""
     usable = [host for host in hosts if host not in unavailable]
     if not usable:
         raise PlacementError("no host is up to run a new replica on")
+    if spread != "hosts":
+        return usable[0]
     load = {host: 0 for host in usable}
     for host in placement.values():
         if host in load:
             load[host] += 1
     taken = {placement.get(sibling) for sibling in siblings}
     free = [host for host in usable if host not in taken]
+    if not free:
+        raise PlacementError(
+            f"no host can take a replica of {cluster} without breaking spread: hosts "
+            f"(every host up holds one: {', '.join(usable)}); add a host with raftline join "
+            "(one the topology lists that is not up), or bring the lost host back")
     # min() keeps the first of equals: ties go to the earlier host in `hosts:`.
-    return min(free or usable, key=lambda host: load[host])
+    return min(free, key=lambda host: load[host])
 
 
 def replicas_on(placement: Mapping[str, str], host: str) -> list[str]:

@@ -51,8 +51,23 @@ def test_a_new_replica_goes_to_the_least_loaded_host_without_its_cluster():
 
 def test_a_new_replica_never_goes_to_an_unavailable_host():
     placement = {"c1-r0": "a", "c1-r1": "b", "c1-r2": "c"}
-    # Replacing c1-r2 while c is lost: every usable host holds c1 already.
-    assert place_replica(placement, ["c1-r0", "c1-r1", "c1-r2"], ["a", "b", "c"], unavailable={"c"}) == "a"
-    assert place_replica(placement, ["c1-r0", "c1-r1"], ["a", "b", "c", "d"], unavailable={"c"}) == "d"
+    assert place_replica(placement, ["c1-r0", "c1-r1", "c1-r2"], ["a", "b", "c", "d"], unavailable={"c"}) == "d"
     with pytest.raises(PlacementError, match="no host is up"):
         place_replica(placement, [], ["a"], unavailable={"a"})
+
+
+def test_no_replacement_when_every_host_up_holds_the_cluster_already():
+    placement = {"c1-r0": "a", "c1-r1": "b", "c1-r2": "c"}
+    # Replacing c1-r2 while c is lost: a and b hold c1 already, d has not joined.
+    with pytest.raises(PlacementError, match="no host can take a replica of c1 without breaking spread: hosts "
+                                             r"\(every host up holds one: a, b\); add a host with raftline join"):
+        place_replica(placement, ["c1-r0", "c1-r1", "c1-r2"], ["a", "b", "c", "d"], unavailable={"c", "d"},
+                      cluster="c1")
+    # d joins: the next sweep places the replacement there.
+    assert place_replica(placement, ["c1-r0", "c1-r1", "c1-r2"], ["a", "b", "c", "d"], unavailable={"c"},
+                         cluster="c1") == "d"
+
+
+def test_spread_none_places_a_new_replica_on_the_first_usable_host():
+    placement = {"c1-r0": "a", "c1-r1": "a"}
+    assert place_replica(placement, ["c1-r0", "c1-r1"], ["a", "b"], spread="none") == "a"

@@ -49,13 +49,13 @@ def test_omitted_settings_take_the_defaults_of_the_embedded_file():
 
 def test_every_setting_can_be_changed():
     topology = parse_topology(
-        "admin_port: 19005\nbase: multiprocUDPBase\ndata_dir: /srv/raftline\nslots: 8\n"
+        "admin_port: 19005\ndata_dir: /srv/raftline\nslots: 8\n"
         "hosts:\n  - {name: h1, address: 10.0.0.1}\n  - {name: h2, address: 10.0.0.2, admin_port: 19001}\n"
         "clusters:\n  a_1: {replicas: 1, spread: hosts}\n  b: {replicas: 9, spread: none}\n"
         "raft: {tick_ms: 10, heartbeat_ticks: 1, election_ticks: [2, 3], snapshot_entries: 5}\n"
         "transactions: {prepare_timeout_ms: 10, read_from: follower}\n"
         "storage: {engine: memory, fsync: false}\n")
-    assert topology.admin_port == 19005 and topology.base == "multiprocUDPBase" and topology.slots == 8
+    assert topology.admin_port == 19005 and topology.slots == 8
     assert topology.data_dir == Path("/srv/raftline")
     assert topology.hosts == (HostSpec(name="h1", address="10.0.0.1", admin_port=19005),
                               HostSpec(name="h2", address="10.0.0.2", admin_port=19001))
@@ -161,7 +161,8 @@ def refusal(text: str) -> TopologyError:
     ("clusters:\n  c-1: {replicas: 3}\n", 2, "clusters.c-1", "invalid cluster name"),
     # bad enum values
     (ONE_CLUSTER + "base: multiprocTcpBase\n", 3, "base", "did you mean 'multiprocTCPBase'?"),
-    (ONE_CLUSTER + "base: simpleSystemBase\n", 3, "base", "expected multiprocTCPBase or"),
+    (ONE_CLUSTER + "base: simpleSystemBase\n", 3, "base", "expected multiprocTCPBase, got 'simpleSystemBase'"),
+    (ONE_CLUSTER + "base: multiprocUDPBase\n", 3, "base", "expected multiprocTCPBase, got 'multiprocUDPBase'"),
     (ONE_CLUSTER + "transactions: {read_from: any}\n", 3, "transactions.read_from",
      "expected leader or follower, got 'any'"),
     (ONE_CLUSTER + "storage:\n  engine: sqllite\n", 4, "storage.engine", "did you mean 'sqlite'?"),

@@ -700,8 +700,9 @@ class Replica:
 
     def _handle_batch_reply(self, reply: ClientBatchReply) -> None:
         """Answers from other clusters' leaders to this leader's TxnStatus and Decide
-        pushes. They carry the txid, so no request needs remembering: a lost or
-        redirected one is simply asked again by the timers."""
+        pushes and InstallSlot chunks. They carry the txid or the move, so no
+        request needs remembering: a lost or redirected one is simply asked
+        again by the timers."""
         if self._leader is None:
             return
         for response in reply.responses:
@@ -743,13 +744,14 @@ class Replica:
             return
         machine, move, slot = self._machine, message.move, message.slot
         progress = MoveProgress(move=move, cluster=self.cluster, stage=MOVE_DROPPED)
-        if machine.move_stage(move) == MOVE_DROPPED:
+        stage = machine.move_stage(move)
+        if stage == MOVE_DROPPED:
             self._report_move(progress)
             return
         keys = len(machine.slot_keys(slot))
         frozen = machine.frozen_slots().get(slot)
         if frozen is None or frozen.move != move:
-            if frozen is None and machine.move_stage(move) is None and slot in machine.owned_slots():
+            if frozen is None and stage is None and slot in machine.owned_slots():
                 self._internal[FreezeSlot(move=move, slot=slot, destination=message.destination)] = None
                 self._report_move(replace(progress, stage="freezing", keys=keys))
             else:
@@ -761,12 +763,11 @@ class Replica:
             self._report_move(replace(progress, stage="draining", keys=keys, prepared=len(prepared)))
             return
         shipment = self._leader.shipments.get(move) or self._start_shipment(move, slot, frozen.destination)
+        # Unacknowledged chunks are sent again by the tick, not here.
+        stage = "shipping"
         if shipment.done:
             self._internal[DropSlot(move=move, slot=slot)] = None
             stage = "dropping"
-        else:
-            self._ship(shipment)
-            stage = "shipping"
         chunks, acked = len(shipment.chunks), len(shipment.acked)
         self._report_move(replace(progress, stage=stage, keys=keys, chunks=chunks, acked=acked))
 

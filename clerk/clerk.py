@@ -161,7 +161,7 @@ class Clerk(ActorTypeDispatcher):
         self.first_attempt: dict[int, float] = {}  # op -> monotonic time of its first attempt
         self.moved: dict[int, int] = {}  # op -> the Moved epoch it waits to get past before its re-run
         self.before_map: list[tuple[object, object]] = []
-        self.commits_without_ts: list[tuple[int, ClerkCommit]] = []
+        self.commits_without_ts: list[int] = []  # ops, oldest first
         self.ts_next = 0
         self.ts_end = 0
         self.ts_granted_at = 0.0
@@ -245,9 +245,9 @@ class Clerk(ActorTypeDispatcher):
 
     def take_timestamp(self, op: int) -> None:
         """Queue commit `op` for a timestamp; it starts in the core once it has one."""
-        self.commits_without_ts.append((op, self.commits[op]))
+        self.commits_without_ts.append(op)
         self.assign_timestamps()
-        if any(waiting == op for waiting, _ in self.commits_without_ts):
+        if op in self.commits_without_ts:
             self.path.waited_for_timestamp(op)
 
     def handle_moved(self, moved: Moved) -> None:
@@ -265,7 +265,7 @@ class Clerk(ActorTypeDispatcher):
             self.wakeupAfter(MOVED_RETRY, payload=("moved", op, self.reruns.get(op, 0)))
 
     def rerun(self, op: int) -> None:
-        del self.moved[op]
+        self.moved.pop(op, None)  # absent when the map was already newer than the Moved
         self.reruns[op] = self.reruns.get(op, 0) + 1
         txid = f"{self.clerk_id}-{op}.{self.reruns[op]}"
         self.path.rerun(op, txid=txid, old_txid=self.txids[op])
@@ -275,7 +275,8 @@ class Clerk(ActorTypeDispatcher):
     def assign_timestamps(self) -> None:
         fresh = time.monotonic() - self.ts_granted_at < TIMESTAMP_FRESH_SECONDS
         while self.commits_without_ts and fresh and self.ts_next < self.ts_end:
-            op, message = self.commits_without_ts.pop(0)
+            op = self.commits_without_ts.pop(0)
+            message = self.commits[op]
             ts = self.ts_next
             self.ts_next += 1
             self.core.commit(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from clerk import __version__
 from clerk.errors import RaftlineError
-from coordinator.topology import TopologyError
+from coordinator.topology import MAX_REPLICAS, TopologyError, load_topology
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -95,7 +96,6 @@ def cmd_start(args) -> int:
 
 def cmd_join(args) -> int:
     from coordinator.system import join
-    from coordinator.topology import load_topology
 
     address, admin_port = args.address, args.admin_port
     if args.topology is not None:
@@ -190,9 +190,9 @@ class JobProgress:
         moved = ""
         for index in range(self.moves_done, job["moves_done"]):
             slot, source, destination = moves[index]
-            took = job["move_seconds"][index] if index < len(job["move_seconds"]) else None
-            timing = f" in {took:.2f} s" if took is not None else ""
-            moved = f"slot {slot} {source} -> {destination} moved{timing} ({index + 1}/{len(moves)})"
+            # Each finished move has its time: both are recorded in the same update.
+            moved = (f"slot {slot} {source} -> {destination} moved in {job['move_seconds'][index]:.2f} s "
+                     f"({index + 1}/{len(moves)})")
             self.emit(moved)
         self.moves_done = job["moves_done"]
         # The job's step right after a move says what the line above said.
@@ -230,8 +230,8 @@ def cmd_remove_replica(args) -> int:
 
 def cmd_add_cluster(args) -> int:
     replicas = default_replicas(args.topology) if args.replicas is None else args.replicas
-    if not 1 <= replicas <= 9:
-        raise UsageError(f"--replicas must be 1..9, got {replicas}")
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise UsageError(f"--replicas must be 1..{MAX_REPLICAS}, got {replicas}")
 
     def job(cluster, progress) -> str:
         return f"added cluster {cluster.add_cluster(replicas, progress=progress)} with {replicas} replicas"
@@ -241,13 +241,10 @@ def cmd_add_cluster(args) -> int:
 
 def default_replicas(topology: str | None) -> int:
     """The topology's replicas of its first cluster, else 3."""
-    from coordinator.topology import load_topology
-
     path = Path(topology or "topology.yaml")
     if not path.exists():
         return 3
-    topo = load_topology(path)
-    return len(topo.members()[topo.cluster_names[0]])
+    return load_topology(path).clusters[0].replicas
 
 
 def cmd_remove_cluster(args) -> int:
@@ -442,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`raftline status | head`): not an error of ours.
+        # Point stdout at nothing so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:  # a bug: still one line, never a traceback
         print(f"raftline {args.command}: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_ERROR

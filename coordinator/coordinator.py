@@ -202,7 +202,7 @@ class Coordinator(ActorTypeDispatcher):
         self.state: CoordinatorState | None = None
         self.map: ShardMap | None = None
         self.reconfig: Reconfig | None = None
-        self.saved_reconfig = ""
+        self.saved: tuple[ShardMap | None, dict[str, str]] = (None, {})  # what `save` last wrote
         self.servers: dict[str, ServerRecord] = {}
         self.node = ""  # this host's name; "" on a single-host deployment
         self.hosts: dict[str, HostState] = {}
@@ -230,7 +230,6 @@ class Coordinator(ActorTypeDispatcher):
         if stored_map is None:
             topo = self.topology
             self.map = ShardMap.initial(topo.cluster_names, topo.members(), topo.slots)
-            self.state.put("map", self.map.to_json())
         else:
             self.map = ShardMap.from_json(stored_map)
         grace = 2 * self.topology.transactions.prepare_timeout_ms / 1000
@@ -280,16 +279,17 @@ class Coordinator(ActorTypeDispatcher):
         # Members that joined before this boot are announced right away.
         self.notifyOnSystemRegistrationChanges(True)
 
-    def place(self, cluster: str, replica: str = "") -> str:
-        """A host for a new replica of `cluster`: never one that is not up, nor
-        (spread: hosts) one holding a replica of it. PlacementError when none can."""
+    def place(self, cluster: str) -> str:
+        """A host for a new replica of `cluster` (one not placed yet): never one
+        that is not up, nor (spread: hosts) one holding a replica of it.
+        PlacementError when none can."""
         down = {name for name, state in self.hosts.items() if not state.up}
-        siblings = [r for r in self.map.replicas(cluster) if r != replica]
         try:
             spread = self.topology.cluster(cluster).spread
         except KeyError:
             spread = "hosts"  # a cluster added later: the default with hosts:
-        return place_replica(self.placement, siblings, self.hosts, down, cluster=cluster, spread=spread)
+        return place_replica(self.placement, self.map.replicas(cluster), self.hosts, down,
+                             cluster=cluster, spread=spread)
 
     def host_up(self, host: str) -> bool:
         return not host or host == self.node or (host in self.hosts and self.hosts[host].up)
@@ -312,7 +312,7 @@ class Coordinator(ActorTypeDispatcher):
         record.last_seen = time.monotonic()
         record.unreachable = False
         record.lost = False
-        founding = self.reconfig.founding_of(record.cluster)
+        founding = self.reconfig.founding[record.cluster]
         self.send(
             record.address,
             ServerConfig(
@@ -451,37 +451,28 @@ class Coordinator(ActorTypeDispatcher):
         if settings.on_host_loss != "replace" or self.reconfig is None or self.stopping:
             return
         grace = settings.replace_after_ms / 1000
-        changed = False
         for state in self.hosts.values():
             if state.up or not state.lost_since or now - state.lost_since < grace:
                 continue  # up, not joined yet (nothing of it ran), or maybe only restarting
-            blocked = []
-            for record in sorted((r for r in self.servers.values() if r.host == state.name),
-                                 key=lambda r: r.replica):
-                step = self.replace_step(record, time.time())
-                if isinstance(step, str):
-                    blocked.append(step)
-                else:
-                    changed |= step
-            note = "; ".join(blocked)
+            records = sorted((r for r in self.servers.values() if r.host == state.name), key=lambda r: r.replica)
+            blocked = [self.replace_step(record, time.time()) for record in records]
+            note = "; ".join(why for why in blocked if why)
             if note != state.replacement:
                 state.replacement = note
                 if note:
                     log.warning("host %s lost: not replacing its replicas yet: %s", state.name, note)
         for lost in [r for r in self.replacements if r not in self.servers]:
             del self.replacements[lost]  # removed: done
-            changed = True
-        if changed:
-            self.save()
+        self.save()
 
-    def replace_step(self, record: ServerRecord, now: float) -> bool | str:
-        """One step of replacing `record`; whether the replacement state
-        changed, or why it cannot start (no host can take the replacement:
-        tried again on the next sweep, when a host may have joined)."""
+    def replace_step(self, record: ServerRecord, now: float) -> str:
+        """One step of replacing `record`: "", or why it cannot start (no host
+        can take the replacement: tried again on the next sweep, when a host
+        may have joined)."""
         stage, _, job_id = self.replacements.get(record.replica, "").partition(":")
         job = self.reconfig.job(job_id) if job_id else None
         if job is not None and job.state == RUNNING:
-            return False
+            return ""
         try:
             if stage == "remove" or (stage == "add" and job is not None and job.state == DONE):
                 job = self.reconfig.remove_replica(record.replica, now)
@@ -498,9 +489,9 @@ class Coordinator(ActorTypeDispatcher):
                 self.replacements[record.replica] = f"add:{job.id}"
         except ReconfigError as error:
             log.warning("replacing %s on lost host %s: %s", record.replica, record.host, error)
-            return False
+            return ""
         log.warning("replacing %s on lost host %s: job %s, %s", record.replica, record.host, job.id, job.doing)
-        return True
+        return ""
 
     def server_exited(self, record: ServerRecord) -> None:
         """Idempotent: ChildActorExited can arrive twice, and after the liveness check."""
@@ -824,7 +815,7 @@ class Coordinator(ActorTypeDispatcher):
             for action in actions:
                 if isinstance(action, StartServer) and action.replica not in self.placement:
                     try:
-                        self.placement[action.replica] = self.place(action.cluster, action.replica)
+                        self.placement[action.replica] = self.place(action.cluster)
                     except PlacementError as error:
                         # Only add-cluster's replicas are not checked before their job
                         # starts: one runs on the coordinator's host rather than not at all.
@@ -854,11 +845,8 @@ class Coordinator(ActorTypeDispatcher):
 
     def reconfig_changed(self) -> None:
         """Persist what reconfiguration changed; a new map also goes to every subscriber."""
-        text = self.reconfig.to_json() + json.dumps(self.placement, sort_keys=True)
-        new_map = self.reconfig.map
-        if text == self.saved_reconfig and new_map is self.map:
-            return
         self.save()
+        new_map = self.reconfig.map
         if new_map is not self.map:
             self.map = new_map
             for cluster in self.map.clusters:
@@ -870,12 +858,16 @@ class Coordinator(ActorTypeDispatcher):
             self.broadcast_map()
 
     def save(self) -> None:
-        """Map, jobs, placement and replacements in one write."""
-        text = self.reconfig.to_json()
-        placement = json.dumps(self.placement, sort_keys=True)
-        self.state.put_many({"map": self.reconfig.map.to_json(), "reconfig": text, "placement": placement,
-                             "replacements": json.dumps(self.replacements, sort_keys=True)})
-        self.saved_reconfig = text + placement
+        """Map, jobs, placement and replacements in one write; none when
+        nothing changed since the last (maps are immutable: a changed one is
+        a new object, so it is serialized only then)."""
+        values = {"reconfig": self.reconfig.to_json(), "placement": json.dumps(self.placement, sort_keys=True),
+                  "replacements": json.dumps(self.replacements, sort_keys=True)}
+        saved_map, saved_values = self.saved
+        if self.reconfig.map is saved_map and values == saved_values:
+            return
+        self.state.put_many({"map": self.reconfig.map.to_json(), **values})
+        self.saved = (self.reconfig.map, values)
 
     def stop_server(self, replica: str) -> None:
         """Stop `replica` for good: out of supervision first, so its exit is not

@@ -90,8 +90,3 @@ def place_replica(
             "(one the topology lists that is not up), or bring the lost host back")
     # min() keeps the first of equals: ties go to the earlier host in `hosts:`.
     return min(free, key=lambda host: load[host])
-
-
-def replicas_on(placement: Mapping[str, str], host: str) -> list[str]:
-    """The replicas placed on `host`, sorted."""
-    return sorted(replica for replica, where in placement.items() if where == host)

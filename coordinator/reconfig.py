@@ -50,6 +50,7 @@ from actors.messages import (
     MoveSlot,
 )
 from coordinator.shardmap import ShardMap, SlotMove, plan_rebalance
+from coordinator.topology import MAX_REPLICAS
 
 ADD_REPLICA = "add_replica"
 REMOVE_REPLICA = "remove_replica"
@@ -60,7 +61,6 @@ RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
 
-MAX_REPLICAS = 9
 FINISHED_KEPT = 20
 """Finished jobs remembered (for status and for a client polling its job)."""
 
@@ -275,12 +275,6 @@ class Reconfig:
                    jobs=[Job.from_dict(job) for job in data["jobs"]])
 
     # -- queries ------------------------------------------------------------------------
-
-    def founding_of(self, cluster: str) -> Founding:
-        """The cluster's founding membership (its current replicas for one
-        that predates founding records)."""
-        found = self.founding.get(cluster)
-        return found if found is not None else Founding(voters=self.map.replicas(cluster))
 
     def job(self, job_id: str) -> Job | None:
         return next((job for job in self.jobs if job.id == job_id), None)

@@ -217,12 +217,12 @@ class Cluster:
 
         self.run_job(RemoveReplica(server=server), timeout, progress)
 
-    def add_cluster(self, replicas: int | None = None, *, timeout: float = 600.0, progress=None) -> str:
-        """Create a cluster of `replicas` replicas (default 3) and move slots to
-        it until every cluster owns an even share; returns its name."""
+    def add_cluster(self, replicas: int = 3, *, timeout: float = 600.0, progress=None) -> str:
+        """Create a cluster of `replicas` replicas and move slots to it until
+        every cluster owns an even share; returns its name."""
         from actors.messages import AddCluster
 
-        return self.run_job(AddCluster(replicas=3 if replicas is None else replicas), timeout, progress)["target"]
+        return self.run_job(AddCluster(replicas=replicas), timeout, progress)["target"]
 
     def remove_cluster(self, cluster: str, *, timeout: float = 600.0, progress=None) -> None:
         """Move every slot off `cluster`, let its transactions settle, stop its replicas."""

@@ -42,12 +42,11 @@ CLUSTER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 """Cluster names (full match). No `-`, so `<cluster>-r<i>` parses back unambiguously."""
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BASES = ("multiprocTCPBase",)
-"""The one base raftline runs on. multiprocQueueBase cannot be attached to from
-outside (its actors talk through queues inherited from the process that
-started it); multiprocUDPBase measured no faster here (a put 9.3 ms against
-6.6 ms on TCP), loses messages under bursts, and its logger process outlives
-a stop."""
-"""Thespian bases that run each actor in its own process (DESIGN.md 1)."""
+"""The one Thespian base raftline runs on (each actor in its own process,
+DESIGN.md 1). multiprocQueueBase cannot be attached to from outside (its
+actors talk through queues inherited from the process that started it);
+multiprocUDPBase measured no faster here (a put 9.3 ms against 6.6 ms on
+TCP), loses messages under bursts, and its logger process outlives a stop."""
 READ_FROM = ("leader", "follower")
 ENGINES = ("sqlite", "memory")
 SPREADS = ("none", "hosts")

@@ -482,7 +482,7 @@ class Machine:
             return MOVE_FROZEN
         return None
 
-    def serves(self, keys: Iterable[str], *, writing: bool) -> tuple[int, ...]:
+    def unserved(self, keys: Iterable[str], *, writing: bool) -> tuple[int, ...]:
         """The slots among `keys`' that this cluster does not serve now, ascending.
         Reads are served on a frozen slot; writes and read checks are not."""
         if not self._slot_count:
@@ -492,7 +492,7 @@ class Machine:
 
     def refusal(self, txid: str, keys: Iterable[str], *, writing: bool) -> WrongEpoch | None:
         """The WrongEpoch answer for an operation on `keys`, or None when they are all served."""
-        slots = self.serves(keys, writing=writing)
+        slots = self.unserved(keys, writing=writing)
         if not slots:
             return None
         return WrongEpoch(txid=txid, slots=slots, reason="; ".join(self._why_not_served(slot) for slot in slots))

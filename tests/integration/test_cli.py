@@ -99,3 +99,14 @@ def test_start_status_stop_in_the_background(tmp_path):
     wait_for(lambda: not any(process_running(pid) for pid in pids), timeout=15)
     assert_one_line_error(raftline("stop", *admin), "no raftline system is running")
     assert (tmp_path / "data" / "raftline.log").exists()
+
+
+def test_status_piped_into_a_reader_that_is_gone_is_quiet(cluster):
+    """`raftline status | head -1`: a reader gone before the output is written
+    (closed here at once, while status is still gathering) is not an error."""
+    command = [sys.executable, "-m", "clerk.cli", "status", "--admin", cluster.admin]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL) as status:
+        status.stdout.close()
+        stderr = status.stderr.read().decode()
+        assert status.wait(timeout=60) == 0, stderr
+    assert stderr == ""

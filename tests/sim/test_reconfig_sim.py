@@ -92,8 +92,8 @@ def test_an_install_that_loses_a_key_is_caught(monkeypatch):
 
 
 def test_a_frozen_slot_taking_writes_is_caught(monkeypatch):
-    serves = Machine.serves
-    found = violations_with(monkeypatch, "serves", lambda self, keys, *, writing: serves(self, keys, writing=False))
+    unserved = Machine.unserved
+    found = violations_with(monkeypatch, "unserved", lambda self, keys, *, writing: unserved(self, keys, writing=False))
     assert caught(found, r"c\d: \S+ was (prepared|committed|checked) on slots \[\d+\], which it did not serve then")
 
 
@@ -240,8 +240,8 @@ def test_reconfig_runs_print_their_figures_and_replay_lines(capsys, monkeypatch)
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(re.match(r"reconfiguration: \d+ slot moves, 1 clusters added, 0 replicas added", line) for line in lines)
-    serves = Machine.serves
-    monkeypatch.setattr(Machine, "serves", lambda self, keys, *, writing: serves(self, keys, writing=False))
+    unserved = Machine.unserved
+    monkeypatch.setattr(Machine, "unserved", lambda self, keys, *, writing: unserved(self, keys, writing=False))
     assert main(argv) == 1
     (failing,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("seed ")]
     assert failing.endswith("--workload uniform --reconfig --member-changes 0")

@@ -337,6 +337,16 @@ def test_the_clerk_runs_a_moved_commit_again_under_a_fresh_txid_once_the_map_is_
     assert reply.hops == 2 + 4 + 4
 
 
+def test_a_refusal_arriving_after_a_newer_map_runs_the_commit_again_at_once(actor):
+    key = key_in_slot(MOVED_SLOT)
+    first = one_phase_commit(actor, key)
+    actor.receiveMsg_MapUpdate(map_update(2, MOVED_SLOTS), "coordinator")
+    actor.receiveMsg_ClientBatchReply(refuse("c1-r0", first), "c1-r0")
+    [(target, again)] = actor.sent(ClientBatch)
+    assert target == "c3-r0" and again.requests[0].op.txid != first.requests[0].op.txid
+    assert [payload for payload in actor.wakeups if payload != "tick"] == []
+
+
 def test_the_clerk_runs_a_moved_commit_again_after_the_wait_without_a_newer_map(actor):
     first = one_phase_commit(actor, key_in_slot(MOVED_SLOT))
     actor.receiveMsg_ClientBatchReply(refuse("c1-r0", first), "c1-r0")

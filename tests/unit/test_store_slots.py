@@ -56,7 +56,7 @@ def source(slots=(0, 1)):
 
 def test_slot_count_zero_serves_everything_and_moves_nothing():
     machine = Machine("c1")
-    assert machine.serves([A0, A2], writing=True) == ()
+    assert machine.unserved([A0, A2], writing=True) == ()
     assert machine.apply(FreezeSlot(move="m1", slot=0, destination="c2")) == SlotMoveResult(
         move="m1", stage=MOVE_NOT_OWNED
     )
@@ -108,8 +108,8 @@ def test_freeze_refuses_new_work_but_drains_prepared_transactions():
     assert late == WrongEpoch(txid="t2", slots=(0,), reason="slot 0 is moving to c2")
     assert machine.apply(commit_one_phase("t3", 7, reads={A0: ZERO_STAMP})).slots == (0,)
     assert machine.apply(prepare("t1", 5, writes={A0: "v"})) == PrepareResult(txid="t1", vote=True)
-    assert machine.serves([A0, B0], writing=False) == ()  # reads are still served
-    assert machine.serves([A0, A1], writing=True) == (0,)
+    assert machine.unserved([A0, B0], writing=False) == ()  # reads are still served
+    assert machine.unserved([A0, A1], writing=True) == (0,)
     assert machine.apply(commit_one_phase("t4", 8, writes={A1: 1})).committed  # other slots go on
 
     assert machine.apply(Decide(txid="t1", ts=5, commit=True)).status == TXN_COMMITTED
@@ -183,7 +183,7 @@ def test_install_is_idempotent_per_chunk_and_owns_the_slot_after_the_last():
     order = list(chunks[1:]) + [chunks[1]]  # out of order, with a repeat
     for chunk in order:
         assert destination.apply(chunk) == InstallSlotResult(move="m1", chunk=chunk.chunk, complete=False)
-        assert destination.serves([A0], writing=False) == (0,)  # held, not served
+        assert destination.unserved([A0], writing=False) == (0,)  # held, not served
         assert isinstance(destination.apply(commit_one_phase(f"early{chunk.chunk}", 10**6, writes={A0: 1})), WrongEpoch)
     assert destination.incoming_moves()["m1"].applied == tuple(range(1, len(chunks)))
     assert destination.apply(chunks[0]) == InstallSlotResult(move="m1", chunk=0, complete=True)
@@ -224,7 +224,7 @@ def test_drop_forgets_the_slot_and_is_idempotent():
     assert machine.apply(DropSlot(move="m1", slot=0)) == SlotMoveResult(move="m1", stage=MOVE_DROPPED)
     assert machine.key_count() == total - len(keys) and machine.slot_keys(0) == ()
     assert machine.owned_slots() == (1,) and not machine.frozen_slots()
-    assert machine.serves([A0], writing=False) == (0,)
+    assert machine.unserved([A0], writing=False) == (0,)
     assert machine.apply(DropSlot(move="m1", slot=0)).stage == MOVE_DROPPED
     assert machine.apply(FreezeSlot(move="m1", slot=0, destination="c2")).stage == MOVE_DROPPED
     assert machine.move_stage("m1") == MOVE_DROPPED

@@ -64,6 +64,11 @@ from clerk.core import (
 )
 
 TICK = timedelta(milliseconds=50)
+WAKE = timedelta(milliseconds=200)
+"""How often a busy clerk wakes to count ticks: every wakeup costs a Thespian
+timer round, and with many clients the clerks' 50 ms wakeups took more CPU
+than the servers. Timeouts are several ticks long, so they fire at most one
+WAKE late; replies and map updates are handled at once regardless."""
 OUTCOME_BUDGET_SECONDS = 30.0
 """How long a commit may take, votes and outcome included; servers keep outcome
 records several times longer (coordinator.RECORD_RETENTION_SECONDS)."""
@@ -328,7 +333,7 @@ class Clerk(ActorTypeDispatcher):
         if (self.waiting or self.commits_without_ts) and not self.ticking:
             self.ticking = True
             self.tick_scheduled_at = time.monotonic()
-            self.wakeupAfter(TICK, payload="tick")
+            self.wakeupAfter(WAKE, payload="tick")
 
     def answer(self, op: int, completion) -> None:
         asker, req = self.waiting.pop(op, (None, 0))
@@ -354,7 +359,7 @@ class Clerk(ActorTypeDispatcher):
             return
         # Real time, in ticks: a paused process must see its budgets run out.
         elapsed = time.monotonic() - self.tick_scheduled_at
-        self.core.tick(max(1, int(elapsed / TICK.total_seconds())))
+        self.core.tick(max(1, round(elapsed / TICK.total_seconds())))
         if self.commits_without_ts:
             self.assign_timestamps()
         self.flush()

@@ -338,3 +338,41 @@ def test_the_cli_prints_one_line_per_moved_slot_and_per_new_step(capsys):
         f"slot {moves[0][0]} {moves[0][1]} -> c3 moved in 0.10 s (1/2)",
         f"slot {moves[1][0]} {moves[1][1]} -> c3 moved in {took[1]:.2f} s (2/2)",
     ]
+
+
+def test_status_shows_learners_hosts_and_the_jobs_in_flight_only():
+    from clerk.cli import format_status
+
+    reconfig = two_clusters(slots=4)
+    done = reconfig.add_replica("c1", now=0)
+    reconfig._update(reconfig.job(done.id), state=DONE)  # as if finished long ago
+    running = reconfig.add_replica("c2", now=1)
+    replica = {"role": "follower", "term": 2, "commit": 9, "applied": 9, "last_index": 9, "alive": True, "pid": 7}
+    status = {
+        "epoch": reconfig.map.epoch,
+        "clusters": {
+            "c2": {
+                "leader": "c2-r0",
+                "term": 2,
+                "slots": [0, 1],
+                "replicas": {
+                    "c2-r0": {**replica, "role": "leader", "host": "a"},
+                    "c2-r3": {**replica, "applied": 4, "learner": True, "host": "b"},
+                },
+            }
+        },
+        "hosts": {
+            "a": {"address": "10.0.0.1:19000", "up": True, "leader": True, "why": "", "down_seconds": 0,
+                  "replicas": ["c2-r0"]},
+            "b": {"address": "10.0.0.2:19000", "up": False, "leader": False, "why": "left the convention",
+                  "down_seconds": 4.5, "replicas": ["c2-r3"]},
+        },
+        "jobs": [job.to_dict() for job in reconfig.jobs],
+    }
+    lines = format_status(status).splitlines()
+    (learner,) = [line for line in lines if line.strip().startswith("c2-r3")]
+    assert learner.split()[1] == "learner" and learner.split()[6] == "5"  # its lag behind the leader
+    assert "host b (10.0.0.2:19000): DOWN (left the convention, 4.5 s); replicas c2-r3" in lines
+    assert [line for line in lines if line.startswith("job ")] == [
+        f"job {running.id} (add-replica c2): {reconfig.job(running.id).step}"
+    ]

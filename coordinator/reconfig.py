@@ -89,8 +89,8 @@ class Job:
         move_started: when the current move began (caller's clock, seconds).
         move_seconds: how long each finished move took, in order.
         deadline: remove_cluster: the end of the grace period (0 before).
-        clean: remove_cluster: replicas whose latest report shows nothing
-            prepared and nothing unacknowledged.
+        clean: remove_cluster: the replica whose report proved the cluster
+            settled (empty until one did).
         error: why it failed, or "".
         created, finished: times (caller's clock, seconds; finished 0 while running).
     """
@@ -436,15 +436,17 @@ class Reconfig:
             self._update(job, step=f"moving slot {slot} {source} -> {destination} ({count}): {_stage_text(progress)}")
 
     def observe_replica_status(self, replica: str, status: Mapping, now: float) -> None:
-        """A replica's status while its cluster drains before removal."""
+        """A replica's status while its cluster drains before removal. One report
+        settles it: a replica that has applied the last drop (it owns no slot)
+        and holds nothing prepared and nothing unacknowledged proves the log
+        will never hold more, since every later Prepare is refused WrongEpoch.
+        So a replica that never answers again does not block the removal."""
         for job in self.running():
             if job.kind == REMOVE_CLUSTER and job.phase == "settle" and replica in job.replicas:
-                clean = set(job.clean)
-                if status.get("prepared", 0) == 0 and status.get("unacknowledged", 0) == 0:
-                    clean.add(replica)
-                else:
-                    clean.discard(replica)
-                job = self._update(job, clean=tuple(sorted(clean)))
+                settled = (status.get("slots", {}).get("owned") == 0 and status.get("prepared", 0) == 0
+                           and status.get("unacknowledged", 0) == 0)
+                if settled and not job.clean:
+                    job = self._update(job, clean=(replica,))
                 self._update(job, step=self._settle_step(job, status))
 
     # -- driving ------------------------------------------------------------------------
@@ -506,7 +508,7 @@ class Reconfig:
             job = self._update(job, phase="settle", deadline=now + self.grace, clean=(),
                                step=f"waiting for {cluster}'s transactions to settle")
         if job.phase == "settle":
-            if set(job.replicas) <= set(job.clean) and now >= job.deadline:
+            if job.clean and now >= job.deadline:
                 job = self._update(job, phase="stop", step=f"stopping {', '.join(job.replicas)}")
             else:
                 return [ProbeReplicas(cluster=cluster)]
@@ -519,8 +521,7 @@ class Reconfig:
         return [SendToLeader(cluster=source, message=MoveSlot(move=job.move_id(), slot=slot, destination=destination))]
 
     def _settle_step(self, job: Job, status: Mapping) -> str:
-        waiting = [r for r in job.replicas if r not in job.clean]
-        if waiting:
+        if not job.clean:
             return (f"waiting for {job.target}'s transactions to settle (prepared {status.get('prepared', 0)}, "
                     f"unacknowledged {status.get('unacknowledged', 0)} at the last report)")
         # A fixed text, so progress shows it once rather than as a countdown.

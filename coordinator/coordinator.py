@@ -768,6 +768,13 @@ class Coordinator(ActorTypeDispatcher):
         self.submit(sender, lambda now: self.reconfig.remove_replica(message.server, now))
 
     def receiveMsg_AddCluster(self, message: AddCluster, sender) -> None:
+        up = [name for name, state in self.hosts.items() if state.up]
+        if self.hosts and message.replicas > len(up):
+            # Refused now rather than placed against spread: hosts later.
+            self.send(sender, AdminReply(ok=False, message=(
+                f"a cluster of {message.replicas} replicas needs {message.replicas} hosts up "
+                f"(spread: hosts); up: {', '.join(up)}; add a host with raftline join or ask for fewer replicas")))
+            return
         self.submit(sender, lambda now: self.reconfig.add_cluster(message.replicas, now))
 
     def receiveMsg_RemoveCluster(self, message: RemoveCluster, sender) -> None:

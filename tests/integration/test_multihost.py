@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from actors.process import process_running
+from clerk.errors import AdminError
 from coordinator.shardmap import slot_of
 from coordinator.system import LOOPBACK, free_port, session_processes, start
 from tests.integration.conftest import system_pids, wait_for
@@ -202,6 +203,8 @@ def stop_transfers(workers) -> None:
 
 
 def test_losing_a_host_keeps_every_cluster_committing_and_it_catches_up_on_return(three_hosts):
+    with pytest.raises(AdminError, match="a cluster of 4 replicas needs 4 hosts up"):
+        three_hosts.cluster.add_cluster(replicas=4)  # refused before anything starts: spread: hosts
     kill_and_rejoin(three_hosts, "multi-host")
 
 

@@ -415,6 +415,11 @@ class Replica:
         self._events.clear()
         return events
 
+    @property
+    def role(self) -> str:
+        """This replica's Raft role now (cheap: the shell asks after every message)."""
+        return self._node.role
+
     def status(self) -> dict:
         """A plain-JSON view: role, term, leader, commit, applied, last_index,
         snapshot index, prepared count, slots, and more (DESIGN.md section 7)."""
@@ -432,7 +437,7 @@ class Replica:
             "last_index": node.last_index,
             "snapshot_index": self._snapshot_index,
             "prepared": len(self._held),
-            "records": len(machine.records()),
+            "records": machine.record_count,
             "unacknowledged": len(self._unacked),
             "threshold": list(machine.threshold),
             "conf": {"voters": list(conf.voters), "learners": list(conf.learners)},

@@ -165,7 +165,7 @@ class DatabaseServer(ActorTypeDispatcher):
                 self.send(address, message)
         for line in self.replica.take_events():
             self.event(line)
-        role = self.replica.status()["role"]
+        role = self.replica.role
         if role != self.last_role:
             self.last_role = role
             self.event(f"became {role}")

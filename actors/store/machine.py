@@ -446,6 +446,11 @@ class Machine:
         """The history line, oldest first, so the shell can time transactions out."""
         return tuple(self._line)
 
+    @property
+    def record_count(self) -> int:
+        """How many outcome records are kept."""
+        return len(self._records)
+
     def records(self) -> tuple[OutcomeRecord, ...]:
         """Every outcome record, oldest first, so the shell can pick what to trim."""
         return tuple(self._records.values())

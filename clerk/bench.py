@@ -660,6 +660,7 @@ class WorkloadClient:
 
     def run_operation(self, store, body) -> tuple[str, int, int]:
         """(outcome, attempts, hops) of one operation, retried on conflict."""
+        from clerk.client import retry_delay
         from clerk.errors import RaftlineError, TransactionAborted
 
         hops_before = store.total_hops
@@ -670,7 +671,7 @@ class WorkloadClient:
                 txn.commit()
                 return "ok", attempt, store.total_hops - hops_before
             except TransactionAborted:
-                continue
+                time.sleep(retry_delay(attempt))
             except RaftlineError:
                 return "failed", attempt, store.total_hops - hops_before
         return "aborted", self.spec["retries"] + 1, store.total_hops - hops_before

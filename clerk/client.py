@@ -21,6 +21,8 @@ import functools
 import itertools
 import json
 import os
+import random
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -43,6 +45,16 @@ REQUEST_TIMEOUT = 30.0
 """Seconds the application waits for its clerk; the clerk's own budgets are shorter."""
 PLAIN_RETRIES = 10
 """Attempts of a plain get/put/delete that lost a race with another transaction."""
+RETRY_BASE_SECONDS = 0.02
+RETRY_CAP_SECONDS = 1.0
+
+
+def retry_delay(attempt: int) -> float:
+    """How long to wait before retrying after the `attempt`-th abort (from 1):
+    a random wait below an exponentially growing cap, as fdb's on_error does.
+    Retrying at once under contention makes the same transactions collide
+    again; spreading them out lets some commit."""
+    return random.uniform(0, min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt))
 
 
 def check_key(key: Any) -> str:
@@ -134,15 +146,16 @@ class Store:
         self._retry(lambda txn: txn.delete(key))
 
     def _retry(self, body: Callable[[Transaction], Any]) -> Any:
-        for attempt in range(PLAIN_RETRIES):
+        for attempt in range(1, PLAIN_RETRIES + 1):
             txn = self.transaction()
             try:
                 result = body(txn)
                 txn.commit()
                 return result
             except TransactionAborted:
-                if attempt == PLAIN_RETRIES - 1:
+                if attempt == PLAIN_RETRIES:
                     raise
+                time.sleep(retry_delay(attempt))
 
     # -- transactions ------------------------------------------------------------------
 
@@ -161,15 +174,16 @@ class Store:
             def run(*args, **kwargs):
                 if args and isinstance(args[0], Transaction):
                     return function(*args, **kwargs)
-                for attempt in range(retries + 1):
+                for attempt in range(1, retries + 2):
                     txn = self.transaction()
                     try:
                         result = function(txn, *args, **kwargs)
                         txn.commit()
                         return result
                     except TransactionAborted:
-                        if attempt == retries:
+                        if attempt == retries + 1:
                             raise
+                        time.sleep(retry_delay(attempt))
 
             return run
 

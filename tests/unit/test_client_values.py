@@ -1,6 +1,7 @@
 """Values and keys are refused at the client, before anything is sent (DESIGN.md section 7)."""
 
 import math
+import random
 
 import pytest
 
@@ -35,3 +36,14 @@ def test_keys_are_non_empty_strings_within_the_limit():
             check_key(bad)
     with pytest.raises(ValueError, match="key too long"):
         check_key("k" * (MAX_KEY_BYTES + 1))
+
+
+def test_retries_after_an_abort_wait_a_random_while_under_a_doubling_cap():
+    from clerk.client import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, retry_delay
+
+    random.seed(3)
+    for attempt in range(1, 12):
+        cap = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt)
+        delays = [retry_delay(attempt) for _ in range(200)]
+        assert all(0 <= delay <= cap for delay in delays)
+        assert max(delays) > cap / 2  # spread over the whole window, not stuck near zero

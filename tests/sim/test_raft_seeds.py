@@ -8,14 +8,11 @@ broken invariant and the command that replays the seed.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from tests.sim.faults import Faults
 from tests.sim.raft_random import run_seed
+from tests.sim.trace import digests_under_hash_seeds
 
 SEEDS = 240
 """Seeds run by the suite: about 25 s here; `python3 -m tests.sim raft` runs more."""
@@ -48,18 +45,7 @@ def test_a_seed_replays_identically_whatever_the_hash_seed():
     """Nothing may depend on the order of hash-ordered containers: another
     process with another PYTHONHASHSEED produces the same trace."""
     program = "from tests.sim.raft_random import run_seed; print(run_seed(7, 7).digest)"
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    digests = {
-        subprocess.run(
-            [sys.executable, "-c", program],
-            cwd=root,
-            env={**os.environ, "PYTHONHASHSEED": hash_seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        for hash_seed in ("1", "2")
-    }
+    digests = digests_under_hash_seeds(program)
     assert digests == {run_seed(7, 7).digest}
 
 

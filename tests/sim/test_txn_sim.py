@@ -11,11 +11,8 @@ clerks' view against the truth, bank totals, and nothing left prepared.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -36,6 +33,7 @@ from actors.store.machine import Machine
 from clerk.core import ClerkConfig
 from tests.sim.faults import Faults
 from tests.sim.network import TICK
+from tests.sim.trace import digests_under_hash_seeds
 from tests.sim.txn_sim import (
     Trap,
     TxnSim,
@@ -121,18 +119,7 @@ def test_a_seed_replays_identically_whatever_the_hash_seed():
     """Nothing may depend on hash order: another process with another
     PYTHONHASHSEED produces the same trace."""
     program = "from tests.sim.txn_sim import run_seed; print(run_seed(5, ticks=100).digest)"
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    digests = {
-        subprocess.run(
-            [sys.executable, "-c", program],
-            cwd=root,
-            env={**os.environ, "PYTHONHASHSEED": hash_seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        for hash_seed in ("1", "2")
-    }
+    digests = digests_under_hash_seeds(program)
     assert digests == {run_seed(5, ticks=100).digest}
 
 

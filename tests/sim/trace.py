@@ -7,6 +7,9 @@ Two runs of one seed produce the same lines, so their digests are equal
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections import deque
 
 from tests.sim.network import Scheduler
@@ -32,3 +35,20 @@ class Trace:
     def tail(self) -> list[str]:
         """The last lines, oldest first."""
         return list(self._recent)
+
+
+def digests_under_hash_seeds(program: str, hash_seeds: tuple[str, ...] = ("1", "2")) -> set[str]:
+    """What `program` prints (a run's digest) in a fresh interpreter per
+    PYTHONHASHSEED: one digest means nothing depends on hash order."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return {
+        subprocess.run(
+            [sys.executable, "-c", program],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for hash_seed in hash_seeds
+    }

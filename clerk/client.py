@@ -145,15 +145,17 @@ class Store:
     def delete(self, key: str) -> None:
         self._retry(lambda txn: txn.delete(key))
 
-    def _retry(self, body: Callable[[Transaction], Any]) -> Any:
-        for attempt in range(1, PLAIN_RETRIES + 1):
+    def _retry(self, body: Callable[[Transaction], Any], attempts: int = PLAIN_RETRIES) -> Any:
+        """`body` in a transaction, committed; on an abort, again after
+        `retry_delay`, up to `attempts` times in all."""
+        for attempt in range(1, attempts + 1):
             txn = self.transaction()
             try:
                 result = body(txn)
                 txn.commit()
                 return result
             except TransactionAborted:
-                if attempt == PLAIN_RETRIES:
+                if attempt == attempts:
                     raise
                 time.sleep(retry_delay(attempt))
 
@@ -174,16 +176,7 @@ class Store:
             def run(*args, **kwargs):
                 if args and isinstance(args[0], Transaction):
                     return function(*args, **kwargs)
-                for attempt in range(1, retries + 2):
-                    txn = self.transaction()
-                    try:
-                        result = function(txn, *args, **kwargs)
-                        txn.commit()
-                        return result
-                    except TransactionAborted:
-                        if attempt == retries + 1:
-                            raise
-                        time.sleep(retry_delay(attempt))
+                return self._retry(lambda txn: function(txn, *args, **kwargs), attempts=retries + 1)
 
             return run
 

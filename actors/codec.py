@@ -1,12 +1,14 @@
 """JSON encoding of log-entry commands and state-machine snapshots.
 
-Client values are JSON and are never pickled (DESIGN.md section 7), so what
+Client values are JSON and are never pickled (docs/DESIGN.md section 7), so what
 goes into a Raft entry's `data` or a snapshot is JSON bytes.
 
 Rules:
 - `decode(encode(x)) == x` with the same types throughout, for None, bool,
   int, float (finite), str, bytes, list, tuple, dict with str keys, and the
-  dataclasses defined in `actors.messages`, nested arbitrarily.
+  registered log types (`actors.messages.txn.LOG_TYPES`), nested
+  arbitrarily. Only those dataclasses are built on decode: a log entry can
+  never make a replica construct anything else.
 - Deterministic: equal values give equal bytes (object keys are sorted), so
   replicas that hold equal state produce byte-identical snapshots. Compact:
   no whitespace.
@@ -27,13 +29,15 @@ import dataclasses
 import json
 from typing import Any
 
-from actors import messages
+from actors.messages.txn import LOG_TYPES
 
 _BYTES = "#b"
 _TUPLE = "#t"
 _DICT = "#d"
 _MESSAGE = "#m"
 _TAG_PREFIX = "#"
+
+_REGISTRY = {kind.__name__: kind for kind in LOG_TYPES}
 
 
 def encode(obj: Any) -> bytes:
@@ -79,7 +83,7 @@ def _to_json(obj: Any) -> Any:
                 raise TypeError(f"cannot encode a dict key of type {type(key).__name__}: keys must be str")
         encoded = {key: _to_json(value) for key, value in obj.items()}
         return {_DICT: encoded} if _looks_tagged(obj) else encoded
-    if dataclasses.is_dataclass(obj) and kind.__module__ == messages.__name__:
+    if _REGISTRY.get(kind.__name__) is kind:
         fields = {field.name: _to_json(getattr(obj, field.name)) for field in dataclasses.fields(obj) if field.init}
         return {_MESSAGE: [kind.__name__, fields]}
     raise TypeError(f"cannot encode a value of type {kind.__module__}.{kind.__qualname__}")
@@ -118,9 +122,9 @@ def _is_message_payload(payload: Any) -> bool:
 
 
 def _message(name: str, fields: dict[str, Any]) -> Any:
-    cls = getattr(messages, name, None)
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == messages.__name__):
-        raise ValueError(f"unknown message type {name!r}: not a dataclass defined in {messages.__name__}")
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown message type {name!r}: not a registered log type")
     try:
         return cls(**fields)
     except TypeError as error:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+DATA_DIR_CAPABILITY = "raftline data dir"
+"""The actor-system capability naming the host's raftline data directory."""
+
 
 def set_process_title(title: str) -> None:
     """Give this actor's process a readable title in `ps` (setproctitle is a dependency)."""

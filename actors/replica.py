@@ -52,12 +52,9 @@ from typing import Any, Callable, Hashable
 
 from actors import codec
 from actors.messages import (
-    ENTRY_COMMAND,
-    ENTRY_CONF,
     MOVE_DROPPED,
     MOVE_FROZEN,
     MOVE_NOT_OWNED,
-    RAFT_MESSAGES,
     TXN_ABORTED,
     TXN_COMMITTED,
     TXN_PREPARED,
@@ -72,12 +69,9 @@ from actors.messages import (
     ClientResult,
     CommitOnePhase,
     CommitOnePhaseResult,
-    ConfChange,
-    ConfState,
     Decide,
     DecideResult,
     DropSlot,
-    Entry,
     FreezeSlot,
     InstallSlot,
     InstallSlotResult,
@@ -92,13 +86,21 @@ from actors.messages import (
     ReadKeys,
     ReadKeysResult,
     Redirect,
-    Snapshot,
     TrimRecords,
     TxnStatus,
     TxnStatusResult,
     ValidateReads,
     ValidateReadsResult,
     WrongEpoch,
+)
+from actors.raft.messages import (
+    ENTRY_COMMAND,
+    ENTRY_CONF,
+    RAFT_MESSAGES,
+    ConfChange,
+    ConfState,
+    Entry,
+    Snapshot,
 )
 from actors.raft.node import LEADER, ConfChangeBusy, NotLeader, RaftConfig, RaftNode, SoftState
 from actors.raft.storage import Storage

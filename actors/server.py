@@ -36,19 +36,16 @@ from thespian.actors import (
 )
 
 from actors.messages import (
-    RAFT_MESSAGES,
-    ConfState,
     Isolate,
     MapUpdate,
-    RepairLog,
-    RepairLogReq,
     ReplicaStatusReport,
     ReplicaStatusRequest,
     ServerConfig,
     ServerStarted,
     Sleep,
 )
-from actors.process import set_process_title
+from actors.process import DATA_DIR_CAPABILITY, set_process_title
+from actors.raft.messages import RAFT_MESSAGES, ConfState, RepairLog, RepairLogReq
 from actors.raft.node import RaftConfig
 from actors.raft.storage import MemoryStorage, SqliteStorage
 from actors.replica import (
@@ -59,9 +56,6 @@ from actors.replica import (
     ToLeaderOf,
     ToReplica,
 )
-
-DATA_DIR_CAPABILITY = "raftline data dir"
-"""The actor-system capability naming the host's raftline data directory."""
 
 
 class DatabaseServer(ActorTypeDispatcher):

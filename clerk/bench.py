@@ -614,7 +614,7 @@ class WorkloadClient:
         self.rng = random.Random(spec["seed"])
         self.keys = spec["keys"]
         self.value = "v" * spec["value_size"]
-        from coordinator.shardmap import slot_of
+        from actors.keyspace import slot_of
 
         by_cluster: dict[str, list[str]] = {}
         for key in self.keys:
@@ -847,8 +847,9 @@ def run_reconfig(args, directory: Path) -> dict:
     to c1, then add a cluster while two serial clients write, one to a key of the
     first slot to move (MOVING_SLOT_KEYS keys) and one to a key of a slot that
     stays; report each move's time and the clients' longest stalls."""
+    from actors.keyspace import slot_of
     from clerk.client import connect
-    from coordinator.shardmap import ShardMap, plan_rebalance, slot_of
+    from coordinator.shardmap import ShardMap, plan_rebalance
 
     replicas = parse_int_list(args.replicas, "--replicas")[0]
     total_keys = max(args.keys or 10_000, MOVING_SLOT_KEYS + 1)

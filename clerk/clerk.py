@@ -37,6 +37,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
+from actors.budgets import OUTCOME_BUDGET_SECONDS
 from actors.messages import (
     ClerkCommit,
     ClerkOpen,
@@ -69,9 +70,6 @@ WAKE = timedelta(milliseconds=200)
 timer round, and with many clients the clerks' 50 ms wakeups took more CPU
 than the servers. Timeouts are several ticks long, so they fire at most one
 WAKE late; replies and map updates are handled at once regardless."""
-OUTCOME_BUDGET_SECONDS = 30.0
-"""How long a commit may take, votes and outcome included; servers keep outcome
-records several times longer (coordinator.RECORD_RETENTION_SECONDS)."""
 OWNER_CHECK = timedelta(seconds=2)
 TIMESTAMP_BLOCK = 16
 TIMESTAMP_FRESH_SECONDS = 0.05

@@ -61,6 +61,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.keyspace import slot_of
 from actors.messages import (
     TXN_ABORTED,
     TXN_COMMITTED,
@@ -83,7 +84,6 @@ from actors.messages import (
     Stamp,
     WrongEpoch,
 )
-from coordinator.shardmap import slot_of
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,7 +92,7 @@ class Routing:
 
     Fields:
         epoch: the map's epoch.
-        slots: slot -> owning cluster (`coordinator.shardmap.slot_of` picks the slot).
+        slots: slot -> owning cluster (`actors.keyspace.slot_of` picks the slot).
         members: cluster -> its replica ids.
         leaders: cluster -> the last known leader (absent or None: unknown).
     """

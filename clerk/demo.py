@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from clerk.client import connect
 from clerk.errors import RaftlineError, TransactionAborted
 
 ACCOUNTS = 12
@@ -39,7 +40,7 @@ class Bank:
         self.threads: list[threading.Thread] = []
 
     def open(self) -> None:
-        with self.cluster.connect() as store:
+        with connect(admin=self.cluster.admin) as store:
             with store.transaction() as txn:
                 for account in self.accounts:
                     txn.put(account, OPENING_BALANCE)
@@ -51,7 +52,7 @@ class Bank:
 
     def worker(self, seed: int) -> None:
         rng = random.Random(seed)
-        with self.cluster.connect() as store:
+        with connect(admin=self.cluster.admin) as store:
             while not self.stop.is_set():
                 source, target = rng.sample(self.accounts, 2)
                 amount = rng.randint(1, 10)
@@ -78,7 +79,7 @@ class Bank:
             thread.join(timeout=60)
 
     def total(self) -> int:
-        with self.cluster.connect() as store:
+        with connect(admin=self.cluster.admin) as store:
             with store.transaction() as txn:
                 return sum(txn.get(account) for account in self.accounts)
 

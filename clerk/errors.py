@@ -1,13 +1,8 @@
-"""Errors raftline's Python API raises to applications (DESIGN.md section 7).
+"""Errors raftline's Python API raises to applications (docs/DESIGN.md
+section 7): the transaction's own, and the system-wide ones from
+`coordinator.errors`, so `from clerk.errors import ...` finds them all."""
 
-Caller-facing errors only: each says what happened and what to do. Bugs
-(invariant violations) are not represented here: they crash the actor that
-found them, and its supervisor restarts it.
-"""
-
-
-class RaftlineError(Exception):
-    """Base class of every error raftline raises to an application."""
+from coordinator.errors import AdminError, AlreadyRunning, ClusterNotRunning, RaftlineError, Unavailable
 
 
 class TransactionAborted(RaftlineError):
@@ -15,19 +10,4 @@ class TransactionAborted(RaftlineError):
     visible anywhere. Retry it, e.g. with `Store.transactional`."""
 
 
-class Unavailable(RaftlineError):
-    """The operation could not be completed in its time budget (no leader
-    answered, or the system is overloaded). For a commit, the outcome is not
-    known only when the message says so."""
-
-
-class ClusterNotRunning(RaftlineError):
-    """No raftline system answers at the admin address; the message says how to start one."""
-
-
-class AlreadyRunning(RaftlineError):
-    """A system (or another program) already listens on the admin port."""
-
-
-class AdminError(RaftlineError):
-    """The coordinator refused an administrative request (unknown server, busy, ...)."""
+__all__ = ["AdminError", "AlreadyRunning", "ClusterNotRunning", "RaftlineError", "TransactionAborted", "Unavailable"]

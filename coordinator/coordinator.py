@@ -56,6 +56,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
+from actors.budgets import RECORD_RETENTION_SECONDS
 from actors.messages import (
     MOVE_DROPPED,
     AddCluster,
@@ -87,7 +88,6 @@ from actors.messages import (
     WhoServes,
 )
 from actors.process import process_running, set_process_title
-from clerk.clerk import OUTCOME_BUDGET_SECONDS
 from coordinator.placement import PlacementError, initial_placement, place_replica
 from coordinator.reconfig import (
     DONE,
@@ -119,10 +119,6 @@ LIVENESS_ROUND = -1
 SERVER_SILENCE = 3.0
 """Seconds without an answer after which a server on another host is unreachable."""
 FINISHED_JOBS_SHOWN = 5
-RECORD_RETENTION_SECONDS = 4 * OUTCOME_BUDGET_SECONDS
-"""Servers keep outcome records this long after every participant acknowledged
-them: far beyond any clerk's budget, so no clerk asks about a forgotten
-transaction (DESIGN.md section 4, step 6)."""
 
 
 @dataclass

@@ -39,9 +39,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Mapping
 
 from actors.messages import (
-    CONF_ADD_LEARNER,
-    CONF_PROMOTE,
-    CONF_REMOVE,
     MOVE_DROPPED,
     MOVE_NOT_OWNED,
     ChangeMembership,
@@ -49,6 +46,7 @@ from actors.messages import (
     MoveProgress,
     MoveSlot,
 )
+from actors.raft.messages import CONF_ADD_LEARNER, CONF_PROMOTE, CONF_REMOVE
 from coordinator.shardmap import ShardMap, SlotMove, plan_rebalance
 from coordinator.topology import MAX_REPLICAS
 

@@ -2,9 +2,7 @@
 clusters' replicas are, and plans that rebalance slots between clusters.
 
 Rules:
-- A key lives in slot `crc32(utf-8 key) mod slots`: the same in every
-  process, on every machine and in every Python run (never `hash()`, which
-  is salted per process).
+- A key lives in slot `actors.keyspace.slot_of(key, slots)`.
 - The number of slots is fixed for the life of a deployment; only owners move.
 - A ShardMap is immutable. Every change (`with_*`) returns a new map with
   epoch + 1, so clerks and servers detect a stale map by comparing epochs.
@@ -21,18 +19,10 @@ member has at least one replica; no replica id appears twice.
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
-
-def slot_of(key: str, slots: int) -> int:
-    """The slot of `key` among `slots` slots; stable across processes and runs."""
-    if not isinstance(key, str):
-        raise TypeError(f"keys are strings, got {type(key).__name__}")
-    if slots < 1:
-        raise ValueError(f"slots must be at least 1, got {slots}")
-    return zlib.crc32(key.encode("utf-8")) % slots
+from actors.keyspace import slot_of
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -46,17 +46,30 @@ import sys
 import time
 from pathlib import Path
 
-from actors.process import process_running
-from clerk.errors import AdminError, AlreadyRunning, ClusterNotRunning, Unavailable
-from coordinator.topology import Topology, load_topology
+from actors.messages import (
+    AddCluster,
+    AddReplica,
+    AdminReply,
+    Boot,
+    Isolate,
+    Kill,
+    ProcessList,
+    ReconfigStatus,
+    RemoveCluster,
+    RemoveReplica,
+    Sleep,
+    StatusReport,
+    StatusRequest,
+)
+from actors.process import DATA_DIR_CAPABILITY, process_running
+from coordinator.errors import AdminError, AlreadyRunning, ClusterNotRunning, Unavailable
+from coordinator.topology import HOST_NAME, Topology, load_topology
 
 COORDINATOR_NAME = "raftline-coordinator"
 DEFAULT_BASE = "multiprocTCPBase"
 LOOPBACK = "127.0.0.1"
 PIDS_FILE = "pids.json"
 LOG_FILE = "raftline.log"
-DATA_DIR_CAPABILITY = "raftline data dir"
-"""Same as actors.server.DATA_DIR_CAPABILITY (not imported: that module imports Thespian)."""
 MEMBER_CAPABILITY = "raftline member of"
 """A member actor system's capability: the leader's HOST:PORT (how `stop` tells a member)."""
 
@@ -146,7 +159,6 @@ class AdminClient:
         return reply
 
     def admin_request(self, message, timeout: float = 10.0):
-        from actors.messages import AdminReply
 
         reply = self.ask(message, AdminReply, timeout)
         if not reply.ok:
@@ -168,14 +180,7 @@ class Cluster:
         self.base = base
         self._client = AdminClient(admin, base)
 
-    def connect(self):
-        """A `clerk.client.Store` connected to this system."""
-        from clerk.client import connect
-
-        return connect(admin=self.admin, base=self.base)
-
     def status(self, timeout: float = 10.0) -> dict:
-        from actors.messages import StatusReport, StatusRequest
 
         return self._client.ask(StatusRequest(), StatusReport, timeout).status
 
@@ -186,18 +191,15 @@ class Cluster:
         return clusters[cluster]["leader"]
 
     def sleep(self, server: str, seconds: float) -> None:
-        from actors.messages import Sleep
 
         self._client.admin_request(Sleep(server=server, seconds=float(seconds)))
 
     def isolate(self, server: str, seconds: float) -> None:
         """Cut `server` off from its peers for `seconds`; it keeps ticking."""
-        from actors.messages import Isolate
 
         self._client.admin_request(Isolate(server=server, seconds=float(seconds)))
 
     def kill(self, server: str) -> None:
-        from actors.messages import Kill
 
         self._client.admin_request(Kill(server=server))
 
@@ -206,33 +208,28 @@ class Cluster:
     def add_replica(self, cluster: str, *, timeout: float = 300.0, progress=None) -> str:
         """Add a replica to `cluster` (a learner until it has caught up, then a
         voter); returns its id."""
-        from actors.messages import AddReplica
 
         return self.run_job(AddReplica(cluster=cluster), timeout, progress)["replicas"][0]
 
     def remove_replica(self, server: str, *, timeout: float = 300.0, progress=None) -> None:
         """Remove `server` from its cluster (leadership moves first when it
         leads); its process stops and its data directory is set aside."""
-        from actors.messages import RemoveReplica
 
         self.run_job(RemoveReplica(server=server), timeout, progress)
 
     def add_cluster(self, replicas: int = 3, *, timeout: float = 600.0, progress=None) -> str:
         """Create a cluster of `replicas` replicas and move slots to it until
         every cluster owns an even share; returns its name."""
-        from actors.messages import AddCluster
 
         return self.run_job(AddCluster(replicas=replicas), timeout, progress)["target"]
 
     def remove_cluster(self, cluster: str, *, timeout: float = 600.0, progress=None) -> None:
         """Move every slot off `cluster`, let its transactions settle, stop its replicas."""
-        from actors.messages import RemoveCluster
 
         self.run_job(RemoveCluster(cluster=cluster), timeout, progress)
 
     def jobs(self) -> list[dict]:
         """Reconfiguration jobs, running and recently finished, oldest first."""
-        from actors.messages import ReconfigStatus
 
         return self._client.admin_request(ReconfigStatus())["jobs"]
 
@@ -241,7 +238,6 @@ class Cluster:
         finished job. `progress(job)` is called whenever the job changes.
         AdminError when it is refused (busy, unknown cluster) or fails;
         Unavailable when it is still running after `timeout` (it goes on)."""
-        from actors.messages import ReconfigStatus
 
         job_id = self._client.admin_request(request)["job"]
         deadline = time.monotonic() + timeout
@@ -361,7 +357,6 @@ def join(
     `leader` ("HOST:PORT"). `address` is this host's address as the topology
     gives it; `name` its host name there. The coordinator then starts this
     host's servers, under `data_dir`."""
-    from coordinator.topology import HOST_NAME
 
     leader_host, leader_port = parse_admin(leader)
     if not HOST_NAME.fullmatch(name):
@@ -482,7 +477,6 @@ def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BA
     that had to be killed. Raises ClusterNotRunning when nothing listens there.
     On a multi-host leader, the members' servers stop too; at a member's
     admin, that member and its servers stop."""
-    from actors.messages import AdminReply, ProcessList
 
     host, port = parse_admin(admin)
     if not admin_listening(host, port):
@@ -570,7 +564,6 @@ def _serve(topology: str, data_dir: str, port: int) -> int:
     prepare_environment()
     from thespian.actors import ActorSystem
 
-    from actors.messages import Boot
     from coordinator.coordinator import Coordinator
 
     topo: Topology = load_topology(topology)

@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from actors.messages import Entry
-from actors.raft.node import HardState
+from actors.raft.messages import Entry, HardState
 from actors.raft.storage import SqliteStorage
 
 ENTRY_BYTES = 100

@@ -2,13 +2,13 @@
 propose in; `Ready` out), its in-memory log view, and its storage seams."""
 
 from actors.raft.log import InvariantViolation, RaftLog
+from actors.raft.messages import HardState
 from actors.raft.node import (
     CANDIDATE,
     FOLLOWER,
     LEADER,
     PRE_CANDIDATE,
     ConfChangeBusy,
-    HardState,
     NotLeader,
     RaftConfig,
     RaftError,

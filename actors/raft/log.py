@@ -24,7 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Iterable, Sequence
 
-from actors.messages import (
+from actors.raft.messages import (
     CONF_ADD_LEARNER,
     CONF_PROMOTE,
     CONF_REMOVE,

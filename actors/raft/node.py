@@ -60,7 +60,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from actors.messages import (
+from actors.raft.log import ConfHistory, InvariantViolation, RaftLog
+from actors.raft.messages import (
     CONF_ADD_LEARNER,
     CONF_PROMOTE,
     CONF_REMOVE,
@@ -73,6 +74,7 @@ from actors.messages import (
     ConfChange,
     ConfState,
     Entry,
+    HardState,
     RaftMessage,
     RepairLog,
     RepairLogReq,
@@ -82,7 +84,6 @@ from actors.messages import (
     Vote,
     VoteRequest,
 )
-from actors.raft.log import ConfHistory, InvariantViolation, RaftLog
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre_candidate"
@@ -108,21 +109,6 @@ class NotLeader(RaftError):
 class ConfChangeBusy(RaftError):
     """A membership change is already in flight, or the leader has not yet
     committed an entry of its own term (thesis 4.1 and the leader-no-op fix)."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HardState:
-    """What must survive a crash before any dependent message is sent.
-
-    Fields:
-        term: the latest term this replica has seen.
-        voted_for: the candidate it voted for in `term`, or None.
-        commit: its commit index (an optimisation for restart; safe to lose).
-    """
-
-    term: int = 0
-    voted_for: str | None = None
-    commit: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -35,8 +35,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator, Protocol, Sequence
 
-from actors.messages import ConfState, Entry, Snapshot
-from actors.raft.node import HardState
+from actors.raft.messages import ConfState, Entry, HardState, Snapshot
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from actors.keyspace import slot_of
 from actors.messages import ZERO_STAMP, Stamp
-from coordinator.shardmap import slot_of
 
 
 class InvariantViolation(Exception):

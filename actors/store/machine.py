@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from actors import codec
+from actors.keyspace import slot_of
 from actors.messages import (
     MOVE_DROPPED,
     MOVE_FROZEN,
@@ -89,7 +90,6 @@ from actors.store.history import (
     validate_reads,
 )
 from actors.store.kv import KeyState, VersionedTable
-from coordinator.shardmap import slot_of
 
 MOVE_INSTALLED = "installed"
 """A finished move's stage at its destination (MOVE_DROPPED at its source)."""
@@ -148,26 +148,10 @@ class Machine:
 
     def apply(self, command: Any) -> Any:
         """Apply one decoded log command; returns its result message."""
-        match command:
-            case Prepare():
-                return self.handle_prepare(command)
-            case Decide():
-                return self.handle_decide(command)
-            case CommitOnePhase():
-                return self.handle_commit_one_phase(command)
-            case ValidateReads():
-                return self.handle_validate_reads(command)
-            case AckDecision():
-                return self.handle_ack_decision(command)
-            case TrimRecords():
-                return self.handle_trim_records(command)
-            case FreezeSlot():
-                return self.handle_freeze_slot(command)
-            case InstallSlot():
-                return self.handle_install_slot(command)
-            case DropSlot():
-                return self.handle_drop_slot(command)
-        raise TypeError(f"not a transaction command: {type(command).__name__}")
+        apply_one = _APPLY.get(type(command))
+        if apply_one is None:
+            raise TypeError(f"not a transaction command: {type(command).__name__}")
+        return apply_one(self, command)
 
     def handle_prepare(self, command: Prepare) -> PrepareResult | WrongEpoch:
         refused = self._refused_before(command.txid)
@@ -625,3 +609,17 @@ class Machine:
         }
         machine._finished = dict(slots["finished"])
         return machine
+
+
+_APPLY = {
+    Prepare: Machine.handle_prepare,
+    Decide: Machine.handle_decide,
+    CommitOnePhase: Machine.handle_commit_one_phase,
+    ValidateReads: Machine.handle_validate_reads,
+    AckDecision: Machine.handle_ack_decision,
+    TrimRecords: Machine.handle_trim_records,
+    FreezeSlot: Machine.handle_freeze_slot,
+    InstallSlot: Machine.handle_install_slot,
+    DropSlot: Machine.handle_drop_slot,
+}
+"""How `Machine.apply` carries out each of `TXN_COMMANDS` (one entry each)."""

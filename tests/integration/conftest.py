@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from actors.process import process_running
+from clerk import connect
 from coordinator.system import prepare_environment, start
 
 prepare_environment()  # before any test module imports thespian
@@ -74,7 +75,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture
 def store(cluster):
-    with cluster.connect() as connection:
+    with connect(admin=cluster.admin) as connection:
         yield connection
 
 

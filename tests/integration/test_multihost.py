@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pytest
 
+from actors.keyspace import slot_of
 from actors.process import process_running
+from clerk import connect
 from clerk.errors import AdminError
-from coordinator.shardmap import slot_of
 from coordinator.system import LOOPBACK, free_port, session_processes, start
 from tests.integration.conftest import system_pids, wait_for
 from tests.integration.test_reconfig import ACCOUNTS, OPENING_BALANCE, Transfers, total
@@ -228,7 +229,7 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
     address, port = hosts.addresses["b"]
     assert f"host b ({address}:{port}" in table.stdout and " b " in table.stdout, table.stdout
 
-    with cluster.connect() as store:
+    with connect(admin=cluster.admin) as store:
         with store.transaction() as txn:
             for account in ACCOUNTS:
                 txn.put(account, OPENING_BALANCE)
@@ -291,7 +292,7 @@ def test_a_lost_hosts_replicas_are_replaced_on_the_spare_host(four_hosts_replaci
     assert placed == {"c1-r0": "a", "c1-r1": "b", "c1-r2": "c", "c2-r0": "d", "c2-r1": "a", "c2-r2": "b"}
     hosts.seen |= system_pids(cluster)
 
-    with cluster.connect() as store:
+    with connect(admin=cluster.admin) as store:
         with store.transaction() as txn:
             for account in ACCOUNTS:
                 txn.put(account, OPENING_BALANCE)

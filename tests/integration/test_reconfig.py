@@ -16,7 +16,7 @@ import time
 import pytest
 
 from actors.process import process_running
-from clerk import TransactionAborted
+from clerk import TransactionAborted, connect
 from coordinator.system import start
 from tests.integration.conftest import system_pids, wait_for, write_topology
 
@@ -40,7 +40,7 @@ class Transfers(threading.Thread):
         self.errors: list[str] = []
 
     def run(self) -> None:
-        with self.cluster.connect() as store:
+        with connect(admin=self.cluster.admin) as store:
 
             @store.transactional(retries=50)
             def transfer(txn, source: str, target: str, amount: int) -> None:
@@ -93,7 +93,7 @@ def system(tmp_path_factory):
 
 def test_reconfiguration_under_bank_transfers(system):
     cluster, data_dir, seen_pids = system
-    with cluster.connect() as store:
+    with connect(admin=cluster.admin) as store:
         with store.transaction() as txn:
             for account in ACCOUNTS:
                 txn.put(account, OPENING_BALANCE)
@@ -201,7 +201,7 @@ def test_a_job_interrupted_by_a_whole_system_restart_resumes(tmp_path):
     seen_pids = set(system_pids(cluster))
     try:
         keys = [f"restart-{number:04d}" for number in range(400)]
-        with cluster.connect() as store:
+        with connect(admin=cluster.admin) as store:
             for begin in range(0, len(keys), LOAD_BATCH):
                 with store.transaction() as txn:
                     for key in keys[begin : begin + LOAD_BATCH]:
@@ -229,7 +229,7 @@ def test_a_job_interrupted_by_a_whole_system_restart_resumes(tmp_path):
         assert job["moves_done"] == len(job["moves"]) == 5
         counts = {name: len(info["slots"]) for name, info in cluster.status()["clusters"].items()}
         assert sorted(counts.values()) == [5, 5, 6]
-        with cluster.connect() as store, store.transaction() as txn:
+        with connect(admin=cluster.admin) as store, store.transaction() as txn:
             assert [txn.get(key) for key in keys] == [key.upper() for key in keys]
     finally:
         seen_pids |= system_pids(cluster)

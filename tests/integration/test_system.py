@@ -9,10 +9,10 @@ import threading
 import pytest
 from thespian.actors import ActorSystem
 
+from actors.keyspace import slot_of
 from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subscribe
-from clerk import TransactionAborted
+from clerk import TransactionAborted, connect
 from coordinator.coordinator import Coordinator
-from coordinator.shardmap import slot_of
 from coordinator.system import COORDINATOR_NAME, start
 from tests.integration.conftest import unique, wait_for, write_topology
 
@@ -67,7 +67,7 @@ def test_bank_with_concurrent_clerks_conserves_the_total(cluster, store):
 
     def client(seed: int) -> None:
         try:
-            with cluster.connect() as own:
+            with connect(admin=cluster.admin) as own:
                 transfer = own.transactional(retries=50)(move)
                 for step in range(15):
                     source, target = accounts[(seed + step) % 6], accounts[(seed * 2 + step + 1) % 6]
@@ -158,11 +158,11 @@ def test_stop_then_start_keeps_every_committed_key(tmp_path):
     topology = write_topology(tmp_path)
     data = tmp_path / "data"
     with start(topology, data_dir=data, admin_port=0) as system:
-        with system.connect() as store:
+        with connect(admin=system.admin) as store:
             for index in range(20):
                 store.put(f"durable-{index}", {"index": index})
     with start(topology, data_dir=data, admin_port=0) as system:
-        with system.connect() as store:
+        with connect(admin=system.admin) as store:
             assert [store.get(f"durable-{index}") for index in range(20)] == [{"index": i} for i in range(20)]
 
 

@@ -31,8 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors.messages import AppendLogReply, Entry, Snapshot, Vote, VoteRequest
-from actors.raft.node import HardState
+from actors.raft.messages import AppendLogReply, Entry, HardState, Snapshot, Vote, VoteRequest
 
 ELECTION_SAFETY = "Election Safety"
 LEADER_APPEND_ONLY = "Leader Append-Only"

@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from actors.messages import CONF_REMOVE, ConfChange
+from actors.raft.messages import CONF_REMOVE, ConfChange
 from actors.raft.node import RaftConfig, RaftError
 from tests.sim.chaos import ChaosDriver
 from tests.sim.faults import Faults

@@ -25,7 +25,7 @@ import struct
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from actors.messages import (
+from actors.raft.messages import (
     CONF_ADD_LEARNER,
     CONF_PROMOTE,
     CONF_REMOVE,
@@ -59,6 +59,8 @@ class SimConfig:
             last snapshot; 0 never compacts.
         raft: template for each replica's RaftConfig (its `id` is replaced).
         cluster: prefix of replica ids ("c1" gives c1-r0, c1-r1, ...).
+        trace_kept: how many trace lines a run keeps for its report (None:
+            every line, for golden traces).
     """
 
     seed: int
@@ -67,6 +69,7 @@ class SimConfig:
     snapshot_entries: int = 0
     raft: RaftConfig = RaftConfig(id="template")
     cluster: str = "c1"
+    trace_kept: int | None = 40
 
 
 class SimViolation(AssertionError):
@@ -184,7 +187,7 @@ class RaftSim:
         self.scheduler = Scheduler()
         self.checker = RaftChecker()
         self.stats = SimStats()
-        self._trace = Trace(self.scheduler)
+        self._trace = Trace(self.scheduler, keep=config.trace_kept)
         self.network = Network(
             scheduler=self.scheduler,
             rng=self.rng("network"),
@@ -219,6 +222,10 @@ class RaftSim:
     def digest(self) -> str:
         """SHA-256 of the trace so far: equal for two runs of one seed."""
         return self._trace.digest
+
+    def trace_lines(self) -> list[str]:
+        """The trace lines kept (all of them with `trace_kept=None`), oldest first."""
+        return self._trace.tail()
 
     @property
     def now_ticks(self) -> float:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.messages import ConfState, Entry, Snapshot
-from actors.raft.node import HardState
+from actors.raft.messages import ConfState, Entry, HardState, Snapshot
 from tests.sim.invariants import (
     DURABILITY,
     ELECTION_SAFETY,

@@ -17,7 +17,9 @@ import re
 
 import pytest
 
-from actors.messages import CONF_REMOVE, ChangeMembership, ConfState, MoveSlot
+from actors.messages import ChangeMembership, MoveSlot
+from actors.raft.messages import CONF_REMOVE, ConfState
+from actors.store.machine import _APPLY as APPLY
 from actors.store.machine import Machine
 from tests.sim.faults import Faults
 from tests.sim.txn_reconfig import COORDINATOR, ReconfigOptions
@@ -59,6 +61,9 @@ MUTANT_RECONFIG = ReconfigOptions(membership=0)
 def violations_with(monkeypatch, name: str, replacement) -> list[tuple[str, ...]]:
     """The violations of each mutant seed, with Machine.`name` replaced."""
     monkeypatch.setattr(Machine, name, replacement)
+    for command, apply_one in list(APPLY.items()):
+        if apply_one.__name__ == name:  # apply() dispatches through its table
+            monkeypatch.setitem(APPLY, command, replacement)
     return [run_seed(seed, reconfig=MUTANT_RECONFIG).violations for seed in MUTANT_SEEDS]
 
 

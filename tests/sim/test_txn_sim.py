@@ -17,15 +17,8 @@ from typing import Any
 
 import pytest
 
-from actors.messages import (
-    ClientBatch,
-    CommitOnePhase,
-    ConfState,
-    Decide,
-    Entry,
-    Prepare,
-    ReadResult,
-)
+from actors.messages import ClientBatch, CommitOnePhase, Decide, Prepare, ReadResult
+from actors.raft.messages import ConfState, Entry
 from actors.raft.node import RaftConfig
 from actors.replica import ReplicaConfig
 from actors.store import history

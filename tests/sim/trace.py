@@ -16,7 +16,7 @@ from tests.sim.network import Scheduler
 
 
 class Trace:
-    def __init__(self, scheduler: Scheduler, keep: int = 40) -> None:
+    def __init__(self, scheduler: Scheduler, keep: int | None = 40) -> None:
         self._scheduler = scheduler
         self._digest = hashlib.sha256()
         self._recent: deque[str] = deque(maxlen=keep)
@@ -33,7 +33,7 @@ class Trace:
         return self._digest.hexdigest()
 
     def tail(self) -> list[str]:
-        """The last lines, oldest first."""
+        """The last lines kept (every line when kept without limit), oldest first."""
         return list(self._recent)
 
 

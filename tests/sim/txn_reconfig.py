@@ -33,9 +33,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from actors.messages import (
-    CONF_ADD_LEARNER,
-    CONF_PROMOTE,
-    CONF_REMOVE,
     MOVE_DROPPED,
     MOVE_NOT_OWNED,
     ChangeMembership,
@@ -43,6 +40,7 @@ from actors.messages import (
     MoveProgress,
     MoveSlot,
 )
+from actors.raft.messages import CONF_ADD_LEARNER, CONF_PROMOTE, CONF_REMOVE
 from coordinator.shardmap import SlotMove, plan_rebalance
 from tests.sim.network import TICK
 

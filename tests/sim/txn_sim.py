@@ -50,8 +50,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from actors.messages import ClientBatch, ConfState, Entry, LeaderChange, ReadResult, Snapshot
-from actors.raft.node import LEADER, HardState, RaftConfig
+from actors.keyspace import slot_of
+from actors.messages import ClientBatch, LeaderChange, ReadResult
+from actors.raft.messages import ConfState, Entry, HardState, Snapshot
+from actors.raft.node import LEADER, RaftConfig
 from actors.raft.storage import MemoryStorage
 from actors.replica import (
     Replica,
@@ -62,7 +64,7 @@ from actors.replica import (
     ToReplica,
 )
 from clerk.core import ClerkConfig, ClerkCore, Failed, ReadDone, Routing
-from coordinator.shardmap import ShardMap, slot_of
+from coordinator.shardmap import ShardMap
 from tests.sim.chaos import ChaosDriver
 from tests.sim.faults import FAULT_NAMES, Faults
 from tests.sim.invariants import LIVENESS, NODE_ERROR, STATE_MACHINE_SAFETY

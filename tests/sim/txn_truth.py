@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from actors import codec
+from actors.keyspace import slot_of
 from actors.messages import (
-    ENTRY_COMMAND,
     MOVE_DROPPED,
     MOVE_FROZEN,
     TXN_COMMITTED,
@@ -56,7 +56,6 @@ from actors.messages import (
     CommitOnePhaseResult,
     Decide,
     DropSlot,
-    Entry,
     FreezeSlot,
     InstallSlot,
     InstallSlotResult,
@@ -66,9 +65,9 @@ from actors.messages import (
     Stamp,
     ValidateReads,
 )
+from actors.raft.messages import ENTRY_COMMAND, Entry
 from actors.store.machine import Machine
 from clerk.checkers import CommittedTxn, check_bank, check_serializable
-from coordinator.shardmap import slot_of
 
 COMMITTED = "committed"
 ABORTED = "aborted"

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from actors.keyspace import slot_of
 from actors.messages import (
     TXN_ABORTED,
     TXN_COMMITTED,
@@ -37,7 +38,6 @@ from clerk.core import (
     ReadDone,
     Routing,
 )
-from coordinator.shardmap import slot_of
 
 MEMBERS = {cluster: tuple(f"{cluster}-r{index}" for index in range(3)) for cluster in ("c1", "c2", "c3")}
 SLOTS = ("c1", "c2", "c3", "c1", "c2", "c3", "c1", "c2")

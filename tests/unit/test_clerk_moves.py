@@ -4,6 +4,7 @@ driven by hand, without an actor system."""
 
 import pytest
 
+from actors.keyspace import slot_of
 from actors.messages import (
     TXN_ABORTED,
     TXN_COMMITTED,
@@ -30,7 +31,6 @@ from actors.messages import (
 from clerk import clerk as clerk_actor
 from clerk.clerk import Clerk, CriticalPath
 from clerk.core import Aborted, Committed, Failed, Moved, ReadDone
-from coordinator.shardmap import slot_of
 from tests.unit.test_clerk_core import MEMBERS, SLOTS, Net, absent, answer, clusters, keys_in, make_clerk, routing
 
 # Slot 0 moves from c1 to c3 (epoch 2).

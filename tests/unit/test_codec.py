@@ -11,18 +11,19 @@ from hypothesis import strategies as st
 
 from actors import codec
 from actors.messages import (
-    ENTRY_NOOP,
-    AppendLog,
-    ConfChange,
-    ConfState,
-    Entry,
+    AckDecision,
+    CommitOnePhase,
+    Decide,
+    DropSlot,
+    FreezeSlot,
+    InstallSlot,
     Prepare,
-    RepairLog,
-    Snapshot,
-    SnapshotChunk,
-    Vote,
+    ReadCheck,
+    TrimRecords,
+    ValidateReads,
 )
-from actors.raft.node import HardState
+from actors.messages.txn import LOG_TYPES, TXN_COMMANDS
+from actors.raft.messages import ConfState, Entry, HardState, Snapshot, Vote
 
 
 def assert_identical(actual, expected, path="value"):
@@ -71,29 +72,31 @@ json_ish = st.recursive(
     | st.dictionaries(keys, children, max_size=4),
     max_leaves=20,
 )
-replica_ids = st.sampled_from(["c1-r0", "c1-r1", "c2-r0"])
-entry_values = st.builds(
-    Entry,
-    index=st.integers(min_value=1, max_value=10**6),
-    term=st.integers(min_value=0, max_value=100),
-    kind=st.sampled_from(["cmd", "noop", "conf"]),
-    data=st.binary(max_size=16),
-)
-conf_states = st.builds(
-    ConfState,
-    voters=st.lists(replica_ids, max_size=3).map(tuple),
-    learners=st.lists(replica_ids, max_size=2).map(tuple),
-)
+clusters = st.sampled_from(["c1", "c2", "c3"])
+txids = st.text(min_size=1, max_size=6)
+stamps = st.tuples(st.integers(0, 10**9), st.text(max_size=6))
+client_values = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.lists(st.integers(), max_size=3)
+small_keys = st.text(max_size=6)
+read_checks = st.builds(ReadCheck, txid=txids, ts=st.integers(0, 10**9),
+                        reads=st.dictionaries(small_keys, stamps, max_size=3))
 messages = st.one_of(
-    entry_values,
-    st.builds(AppendLog, term=st.integers(0, 9), leader=replica_ids, prev_index=st.integers(0, 9),
-              prev_term=st.integers(0, 9), entries=st.lists(entry_values, max_size=3).map(tuple),
-              commit=st.integers(0, 9)),
-    st.builds(RepairLog, term=st.integers(0, 9), leader=replica_ids,
-              snapshot=st.none() | st.builds(SnapshotChunk, index=st.integers(0, 9), term=st.integers(0, 9),
-                                             conf=conf_states, offset=st.integers(0, 10**6),
-                                             data=st.binary(max_size=16), done=st.booleans())),
-    st.builds(Vote, term=st.integers(0, 9), voter=replica_ids, granted=st.booleans(), pre_vote=st.booleans()),
+    st.builds(Prepare, txid=txids, ts=st.integers(0, 10**9), reads=st.dictionaries(small_keys, stamps, max_size=3),
+              writes=st.dictionaries(keys, client_values, max_size=3), deletes=st.lists(small_keys, max_size=2).map(tuple),
+              primary=clusters, participants=st.lists(clusters, max_size=3).map(tuple), epoch=st.integers(0, 9)),
+    st.builds(Decide, txid=txids, ts=st.integers(0, 10**9), commit=st.booleans()),
+    st.builds(CommitOnePhase, txid=txids, ts=st.integers(0, 10**9),
+              reads=st.dictionaries(small_keys, stamps, max_size=3),
+              writes=st.dictionaries(keys, client_values, max_size=3), deletes=st.lists(small_keys, max_size=2).map(tuple),
+              epoch=st.integers(0, 9)),
+    st.builds(ValidateReads, checks=st.lists(read_checks, max_size=3).map(tuple)),
+    st.builds(AckDecision, txid=txids, participant=clusters),
+    st.builds(TrimRecords, txids=st.lists(txids, max_size=3).map(tuple)),
+    st.builds(FreezeSlot, move=txids, slot=st.integers(0, 63), destination=clusters),
+    st.builds(InstallSlot, move=txids, slot=st.integers(0, 63), source=clusters, chunk=st.integers(0, 3),
+              chunks=st.integers(1, 4), threshold=stamps,
+              keys=st.lists(st.tuples(small_keys, client_values, stamps, stamps, st.integers(0, 9), st.booleans()),
+                            max_size=2).map(tuple)),
+    st.builds(DropSlot, move=txids, slot=st.integers(0, 63)),
 )
 values_with_messages = st.recursive(
     scalars | messages,
@@ -126,12 +129,30 @@ def test_examples_round_trip_with_their_types():
     round_trip([True, 1, 1.0, -0.0, 1e300, 2**100, "é\u2028\ud800", b"", b"\x00\xff"])
     round_trip((1, [2, (3,)], ()))
     round_trip({"a": (1, 2), "b": [1, 2], "c": {"d": b"x"}})
-    round_trip(
-        Snapshot(index=3, term=2, conf=ConfState(voters=("c1-r0",), learners=("c1-r1",)), data=b"\x00image")
-    )
-    round_trip(AppendLog(term=2, leader="c1-r0", prev_index=1, prev_term=1,
-                         entries=(Entry(index=2, term=2, kind=ENTRY_NOOP),), commit=1))
-    round_trip(ConfChange(op="remove", replica="c1-r2"))
+    round_trip(ValidateReads(checks=(ReadCheck(txid="r1", ts=5, reads={"a": (4, "t1")}),)))
+    round_trip(InstallSlot(move="m1", slot=3, source="c1", chunk=0, chunks=1,
+                           keys=(("a", [1, {"b": None}], (4, "t1"), (5, "r2"), 2, False),), threshold=(5, "t9")))
+
+
+def test_every_command_is_registered_and_only_log_types_are():
+    assert set(TXN_COMMANDS) <= set(LOG_TYPES)
+    assert {kind.__name__ for kind in LOG_TYPES} == {kind.__name__ for kind in TXN_COMMANDS} | {"ReadCheck"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Entry(index=1, term=2),
+        Vote(term=1, voter="c1-r0", granted=True),
+        Snapshot(index=3, term=2, conf=ConfState(voters=("c1-r0",)), data=b"x"),
+    ],
+)
+def test_a_message_that_is_no_log_type_is_refused_both_ways(message):
+    with pytest.raises(TypeError):
+        codec.encode(message)
+    name = type(message).__name__
+    with pytest.raises(ValueError, match=f"unknown message type '{name}'"):
+        codec.decode(b'{"#m":["%s",{}]}' % name.encode())
 
 
 def test_a_prepare_keeps_stamps_as_tuples_and_client_values_as_given():
@@ -161,7 +182,7 @@ def test_user_dicts_that_look_like_tags_stay_dicts(user_dict):
 def test_output_is_compact_sorted_json():
     assert codec.encode({"b": 1, "a": [1, 2], "c": (True, None)}) == b'{"a":[1,2],"b":1,"c":{"#t":[true,null]}}'
     assert codec.encode(b"hi") == b'{"#b":"aGk="}'
-    assert codec.encode(Entry(index=1, term=2)) == b'{"#m":["Entry",{"data":{"#b":""},"index":1,"kind":"cmd","term":2}]}'
+    assert codec.encode(Decide(txid="t1", ts=2, commit=True)) == b'{"#m":["Decide",{"commit":true,"ts":2,"txid":"t1"}]}'
 
 
 def test_equal_dicts_encode_to_equal_bytes_whatever_their_insertion_order():
@@ -192,8 +213,8 @@ def test_values_outside_the_contract_are_refused(value, error):
         (b'{"#m":["NoSuchMessage",{}]}', "unknown message type 'NoSuchMessage'"),
         (b'{"#m":["ENTRY_NOOP",{}]}', "unknown message type"),
         (b'{"#m":["json",{}]}', "unknown message type"),
-        (b'{"#m":["Entry",{"index":1}]}', "cannot build Entry"),
-        (b'{"#m":["Entry",{"index":1,"term":1,"colour":"red"}]}', "cannot build Entry"),
+        (b'{"#m":["Decide",{"txid":"t1"}]}', "cannot build Decide"),
+        (b'{"#m":["Decide",{"txid":"t1","ts":1,"commit":true,"colour":"red"}]}', "cannot build Decide"),
         (b'{"#b":"not base64!"}', "base64"),
         (b'{"#t":{"a":1}}', "malformed or unknown"),
         (b'{"#q":1}', "malformed or unknown"),

@@ -3,20 +3,20 @@ membership at each retained index."""
 
 import pytest
 
-from actors.messages import (
-    CONF_ADD_LEARNER,
-    CONF_PROMOTE,
-    CONF_REMOVE,
-    ConfChange,
-    ConfState,
-    Entry,
-)
 from actors.raft.log import (
     ENTRY_OVERHEAD_BYTES,
     ConfHistory,
     InvariantViolation,
     RaftLog,
     apply_conf_change,
+)
+from actors.raft.messages import (
+    CONF_ADD_LEARNER,
+    CONF_PROMOTE,
+    CONF_REMOVE,
+    ConfChange,
+    ConfState,
+    Entry,
 )
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from actors.messages import (
+from actors.raft.log import ENTRY_OVERHEAD_BYTES, InvariantViolation
+from actors.raft.messages import (
     CONF_ADD_LEARNER,
     CONF_PROMOTE,
     CONF_REMOVE,
@@ -25,6 +26,7 @@ from actors.messages import (
     ConfChange,
     ConfState,
     Entry,
+    HardState,
     RepairLog,
     RepairLogReq,
     Snapshot,
@@ -33,14 +35,12 @@ from actors.messages import (
     Vote,
     VoteRequest,
 )
-from actors.raft.log import ENTRY_OVERHEAD_BYTES, InvariantViolation
 from actors.raft.node import (
     CANDIDATE,
     FOLLOWER,
     LEADER,
     PRE_CANDIDATE,
     ConfChangeBusy,
-    HardState,
     NotLeader,
     RaftConfig,
     RaftNode,

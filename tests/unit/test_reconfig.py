@@ -5,9 +5,6 @@ mid-flight from its JSON form."""
 import pytest
 
 from actors.messages import (
-    CONF_ADD_LEARNER,
-    CONF_PROMOTE,
-    CONF_REMOVE,
     MOVE_DROPPED,
     MOVE_NOT_OWNED,
     ChangeMembership,
@@ -15,6 +12,7 @@ from actors.messages import (
     MoveProgress,
     MoveSlot,
 )
+from actors.raft.messages import CONF_ADD_LEARNER, CONF_PROMOTE, CONF_REMOVE
 from coordinator.reconfig import (
     DONE,
     FAILED,

@@ -17,7 +17,6 @@ import pytest
 
 from actors import codec
 from actors.messages import (
-    ENTRY_COMMAND,
     TXN_ABORTED,
     TXN_COMMITTED,
     TXN_PREPARED,
@@ -27,7 +26,6 @@ from actors.messages import (
     ClientRequest,
     CommitOnePhase,
     CommitOnePhaseResult,
-    ConfState,
     Decide,
     DecideResult,
     LeaderChange,
@@ -42,6 +40,7 @@ from actors.messages import (
     TxnStatusResult,
     ValidateReads,
 )
+from actors.raft.messages import ENTRY_COMMAND, ConfState
 from actors.raft.node import LEADER, RaftConfig
 from actors.raft.storage import MemoryStorage, SqliteStorage
 from actors.replica import (

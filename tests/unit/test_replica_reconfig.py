@@ -8,9 +8,6 @@ one request at a time, and the coordinator's commands.
 from __future__ import annotations
 
 from actors.messages import (
-    CONF_ADD_LEARNER,
-    CONF_PROMOTE,
-    CONF_REMOVE,
     MOVE_DROPPED,
     ZERO_STAMP,
     ChangeMembership,
@@ -26,6 +23,7 @@ from actors.messages import (
     ReadKeysResult,
     WrongEpoch,
 )
+from actors.raft.messages import CONF_ADD_LEARNER, CONF_PROMOTE, CONF_REMOVE
 from tests.unit.test_replica import Clerk, Net, prepare
 from tests.unit.test_store_machine import commit_one_phase
 from tests.unit.test_store_slots import SLOTS, keys_of

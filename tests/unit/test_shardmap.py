@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.shardmap import ShardMap, SlotMove, plan_rebalance, slot_of
+from actors.keyspace import slot_of
+from coordinator.shardmap import ShardMap, SlotMove, plan_rebalance
 
 BOUNDED = settings(max_examples=150, derandomize=True, database=None, deadline=None)
 

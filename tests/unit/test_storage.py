@@ -11,8 +11,7 @@ import sqlite3
 
 import pytest
 
-from actors.messages import ENTRY_CONF, ENTRY_NOOP, ConfState, Entry, Snapshot
-from actors.raft.node import HardState
+from actors.raft.messages import ENTRY_CONF, ENTRY_NOOP, ConfState, Entry, HardState, Snapshot
 from actors.raft.storage import (
     CorruptStorage,
     MemoryStorage,

@@ -16,8 +16,10 @@ from actors.messages import (
     TrimRecords,
     ValidateReads,
 )
+from actors.messages.txn import TXN_COMMANDS
+from actors.raft.messages import Entry
 from actors.store.kv import InvariantViolation, VersionedTable
-from actors.store.machine import Machine
+from actors.store.machine import _APPLY, Machine
 
 
 def prepare(txid, ts, reads=None, writes=None, deletes=(), primary="c1", participants=("c1", "c2")):
@@ -347,3 +349,9 @@ def test_replicas_applying_the_same_log_agree(seed):
         entry = codec.decode(codec.encode(command))
         assert proposer.apply(command) == follower.apply(entry)
     assert proposer.snapshot() == follower.snapshot()
+
+
+def test_apply_carries_out_exactly_the_registered_commands():
+    assert set(_APPLY) == set(TXN_COMMANDS)
+    with pytest.raises(TypeError, match="not a transaction command: Entry"):
+        Machine("c1").apply(Entry(index=1, term=1))

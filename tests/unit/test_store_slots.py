@@ -6,6 +6,7 @@ import random
 import pytest
 
 from actors import codec
+from actors.keyspace import slot_of
 from actors.messages import (
     MOVE_DROPPED,
     MOVE_FROZEN,
@@ -28,7 +29,6 @@ from actors.messages import (
     WrongEpoch,
 )
 from actors.store.machine import Machine
-from coordinator.shardmap import slot_of
 from tests.unit.test_store_machine import commit_one_phase, prepare
 
 SLOTS = 4

@@ -74,7 +74,7 @@ class ClerkReply:
         txid: for a commit, the transaction's id.
         reason: why, when not ok.
         hops: messages on this operation's critical path (the application's
-            ask included), as counted by clerk.clerk.CriticalPath; benchmarks
+            ask included), as counted by clerk.session.CriticalPath; benchmarks
             multiply it by the measured cost of one message.
     """
 

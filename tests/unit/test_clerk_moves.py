@@ -1,6 +1,8 @@
-"""The clerk following slots that move (DESIGN.md section 6): ClerkCore with
-hand-fed WrongEpoch replies, and the Clerk actor's re-runs of Moved commits
-driven by hand, without an actor system."""
+"""The clerk following slots that move (docs/DESIGN.md section 6): ClerkCore
+with hand-fed WrongEpoch replies, and ClerkSession's re-runs of Moved commits
+driven by hand, the test playing application, coordinator and servers."""
+
+import random
 
 import pytest
 
@@ -11,7 +13,6 @@ from actors.messages import (
     ZERO_STAMP,
     ClerkCommit,
     ClerkRead,
-    ClerkReply,
     ClientBatch,
     ClientBatchReply,
     ClientRequest,
@@ -25,12 +26,10 @@ from actors.messages import (
     ReadKeys,
     ReadKeysResult,
     Timestamp,
-    TimestampRequest,
     WrongEpoch,
 )
-from clerk import clerk as clerk_actor
-from clerk.clerk import Clerk, CriticalPath
 from clerk.core import Aborted, Committed, Failed, Moved, ReadDone
+from clerk.session import AskTimestamps, ClerkSession, CriticalPath, Reply, RerunDue, Send, SessionConfig, WakeAfter
 from tests.unit.test_clerk_core import MEMBERS, SLOTS, Net, absent, answer, clusters, keys_in, make_clerk, routing
 
 # Slot 0 moves from c1 to c3 (epoch 2).
@@ -255,32 +254,7 @@ def test_a_vote_and_a_refusal_in_one_batch_reply_complete_moved_once():
     assert ops_of(clerk.take_output()) == [("c2-r0", Decide(txid="t2", ts=11, commit=False))]
 
 
-# -- the Clerk actor -------------------------------------------------------------
-
-
-class HandDrivenClerk(Clerk):
-    """The Clerk actor without an actor system: what it sends and the wakeups
-    it asks for are recorded; the test plays coordinator and servers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.coordinator = "coordinator"  # already subscribed
-        self.outbox: list[tuple[object, object]] = []
-        self.wakeups: list[object] = []
-
-    def send(self, target, message) -> None:
-        self.outbox.append((target, message))
-
-    def wakeupAfter(self, delay, payload=None) -> None:
-        self.wakeups.append(payload)
-
-    def sent(self, kind: type) -> list[tuple[object, object]]:
-        found = [(target, message) for target, message in self.outbox if isinstance(message, kind)]
-        self.outbox = [(target, message) for target, message in self.outbox if not isinstance(message, kind)]
-        return found
-
-    def wake(self, payload) -> None:
-        self.receiveMsg_WakeupMessage(type("Wakeup", (), {"payload": payload})(), None)
+# -- the session around the core ---------------------------------------------------
 
 
 def map_update(epoch: int, slots=SLOTS) -> MapUpdate:
@@ -294,90 +268,98 @@ def map_update(epoch: int, slots=SLOTS) -> MapUpdate:
     )
 
 
+def of_kind(actions: list, kind: type) -> list:
+    return [action for action in actions if isinstance(action, kind)]
+
+
+def rerun_wakeups(actions: list) -> list[RerunDue]:
+    return [action.wakeup for action in of_kind(actions, WakeAfter) if isinstance(action.wakeup, RerunDue)]
+
+
+def session_at(now: float, **config) -> ClerkSession:
+    """A session with its first map and a block of timestamps from 100, granted at `now`."""
+    session = ClerkSession(SessionConfig(clerk="k", **config), random.Random(7))
+    session.on_map(map_update(1), now)
+    session.on_timestamps(Timestamp(ts=100, count=16), now)
+    return session
+
+
 @pytest.fixture
-def actor(monkeypatch):
+def session() -> ClerkSession:
     # Timestamps stay fresh: the test decides when they run out.
-    monkeypatch.setattr(clerk_actor, "TIMESTAMP_FRESH_SECONDS", float("inf"))
-    clerk = HandDrivenClerk()
-    clerk.receiveMsg_MapUpdate(map_update(1), "coordinator")
-    clerk.receiveMsg_Timestamp(Timestamp(ts=100, count=16), "coordinator")
-    return clerk
+    return session_at(0.0, timestamp_fresh_seconds=float("inf"))
 
 
-def one_phase_commit(actor: HandDrivenClerk, key: str) -> ClientBatch:
-    actor.receiveMsg_ClerkCommit(ClerkCommit(req=7, reads={}, writes={key: "v"}), "app")
-    [(_, batch)] = actor.sent(ClientBatch)
-    return batch
+def one_phase_commit(session: ClerkSession, key: str, now: float = 0.0) -> ClientBatch:
+    actions = session.on_app_request(ClerkCommit(req=7, reads={}, writes={key: "v"}), "app", now)
+    [send] = of_kind(actions, Send)
+    return send.batch
 
 
-def test_the_clerk_runs_a_moved_commit_again_under_a_fresh_txid_once_the_map_is_newer(actor):
+def test_the_clerk_runs_a_moved_commit_again_under_a_fresh_txid_once_the_map_is_newer(session):
     key = key_in_slot(MOVED_SLOT)
-    first = one_phase_commit(actor, key)
+    first = one_phase_commit(session, key)
     [request] = first.requests
     assert request.op.ts == 100
-    actor.receiveMsg_ClientBatchReply(refuse("c1-r0", first), "c1-r0")
-    assert actor.sent(ClientBatch) == [] and actor.sent(ClerkReply) == []
+    parked = session.on_server_reply(refuse("c1-r0", first), 0.0)
+    assert of_kind(parked, Send) == [] and of_kind(parked, Reply) == []
 
-    actor.receiveMsg_MapUpdate(map_update(2, MOVED_SLOTS), "coordinator")
-    [(target, again)] = actor.sent(ClientBatch)
+    [send] = of_kind(session.on_map(map_update(2, MOVED_SLOTS), 0.0), Send)
+    again = send.batch
     [retry] = again.requests
-    assert target == "c3-r0" and again.epoch == 2
+    assert send.address == "c3-r0" and again.epoch == 2
     assert retry.op.txid != request.op.txid and retry.op.ts == 101 and retry.op.writes == {key: "v"}
 
     # The wakeup asked for when it was parked is stale now.
-    [moved_wakeup] = [payload for payload in actor.wakeups if payload != "tick"]
-    actor.wake(moved_wakeup)
-    assert actor.sent(ClientBatch) == []
+    [moved_wakeup] = rerun_wakeups(parked)
+    assert of_kind(session.on_rerun_due(moved_wakeup, 0.1), Send) == []
 
     committed = CommitOnePhaseResult(txid=retry.op.txid, committed=True)
-    actor.receiveMsg_ClientBatchReply(answer(again, "c3-r0", {retry.req: committed}), "c3-r0")
-    [(asker, reply)] = actor.sent(ClerkReply)
-    assert asker == "app" and reply.outcome == "ok" and reply.txid == retry.op.txid
+    [answered] = of_kind(session.on_server_reply(answer(again, "c3-r0", {retry.req: committed}), 0.1), Reply)
+    reply = answered.reply
+    assert answered.asker == "app" and reply.outcome == "ok" and reply.txid == retry.op.txid
     # The ask, and two logged phases (the refused attempt and the re-run).
     assert reply.hops == 2 + 4 + 4
 
 
-def test_a_refusal_arriving_after_a_newer_map_runs_the_commit_again_at_once(actor):
+def test_a_refusal_arriving_after_a_newer_map_runs_the_commit_again_at_once(session):
     key = key_in_slot(MOVED_SLOT)
-    first = one_phase_commit(actor, key)
-    actor.receiveMsg_MapUpdate(map_update(2, MOVED_SLOTS), "coordinator")
-    actor.receiveMsg_ClientBatchReply(refuse("c1-r0", first), "c1-r0")
-    [(target, again)] = actor.sent(ClientBatch)
-    assert target == "c3-r0" and again.requests[0].op.txid != first.requests[0].op.txid
-    assert [payload for payload in actor.wakeups if payload != "tick"] == []
+    first = one_phase_commit(session, key)
+    actions = session.on_map(map_update(2, MOVED_SLOTS), 0.0)
+    actions += session.on_server_reply(refuse("c1-r0", first), 0.0)
+    [send] = of_kind(actions, Send)
+    assert send.address == "c3-r0" and send.batch.requests[0].op.txid != first.requests[0].op.txid
+    assert rerun_wakeups(actions) == []
 
 
-def test_the_clerk_runs_a_moved_commit_again_after_the_wait_without_a_newer_map(actor):
-    first = one_phase_commit(actor, key_in_slot(MOVED_SLOT))
-    actor.receiveMsg_ClientBatchReply(refuse("c1-r0", first), "c1-r0")
-    [payload] = [payload for payload in actor.wakeups if payload != "tick"]
-    actor.wake(payload)
-    [(target, again)] = actor.sent(ClientBatch)
-    assert target == "c1-r0" and again.requests[0].op.txid != first.requests[0].op.txid
-    actor.wake(payload)  # a duplicate of the same wakeup
-    assert actor.sent(ClientBatch) == []
+def test_the_clerk_runs_a_moved_commit_again_after_the_wait_without_a_newer_map(session):
+    first = one_phase_commit(session, key_in_slot(MOVED_SLOT))
+    [wakeup] = rerun_wakeups(session.on_server_reply(refuse("c1-r0", first), 0.0))
+    [send] = of_kind(session.on_rerun_due(wakeup, 0.1), Send)
+    assert send.address == "c1-r0" and send.batch.requests[0].op.txid != first.requests[0].op.txid
+    # A duplicate of the same wakeup.
+    assert of_kind(session.on_rerun_due(wakeup, 0.1), Send) == []
 
 
-def test_the_clerk_answers_unavailable_once_the_move_budget_is_spent(actor, monkeypatch):
-    monkeypatch.setattr(clerk_actor, "MOVED_BUDGET_SECONDS", 0.0)
-    first = one_phase_commit(actor, key_in_slot(MOVED_SLOT))
-    actor.receiveMsg_ClientBatchReply(refuse("c1-r0", first), "c1-r0")
-    [(_, reply)] = actor.sent(ClerkReply)
-    assert reply.outcome == "unavailable" and "slot 0 moved away" in reply.reason
-    assert actor.sent(ClientBatch) == []
+def test_the_clerk_answers_unavailable_once_the_move_budget_is_spent(session):
+    first = one_phase_commit(session, key_in_slot(MOVED_SLOT))
+    # The refusal comes when the budget from the first attempt is spent.
+    actions = session.on_server_reply(refuse("c1-r0", first), SessionConfig(clerk="k").moved_budget_seconds)
+    [answered] = of_kind(actions, Reply)
+    assert answered.reply.outcome == "unavailable" and "slot 0 moved away" in answered.reply.reason
+    assert of_kind(actions, Send) == []
 
 
-def test_the_clerk_waits_for_a_fresh_timestamp_block_before_a_rerun(actor, monkeypatch):
-    first = one_phase_commit(actor, key_in_slot(MOVED_SLOT))
-    monkeypatch.setattr(clerk_actor, "TIMESTAMP_FRESH_SECONDS", 0.0)
-    actor.receiveMsg_ClientBatchReply(refuse("c1-r0", first), "c1-r0")
-    actor.receiveMsg_MapUpdate(map_update(2, MOVED_SLOTS), "coordinator")
-    assert actor.sent(ClientBatch) == []
-    assert [target for target, _ in actor.sent(TimestampRequest)] == ["coordinator"]
-    monkeypatch.setattr(clerk_actor, "TIMESTAMP_FRESH_SECONDS", float("inf"))
-    actor.receiveMsg_Timestamp(Timestamp(ts=500, count=16), "coordinator")
-    [(_, again)] = actor.sent(ClientBatch)
-    assert again.requests[0].op.ts == 500
+def test_the_clerk_waits_for_a_fresh_timestamp_block_before_a_rerun():
+    session = session_at(0.0, timestamp_fresh_seconds=0.05)
+    first = one_phase_commit(session, key_in_slot(MOVED_SLOT), now=0.01)
+    # A second later the block granted at 0 is stale.
+    actions = session.on_server_reply(refuse("c1-r0", first), 1.0)
+    actions += session.on_map(map_update(2, MOVED_SLOTS), 1.0)
+    assert of_kind(actions, Send) == []
+    assert of_kind(actions, AskTimestamps) == [AskTimestamps(count=16)]
+    [send] = of_kind(session.on_timestamps(Timestamp(ts=500, count=16), 1.0), Send)
+    assert send.batch.requests[0].op.ts == 500
 
 
 def test_critical_path_counts_a_rerouted_read_through_the_cores_owner_of():
@@ -403,13 +385,10 @@ def test_critical_path_counts_a_rerouted_read_through_the_cores_owner_of():
     assert path.finish(1) == 2 + 2 + 2
 
 
-def test_reads_are_answered_unchanged_by_the_actor(actor):
+def test_reads_are_answered_unchanged_by_the_session(session):
     key = keys_in("c2")[0]
-    actor.receiveMsg_ClerkRead(ClerkRead(req=3, keys=(key,)), "app")
-    [(target, batch)] = actor.sent(ClientBatch)
-    [request] = batch.requests
-    actor.receiveMsg_ClientBatchReply(
-        answer(batch, target, {request.req: ReadKeysResult(values=(absent(key),))}), target
-    )
-    [(_, reply)] = actor.sent(ClerkReply)
-    assert reply.outcome == "ok" and reply.values == {key: absent(key)} and reply.hops == 4
+    [send] = of_kind(session.on_app_request(ClerkRead(req=3, keys=(key,)), "app", 0.0), Send)
+    [request] = send.batch.requests
+    reply = answer(send.batch, send.address, {request.req: ReadKeysResult(values=(absent(key),))})
+    [answered] = of_kind(session.on_server_reply(reply, 0.0), Reply)
+    assert answered.reply.outcome == "ok" and answered.reply.values == {key: absent(key)} and answered.reply.hops == 4

@@ -7,32 +7,32 @@ message it receives (`receive(message, sender)`), then sends what
 shell's actor address; a node name in the simulator): replies to a client go
 back to it as `ToClient(sender)`.
 
-Rules and invariants (DESIGN.md sections 2-4):
+The Replica keeps the inputs, the Ready loop, apply and client batching. While
+it leads, two collaborators hold that term's volatile state and return actions
+for it to carry out: TxnRecovery (actors/txn_recovery.py: prepare timeouts,
+decision pushes, trims) and SlotShipping (actors/slot_shipping.py: the
+source's side of a slot move).
+
+Rules and invariants (docs/DESIGN.md sections 2-4):
 - Persist first: each Ready is saved in one storage batch before its messages
   are queued and its committed entries applied.
 - Committed entries are applied once each, in index order; a snapshot from
   the leader replaces the machine and moves `applied` to its index.
-- Only log entries change the machine. The leader's timers (prepare
-  timeouts, decision pushes, trims) merely propose entries, so every replica
-  reaches the same state whoever leads.
+- Only log entries change the machine. The leader's collaborators merely
+  propose entries, so every replica reaches the same state whoever leads.
 - A client is answered from applied state only: ReadKeys at once; a proposed
   command when its entry is applied at the index and term it got, or Redirect
   when the entry lost its place or this replica lost leadership. Commands
   are idempotent by txid, so the client simply retries.
-- Leader timers count this replica's ticks and restart when it wins an
+- Leader state counts this replica's ticks and starts over when it wins an
   election: a new leader gives every transaction a full timeout.
-- Frugal output (THESPIAN.md): per input, one ClientBatchReply per client and
-  one ClientBatch per other cluster (split only to stay under the message
-  size limit); every ReadCheck of an input shares one ValidateReads entry.
-- Slot moves (DESIGN.md section 6): the coordinator's MoveSlot makes the
-  leader take the move's next step from what its machine says (freeze, wait
-  for the slot's prepared transactions to drain, ship, drop) and answer
-  MoveProgress. Shipping is volatile leader state: at most SHIP_WINDOW
-  chunks unacknowledged, re-sent every `push_interval_ticks`; a new leader
-  cuts the same chunks again on the next MoveSlot. The machine decides
-  WrongEpoch at apply time; the leader answers it before logging only for
-  work the log would refuse anyway (a transaction unknown here, a read
-  check, a read).
+- Frugal output (docs/DESIGN.md section 10): per input, one ClientBatchReply
+  per client and one ClientBatch per other cluster (split only to stay under
+  the message size limit); every ReadCheck of an input shares one
+  ValidateReads entry.
+- Slot moves (docs/DESIGN.md section 6): the machine decides WrongEpoch at
+  apply time; the leader answers it before logging only for work the log
+  would refuse anyway (a transaction unknown here, a read check, a read).
 - Membership (ChangeMembership): the leader proposes the change to Raft and
   always answers a MembershipReport; conf entries never reach the machine.
 - Caller errors: an unknown message or client operation raises TypeError
@@ -45,22 +45,18 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
-from itertools import takewhile
 from typing import Any, Callable, Hashable
 
 from actors import codec
 from actors.messages import (
     MOVE_DROPPED,
     MOVE_FROZEN,
-    MOVE_NOT_OWNED,
     TXN_ABORTED,
     TXN_COMMITTED,
-    TXN_PREPARED,
     TXN_REFUSED,
     TXN_UNKNOWN,
-    AckDecision,
     ChangeMembership,
     ClientBatch,
     ClientBatchReply,
@@ -77,7 +73,6 @@ from actors.messages import (
     InstallSlotResult,
     LeaderChange,
     MembershipReport,
-    MoveProgress,
     MoveSlot,
     Prepare,
     PrepareResult,
@@ -86,9 +81,7 @@ from actors.messages import (
     ReadKeys,
     ReadKeysResult,
     Redirect,
-    TrimRecords,
     TxnStatus,
-    TxnStatusResult,
     ValidateReads,
     ValidateReadsResult,
     WrongEpoch,
@@ -104,7 +97,17 @@ from actors.raft.messages import (
 )
 from actors.raft.node import LEADER, ConfChangeBusy, NotLeader, RaftConfig, RaftNode, SoftState
 from actors.raft.storage import Storage
+from actors.slot_shipping import Note, Report, ShippingAction, SlotShipping
 from actors.store.machine import Machine
+from actors.txn_recovery import (
+    Ask,
+    DecisionConflict,
+    Propose,
+    RecoveryAction,
+    TxnRecovery,
+    status_of_decision,
+    txn_status_answer,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,8 @@ class ReplicaConfig:
         prepare_timeout_ticks: a leader holding a transaction prepared this
             long asks its primary (or, as the primary, aborts it).
         push_interval_ticks: a primary's leader re-pushes an unacknowledged
-            commit decision to its participants this often.
+            commit decision to its participants this often (and a source's
+            leader an unanswered slot chunk).
         retention_ticks: an outcome record, once every participant has
             acknowledged it, is trimmed after this long.
         read_from_followers: answer ReadKeys as a follower too.
@@ -176,18 +180,6 @@ MAX_REQUESTS_PER_BATCH = 200
 """Requests in one ClientBatch this replica sends: a Decide or TxnStatus pickles
 to well under 300 bytes, so a batch stays far below the 60 KB message limit."""
 
-MAX_TRIMS_PER_ENTRY = 500
-"""Txids named by one TrimRecords entry, so the entry stays under `max_batch_bytes`
-for any reasonable txid length; the rest wait for the next tick."""
-
-MAX_CHUNK_BYTES = 40_000
-"""Encoded size of one InstallSlot chunk: it travels alone in a ClientBatch
-(under the 60 KB message limit) and is logged as one entry at the destination."""
-
-SHIP_WINDOW = 2
-"""InstallSlot chunks of one move in flight at once, so a large slot neither
-floods the destination's log nor the network."""
-
 MAX_EVENTS = 100
 """Events `take_events` keeps between two calls."""
 
@@ -196,22 +188,16 @@ _CLIENT_COMMANDS = (Prepare, Decide, CommitOnePhase)
 
 _SLOT_COMMANDS = (FreezeSlot, InstallSlot, DropSlot)
 
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """A transaction prepared here, as the recovery timers need it."""
-
-    ts: int
-    primary: str
-    participants: tuple[str, ...]
+LeaderAction = RecoveryAction | ShippingAction
 
 
 @dataclass(frozen=True, slots=True)
-class _Unacked:
-    """A commit this cluster is primary for, with participants yet to acknowledge it."""
+class _Leadership:
+    """This replica's volatile state for one term as leader, dropped when it loses the lead."""
 
-    ts: int
-    missing: tuple[str, ...]
+    term: int
+    recovery: TxnRecovery
+    shipping: SlotShipping
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,73 +217,14 @@ class _Proposal:
     waiters: tuple[_Waiter, ...]
 
 
-class _Shipment:
-    """A frozen, drained slot this leader is shipping to `destination`."""
-
-    def __init__(self, *, slot: int, destination: str, chunks: tuple[InstallSlot, ...]) -> None:
-        self.slot = slot
-        self.destination = destination
-        self.chunks = chunks
-        self.acked: set[int] = set()
-        self.sent_at: dict[int, int] = {}  # chunk -> tick it was last sent
-
-    @property
-    def done(self) -> bool:
-        return len(self.acked) == len(self.chunks)
-
-    def window(self) -> list[int]:
-        """The lowest unacknowledged chunks, at most SHIP_WINDOW of them."""
-        return [number for number in range(len(self.chunks)) if number not in self.acked][:SHIP_WINDOW]
-
-
-class _LeaderTimers:
-    """Volatile state of one term of leadership, times in this replica's ticks.
-
-    Each dict is in non-decreasing order of its values (an entry is only
-    ever added, or moved to the end, with the current tick plus a fixed
-    delay), so a sweep stops at the first entry that is not due.
-    """
-
-    def __init__(
-        self,
-        *,
-        term: int,
-        now: int,
-        timeout: int,
-        held: dict[str, _Held],
-        unacked: dict[str, _Unacked],
-        records: list[str],
-        first_index: int,
-    ) -> None:
-        self.term = term
-        # txid -> tick its prepare timeout next fires (again every timeout
-        # while T stays prepared: a participant re-asks its primary).
-        self.timeout_at: dict[str, int] = dict.fromkeys(held, now + timeout)
-        # txid -> tick its commit decision is next pushed.
-        self.push_due: dict[str, int] = {}
-        # Commits to push at once: every unacknowledged one on election, then
-        # each as it is applied.
-        self.fresh: list[str] = list(unacked)
-        # txid -> tick this leader first saw its outcome record applied.
-        self.record_seen: dict[str, int] = dict.fromkeys(records, now)
-        # move -> its shipment, from the first MoveSlot that found the slot drained.
-        self.shipments: dict[str, _Shipment] = {}
-        # The index of this term's first entry: until it is applied, the
-        # machine may lag what earlier leaders committed (a slot installed,
-        # say), so answers about moves wait.
-        self.first_index = first_index
-
-
-def _same(result: Any) -> ClientResult:
+def _unchanged_result(result: Any) -> ClientResult:
+    """The answer for a client whose command has an entry of its own: the entry's result."""
     return result
 
 
-def _check_verdict(position: int, result: ValidateReadsResult) -> ReadCheckResult:
+def _check_result_at(position: int, result: ValidateReadsResult) -> ReadCheckResult:
+    """The answer for the client whose ReadCheck is at `position` of a shared ValidateReads entry."""
     return result.results[position]
-
-
-def _status_of_decision(result: DecideResult) -> TxnStatusResult:
-    return TxnStatusResult(txid=result.txid, status=result.status)
 
 
 def _too_large(command: Any, size: int, limit: int) -> Any:
@@ -350,18 +277,12 @@ class Replica:
         self._now = 0
         # Index of the last membership change in the log: it is pending while above the commit index.
         self._conf_index = max((entry.index for entry in stored.entries if entry.kind == ENTRY_CONF), default=0)
-        # Mirrors of the machine, kept in step at apply time so the timers
-        # never scan every record: transactions prepared here, and commits
-        # awaiting acknowledgements.
-        self._held: dict[str, _Held] = {}
-        self._unacked: dict[str, _Unacked] = {}
-        self._rebuild_mirrors()
-        self._leader: _LeaderTimers | None = None
+        self._leadership: _Leadership | None = None
         self._waiting: dict[int, _Proposal] = {}
         # Work gathered during one input, flushed at its end.
         self._commands: list[tuple[Any, _Waiter]] = []
         self._checks: list[tuple[ReadCheck, _Waiter]] = []
-        self._internal: dict[Any, None] = {}  # own proposals, deduplicated, in order
+        self._own_proposals: dict[Any, None] = {}  # the leader's own commands, deduplicated, in order
         self._asks: dict[str, list[ClientRequest]] = {}
         self._replies: dict[Hashable, list[ClientResponse]] = {}
         self._outbox: list[tuple[Destination, Any]] = []
@@ -369,21 +290,18 @@ class Replica:
         self._decision_conflicts = 0
         # Notable events for the shell's log; bounded, as a driver may never take them.
         self._events: deque[str] = deque(maxlen=MAX_EVENTS)
-        self._settle()
+        self._finish_input()
 
     # -- inputs -------------------------------------------------------------------
 
     def tick(self) -> None:
-        """One logical tick: Raft timers, prepare timeouts, decision pushes, trims."""
+        """One logical tick: Raft timers, then the leader's recovery timers and chunk resends."""
         self._now += 1
         self._node.tick()
-        if self._leader is not None:
-            self._sweep_prepare_timeouts()
-            self._sweep_pushes()
-            self._sweep_trims()
-            for shipment in self._leader.shipments.values():
-                self._ship(shipment)
-        self._settle()
+        if self._leadership is not None:
+            self._carry_out(self._leadership.recovery.due(self._now))
+            self._carry_out(self._leadership.shipping.due(self._now))
+        self._finish_input()
 
     def receive(self, message: Any, sender: Hashable) -> None:
         """A Raft message from a peer, a ClientBatch from a clerk or another
@@ -401,7 +319,7 @@ class Replica:
             self._node.step(message)
         else:
             raise TypeError(f"a replica does not take {type(message).__name__} messages")
-        self._settle()
+        self._finish_input()
 
     def take_output(self) -> list[tuple[Destination, Any]]:
         """Messages to send, at most one per destination where possible; state
@@ -424,10 +342,10 @@ class Replica:
 
     def status(self) -> dict:
         """A plain-JSON view: role, term, leader, commit, applied, last_index,
-        snapshot index, prepared count, slots, and more (DESIGN.md section 7)."""
+        snapshot index, prepared count, slots, and more (docs/DESIGN.md section 7)."""
         node, machine = self._node, self._machine
         conf = node.conf
-        shipments = self._leader.shipments if self._leader is not None else {}
+        shipments = self._leadership.shipping.shipments if self._leadership is not None else {}
         return {
             "replica": self.id,
             "cluster": self.cluster,
@@ -438,9 +356,9 @@ class Replica:
             "applied": self._applied,
             "last_index": node.last_index,
             "snapshot_index": self._snapshot_index,
-            "prepared": len(self._held),
+            "prepared": machine.prepared_count,
             "records": machine.record_count,
-            "unacknowledged": len(self._unacked),
+            "unacknowledged": machine.unacknowledged_count,
             "threshold": list(machine.threshold),
             "conf": {"voters": list(conf.voters), "learners": list(conf.learners)},
             "violations": len(machine.violations),
@@ -467,13 +385,13 @@ class Replica:
 
     # -- the Ready loop -----------------------------------------------------------
 
-    def _settle(self) -> None:
+    def _finish_input(self) -> None:
         """Finish an input: persist and apply, propose what it gathered, queue replies."""
         while True:
             self._process_ready()
-            if self._leader is not None:
-                self._push_fresh()
-            if not (self._commands or self._checks or self._internal):
+            if self._leadership is not None:
+                self._carry_out(self._leadership.recovery.push_new_commits(self._now))
+            if not (self._commands or self._checks or self._own_proposals):
                 break
             self._flush_proposals()
         self._flush_asks()
@@ -500,47 +418,46 @@ class Replica:
     def _handle_soft_state(self, soft: SoftState) -> None:
         # One Ready reports only the latest role, so a lost-and-won-again
         # leadership shows as a new term.
-        if self._leader is not None and (soft.role != LEADER or soft.term != self._leader.term):
+        if self._leadership is not None and (soft.role != LEADER or soft.term != self._leadership.term):
             self._step_down()
-        if soft.role == LEADER and self._leader is None:
+        if soft.role == LEADER and self._leadership is None:
             self._become_leader(soft.term)
 
     def _become_leader(self, term: int) -> None:
-        records = [record.txid for record in self._machine.records()]
-        self._leader = _LeaderTimers(
+        config, machine, now = self.config, self._machine, self._now
+        self._leadership = _Leadership(
             term=term,
-            now=self._now,
-            timeout=self.config.prepare_timeout_ticks,
-            held=self._held,
-            unacked=self._unacked,
-            records=records,
-            first_index=self._node.last_index,
+            recovery=TxnRecovery(
+                cluster=self.cluster,
+                machine=machine,
+                now=now,
+                prepare_timeout=config.prepare_timeout_ticks,
+                push_interval=config.push_interval_ticks,
+                retention=config.retention_ticks,
+            ),
+            shipping=SlotShipping(
+                cluster=self.cluster,
+                machine=machine,
+                first_index=self._node.last_index,
+                push_interval=config.push_interval_ticks,
+                max_entry_bytes=config.raft.max_batch_bytes,
+            ),
         )
         self._outbox.append((ToCoordinator(), LeaderChange(cluster=self.cluster, leader=self.id, term=term)))
 
     def _step_down(self) -> None:
-        self._leader = None
+        self._leadership = None
         for proposal in self._waiting.values():
             for waiter in proposal.waiters:
                 self._redirect(waiter)
         self._waiting.clear()
 
     def _install_snapshot(self, snapshot: Snapshot) -> None:
-        # Only a follower receives snapshots, so there are no leader timers
-        # or waiting clients to carry over.
+        # Only a follower receives snapshots, so there is no leader state (which
+        # reads the machine) or waiting client to carry over.
         self._machine = Machine.restore(self.cluster, snapshot.data)
         self._applied = snapshot.index
         self._snapshot_index = snapshot.index
-        self._rebuild_mirrors()
-
-    def _rebuild_mirrors(self) -> None:
-        self._held = {
-            txn.txid: _Held(ts=txn.ts, primary=txn.primary, participants=txn.participants)
-            for txn in self._machine.prepared()
-        }
-        self._unacked = {
-            record.txid: _Unacked(ts=record.ts, missing=record.missing) for record in self._machine.unacknowledged()
-        }
 
     def _maybe_compact(self) -> None:
         since_snapshot = self._applied - self._snapshot_index
@@ -560,7 +477,8 @@ class Replica:
             command = codec.decode(entry.data)
             stage = self._machine.move_stage(command.move) if isinstance(command, _SLOT_COMMANDS) else None
             result = self._machine.apply(command)
-            self._observe(command, result)
+            if self._leadership is not None:
+                self._track_applied(command, result)
             if isinstance(command, _SLOT_COMMANDS):
                 self._note_move_step(command, stage, result)
         elif entry.kind == ENTRY_CONF:
@@ -578,52 +496,13 @@ class Replica:
         for waiter in proposal.waiters:
             self._reply(waiter.token, waiter.req, waiter.answer(result))
 
-    def _observe(self, command: Any, result: Any) -> None:
-        """Keep the mirrors and the leader's timers in step with what was applied."""
-        leader, machine = self._leader, self._machine
-        match command:
-            case Prepare(txid=txid):
-                if machine.status(txid) == TXN_PREPARED:
-                    if txid not in self._held:
-                        self._held[txid] = _Held(
-                            ts=command.ts, primary=command.primary, participants=command.participants
-                        )
-                        if leader is not None:
-                            leader.timeout_at[txid] = self._now + self.config.prepare_timeout_ticks
-                else:
-                    self._saw_record(txid)
-            case Decide(txid=txid):
-                # Whatever the decision did, T is no longer undecided here.
-                held = self._held.pop(txid, None)
-                if leader is not None:
-                    leader.timeout_at.pop(txid, None)
-                if held is not None and held.primary == self.cluster and result.status == TXN_COMMITTED:
-                    # The machine counts the primary as acknowledged (it applied the commit).
-                    missing = tuple(p for p in held.participants if p != self.cluster)
-                    if missing:
-                        self._unacked[txid] = _Unacked(ts=held.ts, missing=missing)
-                        if leader is not None:
-                            leader.fresh.append(txid)
-                self._saw_record(txid)
-                if leader is not None and held is not None and machine.frozen_slots():
-                    self._maybe_ship_drained()  # T may have been the last one holding a frozen slot
-            case CommitOnePhase(txid=txid):
-                self._saw_record(txid)
-            case AckDecision(txid=txid) if txid in self._unacked:
-                if result.missing:
-                    self._unacked[txid] = _Unacked(ts=self._unacked[txid].ts, missing=result.missing)
-                else:
-                    del self._unacked[txid]
-            case TrimRecords() if leader is not None:
-                for txid in result.trimmed:
-                    leader.record_seen.pop(txid, None)
-            case FreezeSlot() if leader is not None and result.stage == MOVE_FROZEN:
-                self._maybe_ship_drained()
-            case DropSlot(move=move) if leader is not None and result.stage == MOVE_DROPPED:
-                leader.shipments.pop(move, None)
-                self._outbox.append(
-                    (ToCoordinator(), MoveProgress(move=move, cluster=self.cluster, stage=MOVE_DROPPED))
-                )
+    def _track_applied(self, command: Any, result: Any) -> None:
+        """Keep this term's recovery timers and shipments in step with an applied entry."""
+        leadership, now = self._leadership, self._now
+        if leadership.recovery.on_applied(command, result, now):
+            # The decided transaction may have been the last one holding a frozen slot.
+            self._carry_out(leadership.shipping.ship_drained(now))
+        self._carry_out(leadership.shipping.on_applied(command, result, now))
 
     def _note_move_step(self, command: Any, before: str | None, result: Any) -> None:
         """An event for operators when a slot entry changed the move's stage (repeats say nothing)."""
@@ -637,18 +516,13 @@ class Replica:
             case DropSlot(move=move, slot=slot) if before == MOVE_FROZEN and result.stage == MOVE_DROPPED:
                 self._events.append(f"slot {slot} dropped (move {move})")
 
-    def _saw_record(self, txid: str) -> None:
-        """Start the retention clock of T's outcome record, if it has one."""
-        if self._leader is not None and self._machine.status(txid) in (TXN_COMMITTED, TXN_ABORTED):
-            self._leader.record_seen.setdefault(txid, self._now)
-
     # -- clients ------------------------------------------------------------------
 
     def _handle_client_batch(self, batch: ClientBatch, sender: Hashable) -> None:
         for request in batch.requests:
             if not isinstance(request.op, (ReadKeys, ReadCheck, TxnStatus, InstallSlot, *_CLIENT_COMMANDS)):
                 raise TypeError(f"unknown client operation {type(request.op).__name__} from {batch.client}")
-        leading = self._leader is not None
+        leading = self._leadership is not None
         machine = self._machine
         for request in batch.requests:
             op, req = request.op, request.req
@@ -660,19 +534,23 @@ class Replica:
             elif (wrong := self._refused_early(op)) is not None:
                 self._reply(sender, req, wrong)
             elif isinstance(op, ReadCheck):
-                self._checks.append((op, _Waiter(sender, req, _same)))
+                self._checks.append((op, _Waiter(sender, req, _unchanged_result)))
             elif isinstance(op, InstallSlot) and (done := machine.install_progress(op.move, op.chunk)) is not None:
                 # A chunk re-sent after its answer was lost: answered from state, not logged again.
                 self._reply(sender, req, done)
             elif isinstance(op, TxnStatus):
-                self._handle_txn_status(op, sender, req)
-            elif isinstance(op, Decide) and (settled := self._machine.status(op.txid)) in (TXN_COMMITTED, TXN_ABORTED):
+                answer = txn_status_answer(op, machine)
+                if isinstance(answer, Decide):
+                    self._commands.append((answer, _Waiter(sender, req, status_of_decision)))
+                else:
+                    self._reply(sender, req, answer)
+            elif isinstance(op, Decide) and (settled := machine.status(op.txid)) in (TXN_COMMITTED, TXN_ABORTED):
                 # Already decided here (the clerk and the primary's push both
                 # deliver a commit): an outcome is final, answer from applied
                 # state without spending a log entry.
                 self._reply(sender, req, DecideResult(txid=op.txid, status=settled))
             else:
-                self._commands.append((op, _Waiter(sender, req, _same)))
+                self._commands.append((op, _Waiter(sender, req, _unchanged_result)))
 
     def _refused_early(self, op: Any) -> WrongEpoch | None:
         """WrongEpoch for work on slots the applied state does not serve, when
@@ -688,127 +566,38 @@ class Replica:
                 return machine.refusal(op.txid, (*op.reads, *op.writes, *op.deletes), writing=True)
         return None
 
-    def _handle_txn_status(self, op: TxnStatus, sender: Hashable, req: int) -> None:
-        """DESIGN.md section 4, step 5, at T's primary: a settled answer comes
-        from the record; otherwise (T undecided here: the asker has already held
-        it a whole prepare timeout) an abort is logged and answered once
-        applied, so log order settles a race with the clerk's commit."""
-        machine = self._machine
-        status = machine.status(op.txid)
-        if status in (TXN_COMMITTED, TXN_ABORTED):
-            self._reply(sender, req, TxnStatusResult(txid=op.txid, status=status))
-        elif status == TXN_UNKNOWN and (op.ts, op.txid) <= machine.threshold:
-            # Presumed abort: a commit record is trimmed only after every
-            # participant acknowledged it, so none can still be asking.
-            self._reply(sender, req, TxnStatusResult(txid=op.txid, status=TXN_ABORTED))
-        else:
-            abort = Decide(txid=op.txid, ts=op.ts, commit=False)
-            self._commands.append((abort, _Waiter(sender, req, _status_of_decision)))
-
     def _handle_batch_reply(self, reply: ClientBatchReply) -> None:
-        """Answers from other clusters' leaders to this leader's TxnStatus and Decide
-        pushes and InstallSlot chunks. They carry the txid or the move, so no
-        request needs remembering: a lost or redirected one is simply asked
-        again by the timers."""
-        if self._leader is None:
+        """Answers from other clusters' leaders to this leader's TxnStatus questions,
+        Decide pushes and InstallSlot chunks."""
+        leadership = self._leadership
+        if leadership is None:
             return
         for response in reply.responses:
-            match response.result:
-                case TxnStatusResult(txid=txid, status=status) if status in (TXN_COMMITTED, TXN_ABORTED):
-                    held = self._held.get(txid)
-                    if held is not None and held.primary == reply.cluster:
-                        self._internal[Decide(txid=txid, ts=held.ts, commit=status == TXN_COMMITTED)] = None
-                case DecideResult(txid=txid, status=status):
-                    unacked = self._unacked.get(txid)
-                    if unacked is None or reply.cluster not in unacked.missing:
-                        continue
-                    if status == TXN_COMMITTED:
-                        self._internal[AckDecision(txid=txid, participant=reply.cluster)] = None
-                    else:
-                        # A participant refusing a commit it voted for is a bug
-                        # upstream; keep pushing and let operators see it.
-                        self._decision_conflicts += 1
-                case InstallSlotResult(move=move, chunk=chunk, complete=complete):
-                    shipment = self._leader.shipments.get(move)
-                    if shipment is None or reply.cluster != shipment.destination:
-                        continue
-                    if complete:
-                        shipment.acked.update(range(len(shipment.chunks)))
-                    else:
-                        shipment.acked.add(chunk)
-                    if shipment.done:
-                        self._internal[DropSlot(move=move, slot=shipment.slot)] = None
-                    else:
-                        self._ship(shipment)
+            if isinstance(response.result, InstallSlotResult):
+                self._carry_out(leadership.shipping.on_chunk_answer(reply.cluster, response.result, self._now))
+            else:
+                self._carry_out(leadership.recovery.on_answer(reply.cluster, response.result))
+
+    def _redirection(self) -> Redirect:
+        node = self._node
+        return Redirect(leader=node.transferee or node.leader, term=node.term)
+
+    def _redirect(self, waiter: _Waiter) -> None:
+        self._reply(waiter.token, waiter.req, self._redirection())
+
+    def _reply(self, token: Hashable, req: int, result: ClientResult) -> None:
+        self._replies.setdefault(token, []).append(ClientResponse(req=req, result=result))
 
     # -- reconfiguration ----------------------------------------------------------
 
     def _handle_move_slot(self, message: MoveSlot) -> None:
-        """Take the move's next step from what the applied state says, and report
-        it. Silent off the leader, and on a new leader that has not applied its
-        term's first entry yet: the coordinator asks again."""
-        if self._leader is None or self._applied < self._leader.first_index:
-            return
-        machine, move, slot = self._machine, message.move, message.slot
-        progress = MoveProgress(move=move, cluster=self.cluster, stage=MOVE_DROPPED)
-        stage = machine.move_stage(move)
-        if stage == MOVE_DROPPED:
-            self._report_move(progress)
-            return
-        keys = len(machine.slot_keys(slot))
-        frozen = machine.frozen_slots().get(slot)
-        if frozen is None or frozen.move != move:
-            if frozen is None and stage is None and slot in machine.owned_slots():
-                self._internal[FreezeSlot(move=move, slot=slot, destination=message.destination)] = None
-                self._report_move(replace(progress, stage="freezing", keys=keys))
-            else:
-                # Not this cluster's, frozen for another move, or installed here by this move.
-                self._report_move(replace(progress, stage=MOVE_NOT_OWNED))
-            return
-        prepared = machine.prepared_on(slot)
-        if prepared:
-            self._report_move(replace(progress, stage="draining", keys=keys, prepared=len(prepared)))
-            return
-        shipment = self._leader.shipments.get(move) or self._start_shipment(move, slot, frozen.destination)
-        # Unacknowledged chunks are sent again by the tick, not here.
-        stage = "shipping"
-        if shipment.done:
-            self._internal[DropSlot(move=move, slot=slot)] = None
-            stage = "dropping"
-        chunks, acked = len(shipment.chunks), len(shipment.acked)
-        self._report_move(replace(progress, stage=stage, keys=keys, chunks=chunks, acked=acked))
-
-    def _start_shipment(self, move: str, slot: int, destination: str) -> _Shipment:
-        limit = min(MAX_CHUNK_BYTES, self.config.raft.max_batch_bytes)
-        shipment = _Shipment(slot=slot, destination=destination, chunks=self._machine.slot_chunks(slot, limit))
-        self._leader.shipments[move] = shipment
-        self._events.append(f"shipping slot {slot} (move {move}) to {destination}: {len(shipment.chunks)} chunks")
-        self._ship(shipment)
-        return shipment
-
-    def _maybe_ship_drained(self) -> None:
-        """Leader: start shipping every frozen slot that has drained, without
-        waiting for the coordinator's next MoveSlot (a move then costs its
-        round trips, not its polls)."""
-        shipments = self._leader.shipments
-        for slot, frozen in self._machine.frozen_slots().items():
-            if frozen.move not in shipments and not self._machine.prepared_on(slot):
-                self._start_shipment(frozen.move, slot, frozen.destination)
-
-    def _report_move(self, progress: MoveProgress) -> None:
-        self._outbox.append((ToCoordinator(), progress))
-
-    def _ship(self, shipment: _Shipment) -> None:
-        """Send the window's chunks not sent yet, or not answered for a push interval."""
-        for number in shipment.window():
-            sent = shipment.sent_at.get(number)
-            if sent is None or self._now - sent >= self.config.push_interval_ticks:
-                shipment.sent_at[number] = self._now
-                self._ask(shipment.destination, shipment.chunks[number])
+        """Silent off the leader: the coordinator asks again."""
+        if self._leadership is not None:
+            self._carry_out(self._leadership.shipping.on_move_slot(message, applied=self._applied, now=self._now))
 
     def _handle_change_membership(self, message: ChangeMembership) -> None:
         """Propose the change (unless the op is "" or it cannot be made now) and report."""
-        if self._leader is None:
+        if self._leadership is None:
             return
         node, error = self._node, ""
         if message.op:
@@ -835,31 +624,36 @@ class Replica:
         )
         self._outbox.append((ToCoordinator(), report))
 
-    def _redirection(self) -> Redirect:
-        node = self._node
-        return Redirect(leader=node.transferee or node.leader, term=node.term)
-
-    def _redirect(self, waiter: _Waiter) -> None:
-        self._reply(waiter.token, waiter.req, self._redirection())
-
-    def _reply(self, token: Hashable, req: int, result: ClientResult) -> None:
-        self._replies.setdefault(token, []).append(ClientResponse(req=req, result=result))
-
     # -- proposing ----------------------------------------------------------------
 
+    def _carry_out(self, actions: list[LeaderAction]) -> None:
+        """Do what the leader's collaborators asked, in their order."""
+        for action in actions:
+            match action:
+                case Propose(command=command):
+                    self._own_proposals[command] = None
+                case Ask(cluster=cluster, op=op):
+                    self._ask(cluster, op)
+                case Report(progress=progress):
+                    self._outbox.append((ToCoordinator(), progress))
+                case Note(line=line):
+                    self._events.append(line)
+                case DecisionConflict():
+                    self._decision_conflicts += 1
+
     def _flush_proposals(self) -> None:
-        commands, checks, internal = self._commands, self._checks, self._internal
-        self._commands, self._checks, self._internal = [], [], {}
-        if self._leader is None or self._node.transferee is not None:
+        commands, checks, own = self._commands, self._checks, self._own_proposals
+        self._commands, self._checks, self._own_proposals = [], [], {}
+        if self._leadership is None or self._node.transferee is not None:
             # Not leading, or handing leadership over (the node takes no
             # proposals then): clients retry at the hint; the leader's own
-            # proposals come again from the timers and the coordinator's polls.
+            # proposals come again from its timers and the coordinator's polls.
             for _, waiter in (*commands, *checks):
                 self._redirect(waiter)
             return
         entries = [(command, (waiter,)) for command, waiter in commands]
         entries += self._read_check_entries(checks)
-        entries += [(command, ()) for command in internal]
+        entries += [(command, ()) for command in own]
         limit = self.config.raft.max_batch_bytes
         for command, waiters in entries:
             data = codec.encode(command)
@@ -884,65 +678,10 @@ class Replica:
             half = len(checks) // 2
             return self._read_check_entries(checks[:half]) + self._read_check_entries(checks[half:])
         waiters = tuple(
-            _Waiter(waiter.token, waiter.req, partial(_check_verdict, position))
+            _Waiter(waiter.token, waiter.req, partial(_check_result_at, position))
             for position, (_, waiter) in enumerate(checks)
         )
         return [(command, waiters)]
-
-    # -- leader timers ------------------------------------------------------------
-
-    def _sweep_prepare_timeouts(self) -> None:
-        """DESIGN.md section 4, step 5: a transaction prepared too long is
-        aborted by its primary; a participant asks the primary, again every
-        timeout until it is settled."""
-        leader, now = self._leader, self._now
-        expired = [txid for txid, at in takewhile(lambda item: item[1] <= now, leader.timeout_at.items())]
-        for txid in expired:
-            del leader.timeout_at[txid]
-            leader.timeout_at[txid] = now + self.config.prepare_timeout_ticks
-            held = self._held[txid]
-            if held.primary == self.cluster:
-                self._internal[Decide(txid=txid, ts=held.ts, commit=False)] = None
-            else:
-                self._ask(held.primary, TxnStatus(txid=txid, ts=held.ts))
-
-    def _push_fresh(self) -> None:
-        leader = self._leader
-        fresh, leader.fresh = leader.fresh, []
-        for txid in fresh:
-            if txid in self._unacked:
-                self._push(txid)
-
-    def _sweep_pushes(self) -> None:
-        leader, now = self._leader, self._now
-        due = [txid for txid, at in takewhile(lambda item: item[1] <= now, leader.push_due.items())]
-        for txid in due:
-            del leader.push_due[txid]
-            if txid in self._unacked:
-                self._push(txid)
-
-    def _push(self, txid: str) -> None:
-        """Send T's commit to every participant that has not acknowledged it
-        (DESIGN.md section 4, step 4) and schedule the next push."""
-        unacked = self._unacked[txid]
-        for participant in unacked.missing:
-            self._ask(participant, Decide(txid=txid, ts=unacked.ts, commit=True))
-        self._leader.push_due[txid] = self._now + self.config.push_interval_ticks
-
-    def _sweep_trims(self) -> None:
-        """DESIGN.md section 4, step 6: records past their retention, and fully
-        acknowledged, go in one TrimRecords entry."""
-        leader, now, retention = self._leader, self._now, self.config.retention_ticks
-        expired = []
-        for txid, seen in leader.record_seen.items():
-            if now - seen < retention or len(expired) == MAX_TRIMS_PER_ENTRY:
-                break
-            if txid not in self._unacked:
-                expired.append(txid)
-        for txid in expired:
-            del leader.record_seen[txid]
-        if expired:
-            self._internal[TrimRecords(txids=tuple(expired))] = None
 
     # -- output -------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from actors.messages import (
 from actors.process import DATA_DIR_CAPABILITY, set_process_title
 from actors.raft.messages import RAFT_MESSAGES, ConfState, RepairLog, RepairLogReq
 from actors.raft.node import RaftConfig
-from actors.raft.storage import MemoryStorage, SqliteStorage
+from actors.raft.storage import MemoryStorage
 from actors.replica import (
     Replica,
     ReplicaConfig,
@@ -56,6 +56,7 @@ from actors.replica import (
     ToLeaderOf,
     ToReplica,
 )
+from actors.sqlite_storage import SqliteStorage
 
 
 class DatabaseServer(ActorTypeDispatcher):

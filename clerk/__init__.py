@@ -1,4 +1,4 @@
-"""raftline clients: the clerk actor, the Python API and the `raftline` command.
+"""raftline's client side: the clerk actor and the Python API (the `raftline` command is raftline/cli.py).
 
     from clerk import connect, TransactionAborted, Unavailable, ClusterNotRunning
 """

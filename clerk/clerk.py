@@ -40,7 +40,6 @@ from clerk.session import (
     Action,
     AskTimestamps,
     ClerkSession,
-    CriticalPath,  # noqa: F401  (tests/integration/test_bench.py imports it from here)
     Reply,
     RerunDue,
     Send,

@@ -39,8 +39,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Mapping
 
 from actors.messages import (
+    MOVE_DRAINING,
     MOVE_DROPPED,
     MOVE_NOT_OWNED,
+    MOVE_SHIPPING,
     ChangeMembership,
     MembershipReport,
     MoveProgress,
@@ -527,8 +529,8 @@ class Reconfig:
 
 
 def _stage_text(progress: MoveProgress) -> str:
-    if progress.stage == "draining":
+    if progress.stage == MOVE_DRAINING:
         return f"draining {progress.prepared} prepared transaction{'s' if progress.prepared != 1 else ''}"
-    if progress.stage == "shipping":
+    if progress.stage == MOVE_SHIPPING:
         return f"shipping {progress.acked}/{progress.chunks} chunks ({progress.keys} keys)"
     return progress.stage

@@ -5,6 +5,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+MoveStage = Literal["freezing", "draining", "shipping", "dropping", "dropped", "not-owned"]
+"""A move's stage at its source, as MoveProgress reports it (the last two are
+the source's log's own words: MOVE_DROPPED and MOVE_NOT_OWNED)."""
+
+MOVE_FREEZING: MoveStage = "freezing"
+"""The freeze is proposed, not yet applied."""
+MOVE_DRAINING: MoveStage = "draining"
+"""Frozen; prepared transactions still hold keys of the slot."""
+MOVE_SHIPPING: MoveStage = "shipping"
+"""Chunks are on their way to the destination."""
+MOVE_DROPPING: MoveStage = "dropping"
+"""Every chunk acknowledged; the drop is proposed."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -35,10 +49,10 @@ class MoveProgress:
     Fields:
         move: the move's id.
         cluster: the source cluster.
-        stage: "freezing" (the freeze is being logged), "draining" (frozen;
-            `prepared` transactions on the slot still undecided),
-            "shipping" (`acked` of `chunks` installed at the destination),
-            "dropping", MOVE_DROPPED (done), or MOVE_NOT_OWNED.
+        stage: MOVE_FREEZING, MOVE_DRAINING (`prepared` transactions on the
+            slot still undecided), MOVE_SHIPPING (`acked` of `chunks`
+            installed at the destination), MOVE_DROPPING, MOVE_DROPPED (done)
+            or MOVE_NOT_OWNED.
         keys: keys in the slot.
         prepared: undecided transactions holding keys of the slot.
         chunks: chunks to ship (0 until shipping starts).
@@ -47,7 +61,7 @@ class MoveProgress:
 
     move: str
     cluster: str
-    stage: str
+    stage: MoveStage
     keys: int = 0
     prepared: int = 0
     chunks: int = 0

@@ -11,6 +11,7 @@ table of `Machine.apply`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 Stamp = tuple[int, str]
 ZERO_STAMP: Stamp = (0, "")
@@ -364,12 +365,14 @@ class SlotMoveResult:
     """
 
     move: str
-    stage: str
+    stage: SlotStage
 
 
-MOVE_FROZEN = "frozen"
-MOVE_DROPPED = "dropped"
-MOVE_NOT_OWNED = "not-owned"
+SlotStage = Literal["frozen", "dropped", "not-owned"]
+"""A move's stage at one cluster, as its log decided it."""
+MOVE_FROZEN: SlotStage = "frozen"
+MOVE_DROPPED: SlotStage = "dropped"
+MOVE_NOT_OWNED: SlotStage = "not-owned"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,5 +1,5 @@
-"""RaftLog and ConfHistory: a replica's in-memory log above its compaction
-point, and the membership in force at every retained index.
+"""RaftLog: a replica's in-memory log above its compaction point; and
+`InvariantViolation`, the Raft package's error for a bug.
 
 Rules and invariants:
 - The log holds the entries after a compaction point `(snapshot_index,
@@ -10,13 +10,11 @@ Rules and invariants:
   compaction point the log cannot tell (the caller must use the snapshot).
 - Truncation never reaches the compaction point: compacted entries are
   committed, and a committed entry is never replaced (paper 5.4).
-- Membership changes take effect when their entry is appended, not when it
-  commits, and revert when it is truncated (Ongaro's thesis 4.1). So the
-  membership at index i is the snapshot's membership with every conf entry
-  at or before i applied, in order.
+- The log is memory only: stable storage is written by the caller, from
+  `Ready` (actors/raft/storage.py).
 - A broken invariant is a bug in the caller (the node), not a caller error:
-  it raises `InvariantViolation`, an `AssertionError`, so the replica crashes
-  and restarts from storage rather than continue from a corrupt state.
+  it raises `InvariantViolation`, so the replica crashes and restarts from
+  storage rather than continue from a corrupt state.
 """
 
 from __future__ import annotations
@@ -24,14 +22,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Iterable, Sequence
 
-from actors.raft.messages import (
-    CONF_ADD_LEARNER,
-    CONF_PROMOTE,
-    CONF_REMOVE,
-    ConfChange,
-    ConfState,
-    Entry,
-)
+from actors.raft.messages import Entry
 
 ENTRY_OVERHEAD_BYTES = 32
 """What one entry costs in a message beyond its data: a pickled Entry takes
@@ -40,7 +31,14 @@ of tiny entries stays as far under the 60 KB message limit as a large one."""
 
 
 class InvariantViolation(AssertionError):
-    """A Raft invariant would break: a bug, never a caller error; let the replica crash."""
+    """A Raft invariant would break: a bug in the node, never a caller error.
+
+    Its policy is crash and restart from storage: nothing in the Raft
+    package catches it, and the server shell exits on it, so the replica
+    comes back from what was durable before the bad step rather than go on
+    from a corrupt state. It is an AssertionError, as the node's own
+    `assert`s are, so it is never mistaken for a caller error (`RaftError`,
+    `ValueError`: retry elsewhere or later)."""
 
 
 def _entry_term(entry: Entry) -> int:
@@ -191,70 +189,3 @@ class RaftLog:
         self._entries.clear()
         self._snapshot_index = index
         self._snapshot_term = term
-
-
-def apply_conf_change(conf: ConfState, change: ConfChange) -> ConfState:
-    """The membership after `change` (thesis 4.1). Changes are validated when
-    proposed; here an inapplicable one (already done) leaves `conf` as is."""
-    voters = [replica for replica in conf.voters if replica != change.replica]
-    learners = [replica for replica in conf.learners if replica != change.replica]
-    if change.op == CONF_ADD_LEARNER:
-        if change.replica in conf.voters or change.replica in conf.learners:
-            return conf
-        learners.append(change.replica)
-    elif change.op == CONF_PROMOTE:
-        if change.replica not in conf.learners:
-            return conf
-        voters.append(change.replica)
-    elif change.op != CONF_REMOVE:
-        raise InvariantViolation(f"unknown membership change {change.op!r}")
-    return ConfState(voters=tuple(voters), learners=tuple(learners))
-
-
-class ConfHistory:
-    """The membership at every retained log index.
-
-    Holds `(index, conf)` steps: the compaction point's membership, then one
-    step per conf entry still in the log, so truncating the log can revert to
-    the membership before a removed change and compaction can record the
-    membership at its index.
-    """
-
-    def __init__(self, *, index: int, conf: ConfState) -> None:
-        self._steps: list[tuple[int, ConfState]] = [(index, conf)]
-
-    @property
-    def current(self) -> ConfState:
-        """The membership in force: the one after the last appended conf entry."""
-        return self._steps[-1][1]
-
-    @property
-    def last_change_index(self) -> int:
-        """Index of the last conf entry in the log, or the compaction point's index."""
-        return self._steps[-1][0]
-
-    def at(self, index: int) -> ConfState:
-        """The membership in force at `index` (at or after the compaction point)."""
-        if index < self._steps[0][0]:
-            raise InvariantViolation(f"membership at {index} precedes the compaction point {self._steps[0][0]}")
-        position = bisect_right(self._steps, index, key=lambda step: step[0])
-        return self._steps[position - 1][1]
-
-    def append(self, index: int, change: ConfChange) -> None:
-        """A conf entry was appended at `index`: it takes effect now (thesis 4.1)."""
-        if index <= self._steps[-1][0]:
-            raise InvariantViolation(f"conf entry at {index} is not after the last one at {self._steps[-1][0]}")
-        self._steps.append((index, apply_conf_change(self.current, change)))
-
-    def truncate(self, index: int) -> None:
-        """Entries at or after `index` were dropped: their changes revert."""
-        while len(self._steps) > 1 and self._steps[-1][0] >= index:
-            self._steps.pop()
-
-    def compact(self, index: int) -> None:
-        """The compaction point moved to `index`: fold older steps into it."""
-        self._steps = [(index, self.at(index))] + [step for step in self._steps if step[0] > index]
-
-    def restore(self, index: int, conf: ConfState) -> None:
-        """A received snapshot replaced the log: start over from its membership."""
-        self._steps = [(index, conf)]

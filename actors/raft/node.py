@@ -9,27 +9,20 @@ Output: `ready()` -> `Ready`; the caller persists, sends, applies, then
 Rules and invariants:
 - Term handling happens once, in `step`, before the message reaches the
   role's step function (`_step_follower`, `_step_candidate`, `_step_leader`),
-  which `become_*` swaps (the structure of etcd-io/raft).
+  which `_become_*` swaps (the structure of etcd-io/raft). Everything but
+  the inputs, `ready`/`advance` and the read-only views is private.
 - Persist before send: a message in a `Ready` depends only on state handed
   over for persisting by that `Ready` or an earlier one (term and vote,
   entries, snapshot). Between `ready()` and `advance()` the caller calls
   nothing else on the node.
-- Flow control (THESPIAN.md): at most one unanswered AppendLog/RepairLog
-  carrying entries or a snapshot chunk per follower, and nothing else goes
-  to it meanwhile. Sends are built when the caller asks for `ready()`, so
-  every entry proposed since goes in one message, up to `max_batch_bytes`.
-- Each follower is in one of two states (etcd's Progress): REPLICATE, while
-  it answers, gets the log from `next` as above; PROBE, when it is new, the
-  leader is new, or its in-flight message went unanswered for
-  `2 * heartbeat_ticks` ticks (delivery is at-most-once with no failure
-  notice), gets only heartbeats, which ask whether it holds the leader's
-  last entry, and a RepairLog when it asks for one. So a follower that
-  sleeps costs one heartbeat per `heartbeat_ticks`, never repeated large
-  resends. A successful answer moves it to REPLICATE.
-- A follower gets a heartbeat (an empty AppendLog) only after
-  `heartbeat_ticks` ticks without any message, so a quiet cluster sends only
-  heartbeats and their answers, and a busy one none. Heartbeats carry no
-  entries, so they do not hold the slot.
+- The leader tracks each follower in a `Progress`, which owns the rules of
+  what it is sent and when (actors/raft/progress.py: probe, replicate and
+  snapshot states, one data message in flight, heartbeats only when due)
+  and every change to its fields: the node decides from the log and the
+  membership, then tells the Progress what happened.
+- Batching (thesis 10.2.1): sends are built when the caller asks for
+  `ready()`, so every entry proposed since goes in one message, up to
+  `max_batch_bytes`.
 - Elections: PreVote (thesis 9.6) keeps a replica that was cut off from
   raising its term; a replica that heard from a live leader within
   `election_min` ticks ignores (pre)vote requests unless they come from a
@@ -43,7 +36,8 @@ Rules and invariants:
 - A leader counts itself toward commit only for entries it has persisted,
   and counts replicas only for entries of its own term (paper 5.4.2).
 - Membership takes effect when its entry is appended and reverts when it is
-  truncated (thesis 4.1); a replica that is not a voter never campaigns.
+  truncated (thesis 4.1, actors/raft/membership.py); a replica that is not
+  a voter never campaigns.
 - CheckQuorum counts answers over windows of `election_min` ticks, the same
   span for which followers protect a live leader from elections, so a
   cut-off leader steps down within two windows. A leadership transfer is
@@ -58,12 +52,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Literal, Sequence
 
-from actors.raft.log import ConfHistory, InvariantViolation, RaftLog
+from actors.raft.log import InvariantViolation, RaftLog
+from actors.raft.membership import ConfHistory, check_conf_change, quorum
 from actors.raft.messages import (
-    CONF_ADD_LEARNER,
-    CONF_PROMOTE,
     CONF_REMOVE,
     ENTRY_COMMAND,
     ENTRY_CONF,
@@ -84,14 +77,13 @@ from actors.raft.messages import (
     Vote,
     VoteRequest,
 )
+from actors.raft.progress import Progress
 
-FOLLOWER = "follower"
-PRE_CANDIDATE = "pre_candidate"
-CANDIDATE = "candidate"
-LEADER = "leader"
-
-PROBE = "probe"
-REPLICATE = "replicate"
+Role = Literal["follower", "pre_candidate", "candidate", "leader"]
+FOLLOWER: Role = "follower"
+PRE_CANDIDATE: Role = "pre_candidate"
+CANDIDATE: Role = "candidate"
+LEADER: Role = "leader"
 
 
 class RaftError(Exception):
@@ -121,7 +113,7 @@ class SoftState:
         term: the current term.
     """
 
-    role: str
+    role: Role
     leader: str | None
     term: int
 
@@ -178,61 +170,6 @@ class RaftConfig:
     max_snapshot_chunk: int = 48_000
     pre_vote: bool = True
     check_quorum: bool = True
-
-
-@dataclass(slots=True)
-class Progress:
-    """The leader's view of one follower or learner (paper figure 2: nextIndex,
-    matchIndex), with etcd's probe/replicate states.
-
-    Fields:
-        next: in REPLICATE, the first index to send; it moves only on an
-            answer. In PROBE, one past the index a heartbeat asks about: the
-            leader's last index, except in a probe sent at once
-            (`probe_due`), which asks where `next` was set with it.
-        match: highest index known to be replicated there.
-        state: PROBE (heartbeats only) or REPLICATE (entries from `next`).
-        inflight: an AppendLog or RepairLog carrying entries or a snapshot
-            chunk is unanswered (never more than one).
-        inflight_index: the last index that message carries (the snapshot's
-            index for a chunk): an answer matching it frees the slot, while
-            an earlier heartbeat's answer does not.
-        idle_ticks: ticks since the last message to it; from `heartbeat_ticks`
-            on a heartbeat is due, so a busy follower gets none.
-        probe_due: send a heartbeat now, not on the schedule: the follower
-            is new, or answered and the probe point moved.
-        repair: send a RepairLog now: it asked (RepairLogReq), or the entries
-            it needs were compacted away and it must get the snapshot.
-        recent_active: it sent something in the current check-quorum window.
-        snapshot_index: index of the snapshot being sent to it, 0 when none.
-        snapshot_offset: bytes of that snapshot it has acknowledged.
-    """
-
-    next: int
-    match: int = 0
-    state: str = PROBE
-    inflight: bool = False
-    inflight_index: int = 0
-    idle_ticks: int = 0
-    probe_due: bool = True
-    repair: bool = False
-    recent_active: bool = False
-    snapshot_index: int = 0
-    snapshot_offset: int = 0
-
-    def become_probe(self, last_index: int) -> None:
-        """It stopped answering: ask about the leader's last entry, and let
-        its answer (RepairLogReq or a hint) say where to go on. A snapshot
-        in transit stays recorded so that the transfer can resume."""
-        self.state = PROBE
-        self.next = last_index + 1
-        self.inflight = False
-        self.repair = False
-
-    def become_replicate(self) -> None:
-        self.state = REPLICATE
-        self.next = self.match + 1
-        self.probe_due = False
 
 
 @dataclass(slots=True)
@@ -314,10 +251,10 @@ class RaftNode:
         self._transfer_elapsed = 0
         self._election_elapsed = 0
         self._randomized_timeout = config.election_max
-        self._role = FOLLOWER
+        self._role: Role = FOLLOWER
         self._leader: str | None = None
         self._step_role = self._step_follower
-        self.become_follower(self._term, None)
+        self._become_follower(self._term, None)
         self._reported_hard = hard_state
         self._reported_soft = self._soft_state()
 
@@ -332,7 +269,7 @@ class RaftNode:
         return self._term
 
     @property
-    def role(self) -> str:
+    def role(self) -> Role:
         return self._role
 
     @property
@@ -380,27 +317,27 @@ class RaftNode:
 
     # -- roles ---------------------------------------------------------------------
 
-    def become_follower(self, term: int, leader: str | None) -> None:
+    def _become_follower(self, term: int, leader: str | None) -> None:
         self._reset(term)
         self._role = FOLLOWER
         self._leader = leader
         self._step_role = self._step_follower
 
-    def become_pre_candidate(self) -> None:
+    def _become_pre_candidate(self) -> None:
         """PreVote (thesis 9.6): ask whether an election could be won before
         disturbing anyone; term and vote stay as they are."""
         self._reset(self._term)
         self._role = PRE_CANDIDATE
         self._step_role = self._step_candidate
 
-    def become_candidate(self) -> None:
+    def _become_candidate(self) -> None:
         """Paper 5.2: a new term, a vote for itself."""
         self._reset(self._term + 1)
         self._voted_for = self.id
         self._role = CANDIDATE
         self._step_role = self._step_candidate
 
-    def become_leader(self) -> None:
+    def _become_leader(self) -> None:
         if self._role != CANDIDATE:
             raise InvariantViolation(f"{self.id} became leader from {self._role}")
         self._reset(self._term)
@@ -457,22 +394,17 @@ class RaftNode:
             # CheckQuorum (thesis 6.2): a leader cut off from a quorum steps
             # down so its clients look for the real leader.
             if config.check_quorum and not self._quorum_active():
-                self.become_follower(self._term, None)
+                self._become_follower(self._term, None)
                 return
             for progress in self._progress.values():
-                progress.recent_active = False
+                progress.reset_recent_active()
         for progress in self._progress.values():
-            progress.idle_ticks += 1
-            if progress.inflight and progress.idle_ticks >= 2 * config.heartbeat_ticks:
-                # Unanswered this long: lost (delivery is at-most-once), or
-                # the follower stopped answering; sending it more would be
-                # lost the same way.
-                progress.become_probe(self._log.last_index)
+            progress.tick(last_index=self._log.last_index, heartbeat_ticks=config.heartbeat_ticks)
 
     def _quorum_active(self) -> bool:
         voters = self._confs.current.voters
         active = sum(1 for voter in voters if voter == self.id or self._progress[voter].recent_active)
-        return active >= len(voters) // 2 + 1
+        return active >= quorum(voters)
 
     # -- elections -------------------------------------------------------------------
 
@@ -481,10 +413,10 @@ class RaftNode:
 
     def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
         if pre_vote:
-            self.become_pre_candidate()
+            self._become_pre_candidate()
             term = self._term + 1
         else:
-            self.become_candidate()
+            self._become_candidate()
             term = self._term
         self._votes[self.id] = True
         for voter in self._confs.current.voters:
@@ -504,16 +436,15 @@ class RaftNode:
 
     def _poll(self) -> None:
         voters = self._confs.current.voters
-        quorum = len(voters) // 2 + 1
         granted = sum(1 for voter in voters if self._votes.get(voter) is True)
         rejected = sum(1 for voter in voters if self._votes.get(voter) is False)
-        if granted >= quorum:
+        if granted >= quorum(voters):
             if self._role == PRE_CANDIDATE:
                 self._campaign(pre_vote=False)
             else:
-                self.become_leader()
-        elif len(voters) - rejected < quorum:
-            self.become_follower(self._term, None)
+                self._become_leader()
+        elif len(voters) - rejected < quorum(voters):
+            self._become_follower(self._term, None)
 
     def _in_lease(self) -> bool:
         """Thesis 4.2.3 with CheckQuorum: while a live leader is known (heard
@@ -525,7 +456,7 @@ class RaftNode:
             return True
         return self._leader is not None and self._election_elapsed < self._config.election_min
 
-    def handle_vote_request(self, message: VoteRequest) -> None:
+    def _handle_vote_request(self, message: VoteRequest) -> None:
         """Paper 5.2 and 5.4.1; a pre-vote (thesis 9.6) is answered as the real
         vote would be, but records nothing."""
         can_vote = (
@@ -554,18 +485,18 @@ class RaftNode:
                 if not message.transfer and self._in_lease():
                     return
                 if not message.pre_vote:
-                    self.become_follower(message.term, None)
+                    self._become_follower(message.term, None)
             elif isinstance(message, Vote) and message.pre_vote and message.granted:
                 pass  # a granted pre-vote carries the probed term, which is not ours yet
             elif isinstance(message, (AppendLog, RepairLog, TimeoutNow)):
-                self.become_follower(message.term, message.leader)
+                self._become_follower(message.term, message.leader)
             else:
-                self.become_follower(message.term, None)
+                self._become_follower(message.term, None)
         elif message.term < self._term:
             self._answer_stale(message)
             return
         if isinstance(message, VoteRequest):
-            self.handle_vote_request(message)
+            self._handle_vote_request(message)
         else:
             self._step_role(message)
 
@@ -584,9 +515,9 @@ class RaftNode:
             self._leader = message.leader
             self._election_elapsed = 0
             if isinstance(message, RepairLog) and message.snapshot is not None:
-                self.handle_snapshot_chunk(message)
+                self._handle_snapshot_chunk(message)
             else:
-                self.handle_append(message)
+                self._handle_append(message)
         elif isinstance(message, TimeoutNow):
             # Thesis 3.10: the leader handed over; skip PreVote, since the
             # cluster is known to be healthy and the voters must not ignore it.
@@ -597,7 +528,7 @@ class RaftNode:
     def _step_candidate(self, message: RaftMessage) -> None:
         if isinstance(message, (AppendLog, RepairLog)):
             # Paper 5.2: a leader of this term exists; accept it.
-            self.become_follower(message.term, message.leader)
+            self._become_follower(message.term, message.leader)
             self._step_follower(message)
         elif isinstance(message, Vote) and message.pre_vote == (self._role == PRE_CANDIDATE):
             expected = self._term + 1 if self._role == PRE_CANDIDATE else self._term
@@ -609,15 +540,15 @@ class RaftNode:
 
     def _step_leader(self, message: RaftMessage) -> None:
         if isinstance(message, AppendLogReply):
-            self.handle_append_reply(message)
+            self._handle_append_reply(message)
         elif isinstance(message, RepairLogReq):
-            self.handle_repair_request(message)
+            self._handle_repair_request(message)
         elif isinstance(message, (AppendLog, RepairLog)):
             raise InvariantViolation(f"two leaders in term {self._term}: {self.id} and {message.leader}")
 
     # -- follower: replication ------------------------------------------------------------------
 
-    def handle_append(self, message: AppendLog | RepairLog) -> None:
+    def _handle_append(self, message: AppendLog | RepairLog) -> None:
         """AppendEntries (paper 5.3), for AppendLog and entry-carrying RepairLog."""
         log = self._log
         if message.prev_index > log.last_index:
@@ -625,7 +556,7 @@ class RaftNode:
                 # A gap: this replica missed entries (it slept, or was cut off).
                 self._send(message.leader, RepairLogReq(term=self._term, follower=self.id, last_index=log.last_index))
             else:
-                self._reject(message.leader, hint_index=log.last_index + 1, hint_term=0)
+                self._send_rejection(message.leader, hint_index=log.last_index + 1, hint_term=0)
             return
         last_new = message.prev_index + len(message.entries)
         if message.prev_index <= self._commit:
@@ -645,7 +576,7 @@ class RaftNode:
             conflict_term = log.term(message.prev_index)
             assert conflict_term is not None  # prev_index is past the commit, hence retained
             hint_index = log.first_index_of_term(message.prev_index, floor=self._commit + 1)
-            self._reject(message.leader, hint_index=hint_index, hint_term=conflict_term)
+            self._send_rejection(message.leader, hint_index=hint_index, hint_term=conflict_term)
             return
         self._append_from_leader(entries)
         self._commit_to(min(message.commit, last_new))
@@ -668,13 +599,13 @@ class RaftNode:
         if index > self._commit:
             self._commit = index
 
-    def _reject(self, leader: str, *, hint_index: int, hint_term: int) -> None:
+    def _send_rejection(self, leader: str, *, hint_index: int, hint_term: int) -> None:
         self._send(
             leader,
             AppendLogReply(term=self._term, follower=self.id, success=False, hint_index=hint_index, hint_term=hint_term),
         )
 
-    def handle_snapshot_chunk(self, message: RepairLog) -> None:
+    def _handle_snapshot_chunk(self, message: RepairLog) -> None:
         """InstallSnapshot (paper 7, figure 13), one acknowledged chunk at a time."""
         chunk = message.snapshot
         assert chunk is not None  # routed here only for snapshot-carrying RepairLogs
@@ -733,87 +664,43 @@ class RaftNode:
 
     # -- leader: replication ---------------------------------------------------------------------
 
-    def handle_append_reply(self, message: AppendLogReply) -> None:
+    def _handle_append_reply(self, message: AppendLogReply) -> None:
         progress = self._progress.get(message.follower)
         if progress is None:
             return
-        progress.recent_active = True
+        progress.mark_recent_active()
         if message.success and message.snapshot_offset:
-            self._handle_chunk_ack(progress, message.snapshot_offset)
+            progress.snapshot_chunk_acked(message.snapshot_offset)
         elif message.success:
-            self._record_match(message.follower, progress, message.match_index)
+            if progress.maybe_update(message.match_index):
+                self._advance_commit()
+                if message.follower == self._transferee and message.match_index == self._log.last_index:
+                    self._send_timeout_now(message.follower)
         elif message.hint_index:
-            self._handle_reject(progress, message)
+            progress.reject(self._back_off_target(progress, message), self._log.first_index)
         elif progress.snapshot_index:
-            # Only an out-of-place chunk is refused without a hint (one was
-            # lost, or the follower restarted): resend from what it holds,
-            # at once, since it is answering.
-            progress.snapshot_offset = message.snapshot_offset
-            progress.inflight = False
-            progress.repair = True
+            # Only an out-of-place chunk is refused without a hint.
+            progress.snapshot_chunk_refused(message.snapshot_offset)
 
-    def _record_match(self, peer: str, progress: Progress, match: int) -> None:
-        if progress.inflight and match >= progress.inflight_index:
-            progress.inflight = False
-        if progress.snapshot_index and match >= progress.snapshot_index:
-            progress.snapshot_index = 0
-            progress.snapshot_offset = 0
-        advanced = match > progress.match
-        if advanced:
-            progress.match = match
-            progress.next = max(progress.next, match + 1)
-        if progress.state == PROBE:
-            progress.become_replicate()
-        if advanced:
-            self.maybe_commit()
-            if peer == self._transferee and match == self._log.last_index:
-                self._send_timeout_now(peer)
-
-    def _handle_chunk_ack(self, progress: Progress, offset: int) -> None:
-        if not progress.snapshot_index or offset <= progress.snapshot_offset:
-            return  # an old or repeated answer
-        progress.snapshot_offset = offset
-        progress.inflight = False
-        if progress.state == PROBE:
-            progress.become_replicate()
-
-    def _handle_reject(self, progress: Progress, message: AppendLogReply) -> None:
-        """Its log conflicts at the probed index (or is short of a RepairLog):
-        back off, then probe again at once, since it is answering; or, when
-        what it needs was compacted away, send the snapshot."""
-        progress.inflight = False
-        progress.state = PROBE
-        self._back_off(progress, message)
-        progress.repair = progress.next < self._log.first_index
-        progress.probe_due = not progress.repair
-
-    def _back_off(self, progress: Progress, message: AppendLogReply) -> None:
-        """Paper 5.3 (end): skip past the follower's whole conflicting term. If
-        this log holds that term, the entries through its last one match (Log
-        Matching), so resend after them; otherwise resend from where the
-        follower's run of that term starts."""
-        target = message.hint_index
+    def _back_off_target(self, progress: Progress, message: AppendLogReply) -> int:
+        """Where to probe a follower that rejected: paper 5.3 (end), skip past
+        its whole conflicting term. If this log holds that term, the entries
+        through its last one match (Log Matching), so resend after them;
+        otherwise resend from where the follower's run of that term starts."""
         if message.hint_term:
             index = self._log.last_index_with_term_at_most(message.hint_term, progress.next - 1)
             if index is not None and self._log.term(index) == message.hint_term:
-                target = index + 1
-        # Move strictly back (the rejected message asked about the entry
-        # before `next`), but never below what is known to match.
-        progress.next = max(progress.match + 1, min(target, progress.next - 1))
+                return index + 1
+        return message.hint_index
 
-    def handle_repair_request(self, message: RepairLogReq) -> None:
+    def _handle_repair_request(self, message: RepairLogReq) -> None:
         progress = self._progress.get(message.follower)
         if progress is None:
             return
-        progress.recent_active = True
-        if progress.inflight:
-            # What is in flight answers it; if that was lost, its expiry
-            # leads to a new probe and a new request.
-            return
-        progress.next = max(progress.match + 1, min(progress.next, message.last_index + 1))
-        progress.repair = True
+        progress.mark_recent_active()
+        progress.repair_requested(message.last_index)
 
-    def maybe_commit(self) -> bool:
+    def _advance_commit(self) -> None:
         """Advance the commit index to the highest index a quorum of voters
         holds, if that entry is of this term (paper 5.4.2; figure 8 shows why
         older terms' entries must not be counted)."""
@@ -821,63 +708,43 @@ class RaftNode:
         matches = sorted(
             (self._stable if voter == self.id else self._progress[voter].match for voter in voters), reverse=True
         )
-        index = matches[len(voters) // 2]
+        index = matches[quorum(voters) - 1]
         if index > self._commit and self._log.term(index) == self._term:
             self._commit = index
             if self._confs.last_change_index <= index:
                 self._track_members()
-            return True
-        return False
 
     def _bcast_append(self) -> None:
         for peer, progress in self._progress.items():
             self._send_append_if_due(peer, progress)
 
-    def _sends_data(self, progress: Progress) -> bool:
-        """Whether what it is owed now is entries or a snapshot chunk: only
-        in REPLICATE, or as a repair."""
-        return (progress.state == REPLICATE or progress.repair) and bool(
-            progress.snapshot_index or progress.next <= self._log.last_index
-        )
-
-    def _wants_send(self, progress: Progress) -> bool:
-        return not progress.inflight and (
-            self._sends_data(progress)
-            or progress.probe_due
-            or progress.repair
-            or progress.idle_ticks >= self._config.heartbeat_ticks
-        )
+    def _is_paused(self, progress: Progress) -> bool:
+        return progress.is_paused(last_index=self._log.last_index, heartbeat_ticks=self._config.heartbeat_ticks)
 
     def _send_append_if_due(self, peer: str, progress: Progress) -> None:
         """Send what `peer` lacks in one message (thesis 10.2.1 batching), the
         next snapshot chunk, or else a heartbeat when one is due (paper 5.2)."""
-        if not self._wants_send(progress):
+        if self._is_paused(progress):
             return
         log = self._log
-        if not self._sends_data(progress):
+        owed = progress.owed(first_index=log.first_index, last_index=log.last_index)
+        if owed == "heartbeat":
             self._send_heartbeat(peer, progress)
-        elif progress.snapshot_index or progress.next < log.first_index:
+        elif owed == "snapshot_chunk":
             self._send_snapshot_chunk(peer, progress)
         else:
             entries = log.slice(progress.next, log.last_index + 1, self._config.max_batch_bytes)
             kind = RepairLog if progress.repair else AppendLog
             self._send_append(peer, kind, progress.next - 1, entries)
-            progress.inflight = True
-            progress.inflight_index = entries[-1].index
-        progress.idle_ticks = 0
-        progress.probe_due = False
-        progress.repair = False
+            progress.sent_data(entries[-1].index)
 
     def _send_heartbeat(self, peer: str, progress: Progress) -> None:
         """An empty AppendLog asking whether `peer` holds the entry before
         `next`. It carries the commit index, which the follower takes only as
         far as that entry, which it has then verified."""
         log = self._log
-        if (progress.state == PROBE and not progress.probe_due) or progress.next < log.first_index:
-            # On the schedule a probe asks about the leader's last entry, so
-            # a follower that missed any finds its gap whatever it last said.
-            progress.next = log.last_index + 1
-        self._send_append(peer, AppendLog, progress.next - 1, ())
+        prev_index = progress.sent_heartbeat(first_index=log.first_index, last_index=log.last_index)
+        self._send_append(peer, AppendLog, prev_index, ())
 
     def _send_append(
         self, peer: str, kind: type[AppendLog] | type[RepairLog], prev_index: int, entries: tuple[Entry, ...]
@@ -901,10 +768,7 @@ class RaftNode:
         in chunks of `max_snapshot_chunk` bytes, the next after each answer."""
         snapshot = self._snapshot
         assert snapshot is not None  # entries below the first index exist only in a snapshot
-        if progress.snapshot_index != snapshot.index:
-            # First chunk, or a newer snapshot replaced the one in transit.
-            progress.snapshot_index = snapshot.index
-            progress.snapshot_offset = 0
+        progress.become_snapshot(snapshot.index)
         offset = progress.snapshot_offset
         data = snapshot.data[offset : offset + self._config.max_snapshot_chunk]
         chunk = SnapshotChunk(
@@ -916,8 +780,7 @@ class RaftNode:
             done=offset + len(data) >= len(snapshot.data),
         )
         self._send(peer, RepairLog(term=self._term, leader=self.id, snapshot=chunk, commit=self._commit))
-        progress.inflight = True
-        progress.inflight_index = snapshot.index
+        progress.sent_data(snapshot.index)
 
     # -- proposals and membership --------------------------------------------------------------
 
@@ -943,7 +806,7 @@ class RaftNode:
         self._check_accepting()
         if self._log.term(self._commit) != self._term or self._confs.last_change_index > self._commit:
             raise ConfChangeBusy("a membership change or this leader's first entry is not committed yet")
-        self._check_change(change)
+        check_conf_change(self._confs.current, change)
         if change.op == CONF_REMOVE and change.replica == self.id:
             successor = min(
                 (voter for voter in self._confs.current.voters if voter != self.id),
@@ -952,23 +815,6 @@ class RaftNode:
             self.transfer_leadership(successor)
             raise NotLeader(successor)
         return self._append_new(ENTRY_CONF, change.encode())
-
-    def _check_change(self, change: ConfChange) -> None:
-        conf = self._confs.current
-        member = change.replica in conf.voters or change.replica in conf.learners
-        if change.op == CONF_ADD_LEARNER:
-            if member:
-                raise ValueError(f"{change.replica} is already a member")
-        elif change.op == CONF_PROMOTE:
-            if change.replica not in conf.learners:
-                raise ValueError(f"{change.replica} is not a learner")
-        elif change.op == CONF_REMOVE:
-            if not member:
-                raise ValueError(f"{change.replica} is not a member")
-            if conf.voters == (change.replica,):
-                raise ValueError(f"removing {change.replica} would leave no voter")
-        else:
-            raise ValueError(f"unknown membership change {change.op!r}")
 
     def transfer_leadership(self, to: str) -> None:
         """Leader only: bring `to` up to date, then send it TimeoutNow (thesis
@@ -1009,7 +855,7 @@ class RaftNode:
         if changed and self._role == LEADER:
             self._track_members()
             # Removing a slow voter can shrink the quorum to what is replicated.
-            self.maybe_commit()
+            self._advance_commit()
 
     def _track_members(self) -> None:
         """A membership change took effect on the leader, or committed.
@@ -1056,7 +902,7 @@ class RaftNode:
             or self._log.last_index > self._stable
             or bool(self._outbox)
             or self._commit > self._applied
-            or (self._role == LEADER and any(self._wants_send(progress) for progress in self._progress.values()))
+            or (self._role == LEADER and not all(self._is_paused(progress) for progress in self._progress.values()))
         )
 
     def ready(self) -> Ready:
@@ -1090,7 +936,7 @@ class RaftNode:
         if ready.committed_entries:
             self._applied = ready.committed_entries[-1].index
         if self._role == LEADER and ready.entries:
-            self.maybe_commit()
+            self._advance_commit()
 
     def _soft_state(self) -> SoftState:
         return SoftState(role=self._role, leader=self._leader, term=self._term)

@@ -5,7 +5,7 @@ Rules and invariants (DESIGN.md section 3):
   ZERO_STAMP means "never written" and sorts below every transaction.
 - A key's version is `wts`, the stamp of the transaction that wrote its
   current value. Installs only move `wts` forward: an install at or below the
-  current `wts` is an invariant violation (validation should have refused it).
+  current `wts` raises TableInvariantBroken (validation should have refused it).
 - `rts` is the largest stamp of a transaction that committed (or passed a
   read-only check) after reading the key; it only grows. Reads of missing keys
   raise it too, so a key can carry an `rts` without ever having had a value.
@@ -17,7 +17,7 @@ Rules and invariants (DESIGN.md section 3):
   was written and deleted since.
 - `counter` counts committed writes (deletes included), 0 = never written. It
   is for people to read; validation uses stamps only.
-- The table installs what it is told: deciding whether it may is history.py's job.
+- The table installs what it is told: deciding whether it may is validator.py's job.
 - Slot moves (DESIGN.md section 6) bypass those three ways on purpose: `put`
   copies a key's state exactly as another cluster held it, and `drop_slot`
   forgets a slot's keys, tombstones included. With `slot_count` > 0 the table
@@ -33,8 +33,16 @@ from actors.keyspace import slot_of
 from actors.messages import ZERO_STAMP, Stamp
 
 
-class InvariantViolation(Exception):
-    """A state the validator should have made impossible: a bug, not a caller error."""
+class TableInvariantBroken(AssertionError):
+    """An install that would move a key's version back: the validator let through
+    a write it must refuse, so this code is wrong.
+
+    Raised, not recorded like the machine's `violations`, on purpose. Those are
+    bad inputs, refused before anything changes; this is found mid-install,
+    inside a committed transaction that can be neither undone nor completed
+    correctly. Every replica replays the entry and crashes again, so the
+    cluster stops until the bug is fixed instead of serving a history that is
+    not serializable."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -93,7 +101,7 @@ class VersionedTable:
     def _install(self, key: str, stamp: Stamp, *, value: Any, tombstone: bool) -> None:
         state = self.get(key)
         if stamp <= state.wts:
-            raise InvariantViolation(
+            raise TableInvariantBroken(
                 f"install of {key!r} at {stamp} over the newer version {state.wts}"
             )
         self._set(key, replace(state, value=value, wts=stamp, counter=state.counter + 1, tombstone=tombstone))

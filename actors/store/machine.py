@@ -5,7 +5,7 @@ Rules and invariants (DESIGN.md sections 3 and 4):
   result depends only on the state and the command's value. Every replica
   applying the same log reaches the same state and returns the same results;
   timeouts, trims and threshold changes arrive only as log entries.
-- Validation happens at apply time (history.py), after deduplication by txid.
+- Validation happens at apply time (validator.py), after deduplication by txid.
 - Outcomes are recorded by txid, so a repeated Prepare or Decide gets the same
   answer; a no vote is recorded as an abort, and a Prepare arriving after
   T's abort is refused.
@@ -15,7 +15,9 @@ Rules and invariants (DESIGN.md sections 3 and 4):
   commit above the threshold is an invariant violation: it is refused, never
   acknowledged, installs nothing, and is kept in `violations` for the shell
   to report. The replica goes on running: every replica would fail the same
-  entry the same way, so crashing would only loop.
+  entry the same way, so crashing would only loop. (An install that the
+  validator should have refused is this code's own bug, not a bad input:
+  kv.TableInvariantBroken crashes on purpose.)
 - Writes are installed only from the history line (or a one-phase commit),
   never from a decision message.
 - A commit record this cluster is primary for is kept until every
@@ -81,7 +83,8 @@ from actors.messages import (
     ValidateReadsResult,
     WrongEpoch,
 )
-from actors.store.history import (
+from actors.store.kv import KeyState, VersionedTable
+from actors.store.validator import (
     HistoryLine,
     OutcomeRecord,
     PreparedTxn,
@@ -89,7 +92,6 @@ from actors.store.history import (
     validate,
     validate_reads,
 )
-from actors.store.kv import KeyState, VersionedTable
 
 MOVE_INSTALLED = "installed"
 """A finished move's stage at its destination (MOVE_DROPPED at its source)."""
@@ -137,6 +139,9 @@ class Machine:
         self._table = VersionedTable(slot_count)
         self._line = HistoryLine()
         self._records: dict[str, OutcomeRecord] = {}
+        # Txids of the commit records still awaiting acknowledgements, in record
+        # order, so the leader's shell and status never scan every record.
+        self._awaiting_acks: dict[str, None] = {}
         self._threshold: Stamp = ZERO_STAMP
         self._violations: list[str] = []
         self._owned: set[int] = set(founding_slots)
@@ -271,6 +276,8 @@ class Machine:
         if command.participant in record.missing:
             record = dataclasses.replace(record, acked=(*record.acked, command.participant))
             self._records[command.txid] = record
+            if not record.missing:
+                del self._awaiting_acks[command.txid]
         return AckDecisionResult(txid=command.txid, missing=record.missing)
 
     def handle_trim_records(self, command: TrimRecords) -> TrimRecordsResult:
@@ -379,7 +386,7 @@ class Machine:
     ) -> None:
         # The primary counts itself as acknowledged: it applied the decision.
         acked = (self.cluster,) if committed and txn.primary == self.cluster else ()
-        self._records[txn.txid] = OutcomeRecord(
+        record = OutcomeRecord(
             txid=txn.txid,
             ts=txn.ts,
             committed=committed,
@@ -389,6 +396,9 @@ class Machine:
             acked=acked,
             moved_slots=moved_slots,
         )
+        self._records[txn.txid] = record
+        if self._awaits_acks(record):
+            self._awaiting_acks[txn.txid] = None
 
     def _awaits_acks(self, record: OutcomeRecord) -> bool:
         return record.committed and record.primary == self.cluster and bool(record.missing)
@@ -431,6 +441,11 @@ class Machine:
         return tuple(self._line)
 
     @property
+    def prepared_count(self) -> int:
+        """How many transactions are on the history line."""
+        return len(self._line)
+
+    @property
     def record_count(self) -> int:
         """How many outcome records are kept."""
         return len(self._records)
@@ -442,7 +457,12 @@ class Machine:
     def unacknowledged(self) -> tuple[OutcomeRecord, ...]:
         """Commit records this cluster is primary for whose `missing` participants
         have not acknowledged: the decisions the leader's shell must push."""
-        return tuple(record for record in self._records.values() if self._awaits_acks(record))
+        return tuple(self._records[txid] for txid in self._awaiting_acks)
+
+    @property
+    def unacknowledged_count(self) -> int:
+        """How many commit records await acknowledgements."""
+        return len(self._awaiting_acks)
 
     # -- slot queries ------------------------------------------------------------
 
@@ -598,7 +618,10 @@ class Machine:
         for fields in state["prepared"]:
             machine._line.add(PreparedTxn(**fields))
         for fields in state["records"]:
-            machine._records[fields["txid"]] = OutcomeRecord(**fields)
+            record = OutcomeRecord(**fields)
+            machine._records[record.txid] = record
+            if machine._awaits_acks(record):
+                machine._awaiting_acks[record.txid] = None
         machine._violations = list(state["violations"])
         machine._frozen = {
             slot: Freeze(move=move, destination=destination) for slot, move, destination in slots["frozen"]

@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 from actors.messages import ClientBatch, ClientRequest, CommitOnePhase, Decide, Prepare, ReadKeys
-from clerk.bench import percentile, summarize
-from clerk.clerk import CriticalPath
+from clerk.session import CriticalPath
+from raftline.bench.measure import percentile, summarize
 
 REPORT_KEYS = {
     "workload",
@@ -28,7 +28,7 @@ REPORT_KEYS = {
 
 def bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "clerk.bench", *args],
+        [sys.executable, "-m", "raftline.cli", "bench", *args],
         capture_output=True,
         text=True,
         timeout=180,

@@ -13,7 +13,7 @@ from tests.integration.conftest import unique, wait_for, write_topology
 
 def raftline(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "clerk.cli", *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        [sys.executable, "-m", "raftline.cli", *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
 
 
@@ -104,7 +104,7 @@ def test_start_status_stop_in_the_background(tmp_path):
 def test_status_piped_into_a_reader_that_is_gone_is_quiet(cluster):
     """`raftline status | head -1`: a reader gone before the output is written
     (closed here at once, while status is still gathering) is not an error."""
-    command = [sys.executable, "-m", "clerk.cli", "status", "--admin", cluster.admin]
+    command = [sys.executable, "-m", "raftline.cli", "status", "--admin", cluster.admin]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL) as status:
         status.stdout.close()
         stderr = status.stderr.read().decode()

@@ -33,8 +33,9 @@ from actors.process import process_running
 from clerk import connect
 from clerk.errors import AdminError
 from coordinator.system import LOOPBACK, free_port, session_processes, start
+from raftline.workloads import OPENING_BALANCE
 from tests.integration.conftest import system_pids, wait_for
-from tests.integration.test_reconfig import ACCOUNTS, OPENING_BALANCE, Transfers, total
+from tests.integration.transfers import ACCOUNTS, Transfers, total
 
 TOPOLOGY = """\
 slots: 16
@@ -60,7 +61,7 @@ def topology_text(addresses: dict[str, tuple[str, int]], extra: str = "") -> str
 
 
 def raftline(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, sys.executable, "-m", "clerk.cli", *args], capture_output=True, text=True,
+    return subprocess.run([*prefix, sys.executable, "-m", "raftline.cli", *args], capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL)
 
 

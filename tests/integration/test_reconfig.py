@@ -7,65 +7,24 @@ left prepared."""
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 from actors.process import process_running
-from clerk import TransactionAborted, connect
+from clerk import connect
 from coordinator.system import start
+from raftline.workloads import OPENING_BALANCE
 from tests.integration.conftest import system_pids, wait_for, write_topology
+from tests.integration.transfers import ACCOUNTS, Transfers, total
 
-ACCOUNTS = [f"acct-{number:02d}" for number in range(16)]
-OPENING_BALANCE = 100
 PLAIN_KEYS = [f"plain-{number:03d}" for number in range(240)]
 LOAD_BATCH = 40
 
 
-class Transfers(threading.Thread):
-    """Random transfers between accounts, each a transaction retried on abort,
-    until stopped; records the slowest commit and anything unexpected."""
-
-    def __init__(self, cluster, seed: int):
-        super().__init__(daemon=True)
-        self.cluster = cluster
-        self.rng = random.Random(seed)
-        self.stopping = threading.Event()
-        self.committed = 0
-        self.slowest = 0.0
-        self.errors: list[str] = []
-
-    def run(self) -> None:
-        with connect(admin=self.cluster.admin) as store:
-
-            @store.transactional(retries=50)
-            def transfer(txn, source: str, target: str, amount: int) -> None:
-                balance = txn.get(source)
-                if balance >= amount:
-                    txn.put(source, balance - amount)
-                    txn.put(target, txn.get(target) + amount)
-
-            while not self.stopping.is_set():
-                source, target = self.rng.sample(ACCOUNTS, 2)
-                began = time.monotonic()
-                try:
-                    transfer(source, target, self.rng.randint(1, 20))
-                except TransactionAborted:
-                    continue  # fifty aborts in a row under contention: counted as progress lost, not an error
-                except Exception as error:  # anything else is a failure the test reports
-                    self.errors.append(f"{type(error).__name__}: {error}")
-                    return
-                self.slowest = max(self.slowest, time.monotonic() - began)
-                self.committed += 1
 
 
-def total(store) -> int:
-    with store.transaction() as txn:
-        return sum(txn.get(account) for account in ACCOUNTS)
 
 
 def commits_during(workers: list[Transfers], action):
@@ -169,7 +128,7 @@ def test_cli_reconfiguration_commands_report_progress_and_errors(system):
 
     def raftline(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "clerk.cli", *args, *admin],
+            [sys.executable, "-m", "raftline.cli", *args, *admin],
             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
         )
 

@@ -223,7 +223,7 @@ def test_fail_no_agree():
 
 
 def test_concurrent_starts():
-    """Paper 5.3 with batching (DESIGN.md 2, thesis 10.2.1): five commands
+    """Paper 5.3 with batching (docs/DESIGN.md section 2, thesis 10.2.1): five commands
     proposed in one instant get consecutive indices, are applied in that
     order everywhere, and ride in at most two entry-carrying AppendLogs per
     follower (the first goes at once, the rest together after its answer)."""
@@ -656,19 +656,19 @@ def _sleeping_follower(compacted: bool) -> None:
 
 
 def test_sleeping_follower_repairs_with_repair_log_req():
-    """DESIGN.md 2: a follower that slept through many entries finds the gap
+    """docs/DESIGN.md section 2: a follower that slept through many entries finds the gap
     on the next heartbeat, asks with RepairLogReq and is sent the entries."""
     _sleeping_follower(compacted=False)
 
 
 def test_sleeping_follower_repairs_from_snapshot_when_compacted():
-    """DESIGN.md 2 and paper 7: when the entries it missed were compacted
+    """docs/DESIGN.md section 2 and paper 7: when the entries it missed were compacted
     away, the RepairLog answer carries the snapshot instead."""
     _sleeping_follower(compacted=True)
 
 
 def test_sleeping_follower_gets_heartbeats_only_and_repairs_on_waking():
-    """DESIGN.md 2, same leader throughout: while the follower sleeps the leader
+    """docs/DESIGN.md section 2, same leader throughout: while the follower sleeps the leader
     only probes it with heartbeats; on waking it finds its gap and asks with
     RepairLogReq."""
     sim = cluster(3)

@@ -21,7 +21,7 @@ from actors.messages import ClientBatch, CommitOnePhase, Decide, Prepare, ReadRe
 from actors.raft.messages import ConfState, Entry
 from actors.raft.node import RaftConfig
 from actors.replica import ReplicaConfig
-from actors.store import history
+from actors.store import validator as history
 from actors.store.machine import Machine
 from clerk.core import ClerkConfig
 from tests.sim.faults import Faults

@@ -67,7 +67,8 @@ from actors.messages import (
 )
 from actors.raft.messages import ENTRY_COMMAND, Entry
 from actors.store.machine import Machine
-from clerk.checkers import CommittedTxn, check_bank, check_serializable
+from raftline.check.bank import check_bank
+from raftline.check.serializable import CommittedTxn, check_serializable
 
 COMMITTED = "committed"
 ABORTED = "aborted"

@@ -1,4 +1,4 @@
-"""Tests for `raftline check` (clerk/check_cli.py), in process and once as a module."""
+"""Tests for `raftline check` (raftline/check), in process and once as a module."""
 
 import json
 import subprocess
@@ -6,7 +6,12 @@ import sys
 
 import pytest
 
-from clerk.check_cli import main
+from raftline.cli import main
+
+
+def check(argv: list[str]) -> int:
+    """`raftline check ARGV` in process: its exit status."""
+    return main(["check", *argv])
 
 
 def write(path, events):
@@ -32,13 +37,13 @@ def test_a_valid_list_append_history(tmp_path, capsys):
     history = write(
         tmp_path / "h.jsonl", txn(0, 0, [["append", "x", 1]]) + txn(1, 5, [["r", "x", None]], [["r", "x", [1]]])
     )
-    assert main([history, "--model", "list-append"]) == 0
+    assert check([history, "--model", "list-append"]) == 0
     assert capsys.readouterr().out == "valid\n"
 
 
 def test_an_invalid_history_lists_each_anomaly(tmp_path, capsys):
     history = write(tmp_path / "h.jsonl", WRITE_SKEW)
-    assert main([history, "--model", "list-append"]) == 1
+    assert check([history, "--model", "list-append"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "INVALID: 1 anomalies"
     assert out[1].startswith("  G2: cycle op ")
@@ -46,7 +51,7 @@ def test_an_invalid_history_lists_each_anomaly(tmp_path, capsys):
 
 def test_json_verdict_names_operations(tmp_path, capsys):
     history = write(tmp_path / "h.jsonl", WRITE_SKEW)
-    assert main([history, "--model", "list-append", "--json"]) == 1
+    assert check([history, "--model", "list-append", "--json"]) == 1
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["valid"] is False and verdict["operations"] == 3
     (anomaly,) = verdict["anomalies"]
@@ -64,15 +69,15 @@ def test_bank_model(tmp_path, capsys):
         {"process": 1, "type": "ok", "f": "read", "value": {"0": -5, "1": 15}, "time": 5},
     ]
     history = write(tmp_path / "bank.jsonl", events)
-    assert main([history, "--model", "bank", "--total", "20", "--accounts", "2"]) == 1
+    assert check([history, "--model", "bank", "--total", "20", "--accounts", "2"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "INVALID: 2 anomalies"
     assert [line.split(":")[0].strip() for line in out[1:]] == ["negative-balance", "wrong-total"]
-    assert main([write(tmp_path / "ok.jsonl", events[:4]), "--model", "bank", "--total", "20", "--accounts", "2"]) == 0
+    assert check([write(tmp_path / "ok.jsonl", events[:4]), "--model", "bank", "--total", "20", "--accounts", "2"]) == 0
 
 
 def test_bank_model_needs_total_and_accounts(tmp_path, capsys):
-    assert main([write(tmp_path / "h.jsonl", []), "--model", "bank"]) == 2
+    assert check([write(tmp_path / "h.jsonl", []), "--model", "bank"]) == 2
     assert "needs --total and --accounts" in capsys.readouterr().err
 
 
@@ -83,7 +88,7 @@ def test_register_model(tmp_path, capsys):
         {"process": 1, "type": "invoke", "f": "read", "value": {"key": "a", "value": None}, "time": 2},
         {"process": 1, "type": "ok", "f": "read", "value": {"key": "a", "value": None}, "time": 3},
     ]
-    assert main([write(tmp_path / "h.jsonl", events), "--model", "register"]) == 1
+    assert check([write(tmp_path / "h.jsonl", events), "--model", "register"]) == 1
     assert "nonlinearizable: key 'a'" in capsys.readouterr().out
 
 
@@ -100,19 +105,19 @@ def test_register_model(tmp_path, capsys):
 def test_a_bad_file_is_one_line_naming_the_line(tmp_path, capsys, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
-    assert main([str(path), "--model", "list-append"]) == 2
+    assert check([str(path), "--model", "list-append"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and err.startswith("raftline check: ")
 
 
 def test_a_missing_file(tmp_path, capsys):
-    assert main([str(tmp_path / "absent.jsonl"), "--model", "register"]) == 2
+    assert check([str(tmp_path / "absent.jsonl"), "--model", "register"]) == 2
     assert "cannot read" in capsys.readouterr().err
 
 
 def test_runs_as_a_module(tmp_path):
     history = write(tmp_path / "h.jsonl", WRITE_SKEW)
     done = subprocess.run(
-        [sys.executable, "-m", "clerk.check_cli", history, "--model", "list-append"], capture_output=True, text=True
+        [sys.executable, "-m", "raftline.cli", "check", history, "--model", "list-append"], capture_output=True, text=True
     )
     assert done.returncode == 1 and done.stdout.startswith("INVALID: 1 anomalies")

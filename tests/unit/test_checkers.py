@@ -1,7 +1,8 @@
-"""Unit tests for clerk/checkers.py on small hand-made histories."""
+"""Unit tests for the bank and serializability checkers (raftline/check/bank.py, serializable.py) on small hand-made histories."""
 
 from actors.messages import ZERO_STAMP
-from clerk.checkers import CommittedTxn, check_bank, check_serializable
+from raftline.check.bank import check_bank
+from raftline.check.serializable import CommittedTxn, check_serializable
 
 
 def txn(txid, ts, reads=None, writes=()):

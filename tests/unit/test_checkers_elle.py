@@ -1,4 +1,4 @@
-"""Unit tests for the list-append checker (clerk/checkers.py, Elle-style):
+"""Unit tests for the list-append checker (raftline/check/elle.py, Elle-style):
 one hand-made history per anomaly class, valid ones accepted, and random
 histories of a strictly serializable model accepted.
 
@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from clerk.checkers import check_list_append
-from clerk.history import Event, Operation, read_operations, write_history
+from raftline.check.elle import check_list_append
+from raftline.check.history import Event, Operation, read_operations, write_history
 
 
 def ops_of(*txns):

@@ -6,7 +6,6 @@ import random
 
 import pytest
 
-from actors.keyspace import slot_of
 from actors.messages import (
     TXN_ABORTED,
     TXN_COMMITTED,
@@ -14,13 +13,11 @@ from actors.messages import (
     ClerkCommit,
     ClerkRead,
     ClientBatch,
-    ClientBatchReply,
     ClientRequest,
     CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
     DecideResult,
-    MapUpdate,
     PrepareResult,
     ReadCheck,
     ReadKeys,
@@ -29,34 +26,35 @@ from actors.messages import (
     WrongEpoch,
 )
 from clerk.core import Aborted, Committed, Failed, Moved, ReadDone
-from clerk.session import AskTimestamps, ClerkSession, CriticalPath, Reply, RerunDue, Send, SessionConfig, WakeAfter
-from tests.unit.test_clerk_core import MEMBERS, SLOTS, Net, absent, answer, clusters, keys_in, make_clerk, routing
+from clerk.session import AskTimestamps, ClerkSession, CriticalPath, Reply, Send, SessionConfig
+from tests.unit.clerk_helpers import (
+    MOVED_SLOT,
+    MOVED_SLOTS,
+    Net,
+    absent,
+    answer,
+    clusters,
+    key_in_slot,
+    keys_in,
+    make_clerk,
+    map_update,
+    of_kind,
+    ops_of,
+    other_c1_key,
+    refuse,
+    rerun_wakeups,
+    routing,
+)
 
 # Slot 0 moves from c1 to c3 (epoch 2).
-MOVED_SLOTS = ("c3",) + SLOTS[1:]
-MOVED_SLOT = 0
 
 
-def key_in_slot(slot: int, *, prefix: str = "k") -> str:
-    return next(f"{prefix}{n}" for n in range(10_000) if slot_of(f"{prefix}{n}", len(SLOTS)) == slot)
 
 
-def other_c1_key(*, prefix: str = "k") -> str:
-    """A key c1 keeps after the move."""
-    return next(key for key in keys_in("c1", 50, prefix=prefix) if slot_of(key, len(SLOTS)) != MOVED_SLOT)
 
 
-def refuse(replica: str, batch: ClientBatch, *, reason: str = "slot 0 moved away") -> ClientBatchReply:
-    """WrongEpoch for every request of `batch`, with each request's txid."""
-    results = {
-        request.req: WrongEpoch(txid=getattr(request.op, "txid", ""), slots=(MOVED_SLOT,), reason=reason)
-        for request in batch.requests
-    }
-    return answer(batch, replica, results)
 
 
-def ops_of(sent) -> list[tuple[str, object]]:
-    return [(replica, request.op) for replica, batch in sent for request in batch.requests]
 
 
 # -- reads ---------------------------------------------------------------------
@@ -257,23 +255,10 @@ def test_a_vote_and_a_refusal_in_one_batch_reply_complete_moved_once():
 # -- the session around the core ---------------------------------------------------
 
 
-def map_update(epoch: int, slots=SLOTS) -> MapUpdate:
-    return MapUpdate(
-        epoch=epoch,
-        slots=slots,
-        members=dict(MEMBERS),
-        leaders={cluster: f"{cluster}-r0" for cluster in MEMBERS},
-        terms={},
-        addresses={replica: replica for members in MEMBERS.values() for replica in members},
-    )
 
 
-def of_kind(actions: list, kind: type) -> list:
-    return [action for action in actions if isinstance(action, kind)]
 
 
-def rerun_wakeups(actions: list) -> list[RerunDue]:
-    return [action.wakeup for action in of_kind(actions, WakeAfter) if isinstance(action.wakeup, RerunDue)]
 
 
 def session_at(now: float, **config) -> ClerkSession:

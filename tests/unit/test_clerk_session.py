@@ -9,8 +9,18 @@ import random
 
 from actors.messages import ClerkCommit, ClerkRead, CommitOnePhaseResult, ReadKeysResult, Timestamp
 from clerk.session import AskTimestamps, ClerkSession, Reply, RerunDue, Send, SessionConfig, TickDue, WakeAfter
-from tests.unit.test_clerk_core import absent, answer, keys_in
-from tests.unit.test_clerk_moves import MOVED_SLOT, MOVED_SLOTS, key_in_slot, map_update, of_kind, refuse, rerun_wakeups
+from tests.unit.clerk_helpers import (
+    MOVED_SLOT,
+    MOVED_SLOTS,
+    absent,
+    answer,
+    key_in_slot,
+    keys_in,
+    map_update,
+    of_kind,
+    refuse,
+    rerun_wakeups,
+)
 
 DEFAULTS = SessionConfig(clerk="k")
 ALWAYS_FRESH = float("inf")

@@ -1,10 +1,10 @@
-"""Unit tests for clerk/history.py: the JSON Lines format and operation pairing."""
+"""Unit tests for raftline/check/history.py: the JSON Lines format and operation pairing."""
 
 import io
 
 import pytest
 
-from clerk.history import Event, HistoryError, pair_operations, read_history, read_operations, write_history
+from raftline.check.history import Event, HistoryError, pair_operations, read_history, read_operations, write_history
 
 
 def line(process, kind, f="txn", value=None, time=0):

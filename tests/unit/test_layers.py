@@ -123,3 +123,15 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
     assert imported_modules(annotation, "coordinator.system", False) == set()
     relative = "from .node import RaftNode\n"
     assert imported_modules(relative, "actors.raft", True) == {"actors.raft.node", "actors.raft.node.RaftNode"}
+
+
+def test_no_test_module_imports_another_test_module():
+    """Shared helpers live in conftest or helper modules, so each test module can be read (and run) alone."""
+    graph = import_graph()
+    borrowed = sorted(
+        f"{src} -> {dst}"
+        for src, dsts in graph.items()
+        for dst in dsts
+        if src.startswith("tests.") and dst.startswith("tests.") and dst.rsplit(".", 1)[-1].startswith("test_")
+    )
+    assert borrowed == []

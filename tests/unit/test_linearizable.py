@@ -1,4 +1,4 @@
-"""Unit tests for the per-key register linearizability checker (clerk/checkers.py).
+"""Unit tests for the per-key register linearizability checker (raftline/check/linearizable.py).
 
 Run as a script for the 100,000-operation timing:
     python3 -m tests.unit.test_linearizable [OPERATIONS]
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from clerk.checkers import check_linearizable
-from clerk.history import Event, HistoryError, Operation, read_operations, write_history
+from raftline.check.history import Event, HistoryError, Operation, read_operations, write_history
+from raftline.check.linearizable import check_linearizable
 
 
 def op(index, f, value, start, end, *, result=None, kind="ok", process=None, key=None):

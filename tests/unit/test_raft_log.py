@@ -1,23 +1,9 @@
-"""RaftLog and ConfHistory: the log view above a compaction point, and the
-membership at each retained index."""
+"""RaftLog: the log view above a compaction point."""
 
 import pytest
 
-from actors.raft.log import (
-    ENTRY_OVERHEAD_BYTES,
-    ConfHistory,
-    InvariantViolation,
-    RaftLog,
-    apply_conf_change,
-)
-from actors.raft.messages import (
-    CONF_ADD_LEARNER,
-    CONF_PROMOTE,
-    CONF_REMOVE,
-    ConfChange,
-    ConfState,
-    Entry,
-)
+from actors.raft.log import ENTRY_OVERHEAD_BYTES, InvariantViolation, RaftLog
+from actors.raft.messages import Entry
 
 
 def run(first: int, terms: list[int], size: int = 0) -> list[Entry]:
@@ -123,43 +109,3 @@ def test_last_index_with_term_at_most_searches_below_a_bound():
     compacted = RaftLog(snapshot_index=2, snapshot_term=4, entries=run(3, [5]))
     assert compacted.last_index_with_term_at_most(3, hi=3) is None
     assert compacted.last_index_with_term_at_most(4, hi=3) == 2
-
-
-def test_conf_changes_apply_one_replica_at_a_time():
-    conf = ConfState(voters=("a", "b"), learners=())
-    conf = apply_conf_change(conf, ConfChange(op=CONF_ADD_LEARNER, replica="c"))
-    assert conf == ConfState(voters=("a", "b"), learners=("c",))
-    assert apply_conf_change(conf, ConfChange(op=CONF_ADD_LEARNER, replica="a")) == conf
-    conf = apply_conf_change(conf, ConfChange(op=CONF_PROMOTE, replica="c"))
-    assert conf == ConfState(voters=("a", "b", "c"), learners=())
-    assert apply_conf_change(conf, ConfChange(op=CONF_PROMOTE, replica="a")) == conf
-    conf = apply_conf_change(conf, ConfChange(op=CONF_REMOVE, replica="a"))
-    assert conf == ConfState(voters=("b", "c"), learners=())
-    with pytest.raises(InvariantViolation):
-        apply_conf_change(conf, ConfChange(op="rename", replica="b"))
-
-
-def test_conf_history_knows_the_membership_at_each_retained_index():
-    base = ConfState(voters=("a", "b", "c"))
-    history = ConfHistory(index=0, conf=base)
-    history.append(5, ConfChange(op=CONF_ADD_LEARNER, replica="d"))
-    history.append(9, ConfChange(op=CONF_PROMOTE, replica="d"))
-    assert history.at(4) == base
-    assert history.at(5).learners == ("d",)
-    assert history.at(100).voters == ("a", "b", "c", "d")
-    assert history.last_change_index == 9
-    with pytest.raises(InvariantViolation):
-        history.append(9, ConfChange(op=CONF_REMOVE, replica="d"))
-
-    history.truncate(9)  # the promotion was overwritten by a new leader: it reverts
-    assert history.current.learners == ("d",) and history.last_change_index == 5
-
-    history.compact(7)
-    assert history.at(7).learners == ("d",)
-    with pytest.raises(InvariantViolation):
-        history.at(6)
-    history.truncate(1)  # the compaction point's membership never reverts
-    assert history.current.learners == ("d",)
-
-    history.restore(20, base)
-    assert history.current == base and history.last_change_index == 20

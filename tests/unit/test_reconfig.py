@@ -5,8 +5,10 @@ mid-flight from its JSON form."""
 import pytest
 
 from actors.messages import (
+    MOVE_DRAINING,
     MOVE_DROPPED,
     MOVE_NOT_OWNED,
+    MOVE_SHIPPING,
     ChangeMembership,
     MembershipReport,
     MoveProgress,
@@ -215,7 +217,7 @@ def test_add_cluster_starts_servers_waits_for_a_leader_then_moves_slots_one_at_a
     assert send == SendToLeader(cluster=planned[0][1],
                                 message=MoveSlot(move="j1-m0", slot=planned[0][0], destination="c3"))
     slot, source, _ = planned[0]
-    reconfig.observe_move(MoveProgress(move="j1-m0", cluster=source, stage="shipping", keys=40, chunks=3, acked=2),
+    reconfig.observe_move(MoveProgress(move="j1-m0", cluster=source, stage=MOVE_SHIPPING, keys=40, chunks=3, acked=2),
                           now=1.0)
     assert reconfig.job(job.id).step == f"moving slot {slot} {source} -> c3 (1 of 5): shipping 2/3 chunks (40 keys)"
     reconfig.observe_move(MoveProgress(move="j0-m0", cluster=source, stage=MOVE_DROPPED), now=1.1)  # stale
@@ -290,7 +292,7 @@ def test_a_job_resumes_mid_flight_from_its_json_form():
     job = reconfig.remove_cluster("c3", now=0)
     (send,) = reconfig.drive(0.3, {})
     reconfig.observe_move(MoveProgress(move=send.message.move, cluster="c3", stage=MOVE_DROPPED), now=0.4)
-    reconfig.observe_move(MoveProgress(move="j1-m1", cluster="c3", stage="draining", prepared=2), now=0.5)
+    reconfig.observe_move(MoveProgress(move="j1-m1", cluster="c3", stage=MOVE_DRAINING, prepared=2), now=0.5)
 
     restored = Reconfig.from_json(reconfig.to_json(), ShardMap.from_json(reconfig.map.to_json()), GRACE)
     assert restored.to_json() == reconfig.to_json() and restored.map == reconfig.map
@@ -315,7 +317,7 @@ def test_only_the_last_finished_jobs_are_kept():
 
 
 def test_the_cli_prints_one_line_per_moved_slot_and_per_new_step(capsys):
-    from clerk.cli import JobProgress
+    from raftline.cli import JobProgress
 
     reconfig = two_clusters(slots=6)
     job = reconfig.add_cluster(1, now=0)
@@ -339,7 +341,7 @@ def test_the_cli_prints_one_line_per_moved_slot_and_per_new_step(capsys):
 
 
 def test_status_shows_learners_hosts_and_the_jobs_in_flight_only():
-    from clerk.cli import format_status
+    from raftline.cli import format_status
 
     reconfig = two_clusters(slots=4)
     done = reconfig.add_replica("c1", now=0)

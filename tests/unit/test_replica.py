@@ -1,17 +1,11 @@
 """The Replica core: recovery, the Ready loop, client requests, two-phase commit
-and recovery without the clerk (DESIGN.md sections 2-4).
+and recovery without the clerk (docs/DESIGN.md sections 2-4).
 
-Replicas are driven by hand through `Net`, a tiny synchronous pump: every
-output is delivered at once and in order, `ToLeaderOf` goes to the leader the
-coordinator last heard of, a replica marked down neither ticks nor sends nor
-receives, and whatever goes to the coordinator is kept. Network faults belong
-to the simulator, not here.
+Replicas are driven by hand through `Net` (tests/unit/replica_helpers.py), a
+tiny synchronous pump.
 """
 
 from __future__ import annotations
-
-import random
-from collections import deque
 
 import pytest
 
@@ -21,9 +15,6 @@ from actors.messages import (
     TXN_COMMITTED,
     TXN_PREPARED,
     ZERO_STAMP,
-    ClientBatch,
-    ClientBatchReply,
-    ClientRequest,
     CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
@@ -40,176 +31,16 @@ from actors.messages import (
     TxnStatusResult,
     ValidateReads,
 )
-from actors.raft.messages import ENTRY_COMMAND, ConfState
-from actors.raft.node import LEADER, RaftConfig
-from actors.raft.storage import MemoryStorage, SqliteStorage
-from actors.replica import (
-    Replica,
-    ReplicaConfig,
-    ToClient,
-    ToCoordinator,
-    ToLeaderOf,
-    ToReplica,
-)
-
-SEED = 7
-
-
-class Net:
-    """Clusters of Replicas wired together, with clients and a coordinator stand-in.
-
-    `members` are each cluster's founding replicas: every replica of a cluster,
-    one started later too, starts with them as voters and with the cluster's
-    `founding_slots`."""
-
-    def __init__(
-        self,
-        clusters: dict[str, int],
-        *,
-        storage=lambda rid: MemoryStorage(),
-        raft_settings=None,
-        seed=SEED,
-        founding_slots=None,
-        **settings,
-    ) -> None:
-        self.settings = settings
-        self.raft_settings = raft_settings or {}
-        self.seed = seed
-        self.founding_slots = founding_slots or {}
-        self.storage = storage
-        self.members = {cluster: [f"{cluster}-r{i}" for i in range(size)] for cluster, size in clusters.items()}
-        self.cluster_of = {rid: cluster for cluster, rids in self.members.items() for rid in rids}
-        self.storages = {rid: storage(rid) for rid in self.cluster_of}
-        self.replicas: dict[str, Replica] = {}
-        self.leaders: dict[str, str] = {}
-        self.leader_changes: list[LeaderChange] = []
-        self.to_coordinator: list = []  # every other message for the coordinator, in order
-        self.inbox: dict[str, list[ClientBatchReply]] = {}
-        self.cross_cluster: list[tuple[str, ClientBatch]] = []  # (sender, batch) for every ToLeaderOf
-        self.down: set[str] = set()
-        self.queue: deque = deque()
-        for rid in self.cluster_of:
-            self.start(rid)
-
-    def config(self, rid: str) -> ReplicaConfig:
-        cluster = self.cluster_of[rid]
-        return ReplicaConfig(
-            cluster=cluster,
-            raft=RaftConfig(id=rid, **self.raft_settings),
-            initial_conf=ConfState(voters=tuple(self.members[cluster])),
-            founding_slots=self.founding_slots.get(cluster, ()),
-            **self.settings,
-        )
-
-    def start(self, rid: str, cluster: str | None = None) -> None:
-        """Build (or rebuild, as after a crash) the replica from its storage;
-        given a `cluster`, a new replica `rid` of it, on fresh storage."""
-        if cluster is not None:
-            self.cluster_of[rid] = cluster
-            self.storages[rid] = self.storage(rid)
-        self.replicas[rid] = Replica(self.config(rid), self.storages[rid], random.Random(f"{self.seed}-{rid}"))
-        self.collect(rid)
-
-    def collect(self, rid: str) -> None:
-        for destination, message in self.replicas[rid].take_output():
-            match destination:
-                case ToReplica(replica=to):
-                    self.queue.append((to, message, rid))
-                case ToLeaderOf(cluster=cluster):
-                    self.cross_cluster.append((rid, message))
-                    if cluster in self.leaders:
-                        self.queue.append((self.leaders[cluster], message, rid))
-                case ToClient(token=token) if token in self.replicas:
-                    self.queue.append((token, message, rid))
-                case ToClient(token=token):
-                    self.inbox.setdefault(token, []).append(message)
-                case ToCoordinator() if isinstance(message, LeaderChange):
-                    self.leader_changes.append(message)
-                    self.leaders[message.cluster] = message.leader
-                case ToCoordinator():
-                    self.to_coordinator.append(message)
-
-    def deliver(self, to: str, message, sender: str) -> None:
-        if to not in self.down and sender not in self.down:
-            self.replicas[to].receive(message, sender)
-            self.collect(to)
-
-    def pump(self) -> None:
-        while self.queue:
-            self.deliver(*self.queue.popleft())
-
-    def tick(self, times: int = 1) -> None:
-        for _ in range(times):
-            for rid in sorted(self.replicas):
-                if rid not in self.down:
-                    self.replicas[rid].tick()
-                    self.collect(rid)
-            self.pump()
-
-    def run_until(self, condition, max_ticks: int = 200) -> None:
-        for _ in range(max_ticks):
-            if condition():
-                return
-            self.tick()
-        assert condition(), f"not reached within {max_ticks} ticks"
-
-    def elect(self, cluster: str) -> Replica:
-        def has_leader():
-            rid = self.leaders.get(cluster)
-            return rid is not None and rid not in self.down and self.replicas[rid].status()["role"] == LEADER
-
-        self.run_until(has_leader)
-        return self.replicas[self.leaders[cluster]]
-
-    def status(self, rid: str) -> dict:
-        return self.replicas[rid].status()
-
-    def leader_status(self, cluster: str) -> dict:
-        return self.status(self.leaders[cluster])
-
-
-class Clerk:
-    """A hand-driven client: sends one ClientBatch and reads the answers by req id."""
-
-    def __init__(self, net: Net, name: str = "clerk") -> None:
-        self.net = net
-        self.name = name
-        self.next_req = 0
-
-    def send(self, rid: str, *ops) -> list[int]:
-        reqs = []
-        requests = []
-        for op in ops:
-            self.next_req += 1
-            reqs.append(self.next_req)
-            requests.append(ClientRequest(req=self.next_req, op=op))
-        batch = ClientBatch(client=self.name, cluster=self.net.cluster_of[rid], epoch=1, requests=tuple(requests))
-        self.net.replicas[rid].receive(batch, self.name)
-        self.net.collect(rid)
-        self.net.pump()
-        return reqs
-
-    def answers(self) -> dict[int, object]:
-        return {
-            response.req: response.result for reply in self.net.inbox.get(self.name, []) for response in reply.responses
-        }
-
-    def call(self, cluster_or_rid: str, *ops, max_ticks: int = 50) -> list:
-        """Send to the cluster's leader (or to a given replica) and tick until every op is answered."""
-        rid = self.net.leaders.get(cluster_or_rid, cluster_or_rid)
-        reqs = self.send(rid, *ops)
-        self.net.run_until(lambda: all(req in self.answers() for req in reqs), max_ticks)
-        return [self.answers()[req] for req in reqs]
+from actors.raft.messages import ENTRY_COMMAND
+from actors.raft.node import LEADER
+from actors.raft.storage import MemoryStorage
+from actors.replica import ToReplica
+from actors.sqlite_storage import SqliteStorage
+from tests.unit.replica_helpers import Clerk, Net, prepare
 
 
 def write(txid: str, ts: int, **values) -> CommitOnePhase:
     return CommitOnePhase(txid=txid, ts=ts, reads={}, writes=values, epoch=1)
-
-
-def prepare(txid: str, ts: int, writes: dict, *, participants=("c1", "c2"), reads=None) -> Prepare:
-    return Prepare(
-        txid=txid, ts=ts, reads=reads or {}, writes=writes, primary="c1", participants=participants, epoch=1
-    )
 
 
 def read(net: Net, rid: str, key: str):
@@ -358,8 +189,8 @@ def two_clusters(**settings) -> Net:
 def test_two_phase_commit_pushes_the_decision_collects_acks_and_trims_records():
     net = two_clusters(retention_ticks=30)
     clerk = Clerk(net)
-    assert clerk.call("c1", prepare("t1", 10, {"a": 1})) == [PrepareResult(txid="t1", vote=True)]
-    assert clerk.call("c2", prepare("t1", 10, {"b": 2})) == [PrepareResult(txid="t1", vote=True)]
+    assert clerk.call("c1", prepare("t1", 10, writes={"a": 1})) == [PrepareResult(txid="t1", vote=True)]
+    assert clerk.call("c2", prepare("t1", 10, writes={"b": 2})) == [PrepareResult(txid="t1", vote=True)]
     assert net.leader_status("c2")["prepared"] == 1
     # The clerk decides at the primary only; the primary's leader pushes to c2
     # at once and records c2's acknowledgement.
@@ -384,8 +215,8 @@ def test_two_phase_commit_pushes_the_decision_collects_acks_and_trims_records():
 def test_a_lost_push_is_repeated_every_push_interval_and_the_record_outlives_it():
     net = two_clusters(push_interval_ticks=5, retention_ticks=8)
     clerk = Clerk(net)
-    clerk.call("c1", prepare("t1", 10, {"a": 1}))
-    clerk.call("c2", prepare("t1", 10, {"b": 1}))
+    clerk.call("c1", prepare("t1", 10, writes={"a": 1}))
+    clerk.call("c2", prepare("t1", 10, writes={"b": 1}))
     c2_leader = net.leaders["c2"]
     del net.leaders["c2"]  # the shell does not know c2's leader: pushes are dropped
     clerk.call("c1", Decide(txid="t1", ts=10, commit=True))
@@ -409,7 +240,7 @@ def test_a_lost_push_is_repeated_every_push_interval_and_the_record_outlives_it(
 def test_txn_status_answers_from_the_record_when_settled():
     net = two_clusters()
     clerk = Clerk(net)
-    clerk.call("c1", prepare("t1", 10, {"a": 1}), prepare("t2", 11, {"b": 1}))
+    clerk.call("c1", prepare("t1", 10, writes={"a": 1}), prepare("t2", 11, writes={"b": 1}))
     clerk.call("c1", Decide(txid="t1", ts=10, commit=True), Decide(txid="t2", ts=11, commit=False))
     last_index = net.leader_status("c1")["last_index"]
     results = clerk.call("c1", TxnStatus(txid="t1", ts=10), TxnStatus(txid="t2", ts=11))
@@ -422,7 +253,7 @@ def test_txn_status_of_an_undecided_prepare_aborts_it_even_before_the_primary_ti
     primary's own timer (restarted by every election) would hold it longer."""
     net = two_clusters(prepare_timeout_ticks=20)
     clerk = Clerk(net)
-    clerk.call("c1", prepare("t1", 10, {"a": 1}))
+    clerk.call("c1", prepare("t1", 10, writes={"a": 1}))
     assert clerk.call("c1", TxnStatus(txid="t1", ts=10)) == [TxnStatusResult(txid="t1", status=TXN_ABORTED)]
     assert machine_status(net, net.leaders["c1"], "t1") == TXN_ABORTED
 
@@ -431,7 +262,7 @@ def test_txn_status_of_a_timed_out_prepare_logs_an_abort_and_answers_once_applie
     net = Net({"c1": 3}, prepare_timeout_ticks=3)
     leader = net.elect("c1")
     clerk = Clerk(net)
-    clerk.call("c1", prepare("t1", 10, {"a": 1}))
+    clerk.call("c1", prepare("t1", 10, writes={"a": 1}))
     # Cut the leader off: its own timeout abort cannot commit yet.
     followers = [rid for rid in net.members["c1"] if rid != leader.id]
     net.down.update(followers)
@@ -452,7 +283,7 @@ def test_txn_status_of_an_unknown_transaction_above_the_threshold_logs_an_abort(
     assert clerk.call("c1", TxnStatus(txid="t9", ts=50)) == [TxnStatusResult(txid="t9", status=TXN_ABORTED)]
     assert Decide(txid="t9", ts=50, commit=False) in stored_commands(net, leader)
     # The logged abort makes a Prepare that arrives late vote no.
-    (vote,) = clerk.call("c1", prepare("t9", 50, {"a": 1}))
+    (vote,) = clerk.call("c1", prepare("t9", 50, writes={"a": 1}))
     assert vote.vote is False
 
 
@@ -472,8 +303,8 @@ def test_txn_status_of_an_unknown_transaction_at_or_below_the_threshold_is_presu
 def test_a_vanished_clerk_leaves_nothing_prepared_once_the_timeouts_fire():
     net = two_clusters(prepare_timeout_ticks=10)
     clerk = Clerk(net)
-    clerk.call("c1", prepare("t1", 10, {"a": 1}), prepare("t2", 11, {"c": 1}))
-    clerk.call("c2", prepare("t1", 10, {"b": 1}), prepare("t2", 11, {"d": 1}))
+    clerk.call("c1", prepare("t1", 10, writes={"a": 1}), prepare("t2", 11, writes={"c": 1}))
+    clerk.call("c2", prepare("t1", 10, writes={"b": 1}), prepare("t2", 11, writes={"d": 1}))
     # The clerk is gone. The participant asks the primary; the primary, also
     # timing out, aborts; both release T.
     net.run_until(lambda: all(net.leader_status(c)["prepared"] == 0 for c in ("c1", "c2")), max_ticks=30)
@@ -491,8 +322,8 @@ def test_a_vanished_clerk_leaves_nothing_prepared_once_the_timeouts_fire():
 def test_an_idle_leader_sends_nothing_but_heartbeats():
     net = two_clusters(retention_ticks=10)
     clerk = Clerk(net)
-    clerk.call("c1", prepare("t1", 10, {"a": 1}))
-    clerk.call("c2", prepare("t1", 10, {"b": 1}))
+    clerk.call("c1", prepare("t1", 10, writes={"a": 1}))
+    clerk.call("c2", prepare("t1", 10, writes={"b": 1}))
     clerk.call("c1", Decide(txid="t1", ts=10, commit=True))
     net.tick(20)  # records trimmed
     leader = net.replicas[net.leaders["c1"]]
@@ -521,7 +352,7 @@ def test_a_deposed_leader_redirects_the_clients_it_kept_waiting():
 def test_a_primary_aborts_its_own_transaction_prepared_too_long():
     net = two_clusters(prepare_timeout_ticks=10)
     clerk = Clerk(net)
-    clerk.call("c1", prepare("t1", 10, {"a": 1}))  # the clerk dies before preparing at c2
+    clerk.call("c1", prepare("t1", 10, writes={"a": 1}))  # the clerk dies before preparing at c2
     leader = net.leaders["c1"]
     net.tick(9)
     assert machine_status(net, leader, "t1") == TXN_PREPARED
@@ -534,8 +365,8 @@ def test_a_primary_aborts_its_own_transaction_prepared_too_long():
 def test_a_participant_asks_the_primary_every_timeout_until_it_learns_the_commit():
     net = two_clusters(prepare_timeout_ticks=8, push_interval_ticks=1_000)
     clerk = Clerk(net)
-    clerk.call("c1", prepare("t1", 10, {"a": 1}))
-    clerk.call("c2", prepare("t1", 10, {"b": 7}))
+    clerk.call("c1", prepare("t1", 10, writes={"a": 1}))
+    clerk.call("c2", prepare("t1", 10, writes={"b": 7}))
     # Neither the primary's push nor the participant's questions get through.
     c1_leader, c2_leader = net.leaders.pop("c1"), net.leaders.pop("c2")
     clerk.call(c1_leader, Decide(txid="t1", ts=10, commit=True))
@@ -625,7 +456,7 @@ def test_a_decision_already_applied_is_answered_from_the_record_without_a_log_en
     answered from the settled outcome, spending no log entry."""
     net = two_clusters()
     clerk = Clerk(net)
-    clerk.call("c2", prepare("t1", 10, {"z": 1}))
+    clerk.call("c2", prepare("t1", 10, writes={"z": 1}))
     assert clerk.call("c2", Decide(txid="t1", ts=10, commit=True)) == [DecideResult(txid="t1", status=TXN_COMMITTED)]
     last_index = net.leader_status("c2")["last_index"]
     assert clerk.call("c2", Decide(txid="t1", ts=10, commit=True)) == [DecideResult(txid="t1", status=TXN_COMMITTED)]

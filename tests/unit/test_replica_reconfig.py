@@ -1,14 +1,18 @@
 """Reconfiguration at the Replica: slot moves driven by MoveSlot polls, and
-membership changes driven by ChangeMembership (DESIGN.md section 6).
+membership changes driven by ChangeMembership (docs/DESIGN.md section 6).
 
-`Router` is test_replica's synchronous `Net` with slots, a client that asks
+`Router` is the synchronous `Net` (tests/unit/replica_helpers.py) with slots, a client that asks
 one request at a time, and the coordinator's commands.
 """
 
 from __future__ import annotations
 
 from actors.messages import (
+    MOVE_DRAINING,
     MOVE_DROPPED,
+    MOVE_FREEZING,
+    MOVE_NOT_OWNED,
+    MOVE_SHIPPING,
     ZERO_STAMP,
     ChangeMembership,
     ClientBatch,
@@ -24,9 +28,7 @@ from actors.messages import (
     WrongEpoch,
 )
 from actors.raft.messages import CONF_ADD_LEARNER, CONF_PROMOTE, CONF_REMOVE
-from tests.unit.test_replica import Clerk, Net, prepare
-from tests.unit.test_store_machine import commit_one_phase
-from tests.unit.test_store_slots import SLOTS, keys_of
+from tests.unit.replica_helpers import SLOTS, Clerk, Net, commit_one_phase, keys_of, prepare
 
 SEED = 11
 FOUNDING = {"c1": (0, 1), "c2": (2, 3)}
@@ -77,14 +79,14 @@ def test_a_slot_of_1000_keys_moves_while_a_prepared_transaction_drains():
     router = Router({"c1": 3, "c2": 3})
     keys = keys_of(0, 1_000, prefix="key")
     load(router, keys)
-    held = prepare("held", 10**4, {keys[0]: "h"})
+    held = prepare("held", 10**4, writes={keys[0]: "h"})
     assert router.ask("c1", held).vote
 
     seen = drive_move(router, MoveSlot(move="m1", slot=0, destination="c2"))
     stages = [progress.stage for progress in seen]
     # Shipping starts the moment the slot drains, between two polls, so the
     # polls may never see it: the leader's event log tells how it went.
-    assert stages[0] == "freezing" and "draining" in stages and stages[-1] == MOVE_DROPPED
+    assert stages[0] == MOVE_FREEZING and MOVE_DRAINING in stages and stages[-1] == MOVE_DROPPED
     assert seen[0].keys == 1_000
     assert router.command("c1", MoveSlot(move="m1", slot=0, destination="c2"))[-1].stage == MOVE_DROPPED
 
@@ -123,7 +125,7 @@ def test_a_new_source_leader_resumes_shipping_where_the_old_one_stopped():
     old = router.elect("c1").id
 
     def crash_mid_ship(progress: MoveProgress) -> None:
-        if progress.stage == "shipping" and progress.acked == 0 and old not in router.down:
+        if progress.stage == MOVE_SHIPPING and progress.acked == 0 and old not in router.down:
             router.tick(30)  # a few push intervals: the old leader re-sends its window
             router.down.add(old)
 
@@ -147,7 +149,7 @@ def test_a_new_source_leader_resumes_shipping_where_the_old_one_stopped():
     seen = drive_move(router, MoveSlot(move="m1", slot=0, destination="c2"), on_progress=crash_mid_ship)
     assert set(sent_by_old) == {0, 1} and len(sent_by_old) > 2  # the window, re-sent
     assert router.leaders["c1"] != old and seen[-1].stage == MOVE_DROPPED
-    resumed = [progress for progress in seen if progress.stage == "shipping"]
+    resumed = [progress for progress in seen if progress.stage == MOVE_SHIPPING]
     assert resumed[-1].chunks == resumed[0].chunks > 2
 
     values = router.ask("c2", ReadKeys(keys=tuple(keys))).values
@@ -203,4 +205,4 @@ def test_followers_ignore_coordinator_commands():
     router.deliver(follower, ChangeMembership(op="", replica=follower), "coordinator")
     assert len(router.to_coordinator) == before
     not_owned = router.command("c1", MoveSlot(move="m9", slot=2, destination="c2"))
-    assert [progress.stage for progress in not_owned] == ["not-owned"]
+    assert [progress.stage for progress in not_owned] == [MOVE_NOT_OWNED]

@@ -1,4 +1,4 @@
-"""Raft storage: both implementations keep the same contract (DESIGN.md section 2).
+"""Raft storage: both implementations keep the same contract (docs/DESIGN.md section 2).
 
 The SQLite-only tests at the end corrupt the file behind the storage's back,
 as a crash mid-write or a bad disk would.
@@ -12,13 +12,8 @@ import sqlite3
 import pytest
 
 from actors.raft.messages import ENTRY_CONF, ENTRY_NOOP, ConfState, Entry, HardState, Snapshot
-from actors.raft.storage import (
-    CorruptStorage,
-    MemoryStorage,
-    SqliteStorage,
-    Storage,
-    StoredState,
-)
+from actors.raft.storage import CorruptStorage, MemoryStorage, Storage, StoredState
+from actors.sqlite_storage import SqliteStorage
 
 CONF = ConfState(voters=("c1-r0", "c1-r1", "c1-r2"))
 
@@ -234,7 +229,7 @@ def test_a_corrupted_tail_row_is_discarded_while_earlier_rows_survive(tmp_path, 
     with SqliteStorage(path) as store:
         store.save(hard_state=HardState(term=1, commit=5), entries=entries(1, 6, term=1))
     tamper(path, "UPDATE log SET data = ? WHERE idx = 5", b"torn")
-    with caplog.at_level(logging.WARNING, logger="actors.raft.storage"):
+    with caplog.at_level(logging.WARNING, logger="actors.sqlite_storage"):
         store = SqliteStorage(path)
     with store:
         state = store.load()

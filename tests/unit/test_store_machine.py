@@ -9,38 +9,20 @@ from actors import codec
 from actors.messages import (
     ZERO_STAMP,
     AckDecision,
-    CommitOnePhase,
     Decide,
-    Prepare,
     ReadCheck,
     TrimRecords,
     ValidateReads,
 )
 from actors.messages.txn import TXN_COMMANDS
 from actors.raft.messages import Entry
-from actors.store.kv import InvariantViolation, VersionedTable
+from actors.store.kv import TableInvariantBroken, VersionedTable
 from actors.store.machine import _APPLY, Machine
-
-
-def prepare(txid, ts, reads=None, writes=None, deletes=(), primary="c1", participants=("c1", "c2")):
-    return Prepare(
-        txid=txid,
-        ts=ts,
-        reads=reads or {},
-        writes=writes or {},
-        deletes=deletes,
-        primary=primary,
-        participants=participants,
-        epoch=1,
-    )
+from tests.unit.replica_helpers import commit_one_phase, prepare
 
 
 def decide(txid, ts, commit):
     return Decide(txid=txid, ts=ts, commit=commit)
-
-
-def commit_one_phase(txid, ts, reads=None, writes=None, deletes=()):
-    return CommitOnePhase(txid=txid, ts=ts, reads=reads or {}, writes=writes or {}, deletes=deletes, epoch=1)
 
 
 # -- the table --------------------------------------------------------------------
@@ -59,9 +41,9 @@ def test_table_installs_move_forward_and_tombstones_keep_their_version():
 def test_table_refuses_to_install_at_or_below_the_current_version():
     table = VersionedTable()
     table.install("x", 1, (5, "a"))
-    with pytest.raises(InvariantViolation):
+    with pytest.raises(TableInvariantBroken):
         table.install("x", 2, (4, "z"))
-    with pytest.raises(InvariantViolation):
+    with pytest.raises(TableInvariantBroken):
         table.install_tombstone("x", (5, "a"))
 
 

@@ -30,10 +30,10 @@ from actors.messages import (
     TrimRecords,
     ValidateReads,
 )
-from actors.store import history
-from actors.store.kv import InvariantViolation
+from actors.store import validator
+from actors.store.kv import TableInvariantBroken
 from actors.store.machine import Machine
-from clerk.checkers import CommittedTxn, check_serializable
+from raftline.check.serializable import CommittedTxn, check_serializable
 
 KEYS = ("a", "b", "c")
 READ, WRITE, DELETE = "read", "write", "delete"
@@ -261,7 +261,7 @@ def test_seeded_histories_commit_and_abort_across_clusters():
 def property_holds(seed):
     try:
         world = run_history(SeededChooser(seed))
-    except InvariantViolation:
+    except TableInvariantBroken:
         return False
     return check_serializable(world.committed).valid
 
@@ -278,6 +278,6 @@ def property_holds(seed):
 )
 def test_without_any_one_rule_some_history_is_not_serializable(monkeypatch, rule):
     assert all(property_holds(seed) for seed in range(20))
-    monkeypatch.setattr(history, rule, lambda *args: None)
+    monkeypatch.setattr(validator, rule, lambda *args: None)
     failing = next((seed for seed in range(3000) if not property_holds(seed)), None)
     assert failing is not None, f"no history breaks without {rule}"

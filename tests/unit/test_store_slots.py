@@ -6,7 +6,6 @@ import random
 import pytest
 
 from actors import codec
-from actors.keyspace import slot_of
 from actors.messages import (
     MOVE_DROPPED,
     MOVE_FROZEN,
@@ -29,21 +28,7 @@ from actors.messages import (
     WrongEpoch,
 )
 from actors.store.machine import Machine
-from tests.unit.test_store_machine import commit_one_phase, prepare
-
-SLOTS = 4
-
-
-def keys_of(slot, count, prefix="k"):
-    """`count` keys of `slot`, in a fixed order."""
-    found, number = [], 0
-    while len(found) < count:
-        key = f"{prefix}{number}"
-        if slot_of(key, SLOTS) == slot:
-            found.append(key)
-        number += 1
-    return found
-
+from tests.unit.replica_helpers import SLOTS, commit_one_phase, keys_of, prepare
 
 A0, B0 = keys_of(0, 2)  # two keys of slot 0
 (A1,) = keys_of(1, 1)

@@ -12,19 +12,18 @@ import sys
 
 import pytest
 
-from clerk.check_cli import main as check_main
 from clerk.errors import TransactionAborted
-from clerk.faults import FAULT_KINDS, FaultUsageError, choose_fault, healthy_servers, parse_faults
-from clerk.history import Event, pair_operations
-from clerk.verify import judge, merge_histories, read_client_history
-from clerk.workloads import (
+from raftline.check.history import Event, pair_operations
+from raftline.cli import main as raftline_main
+from raftline.verify import judge, merge_histories, read_client_history
+from raftline.verify.clients import Recorder, run_one
+from raftline.verify.faults import FAULT_KINDS, FaultUsageError, choose_fault, healthy_servers, parse_faults
+from raftline.workloads import (
     VALUES_PER_PROCESS,
     ListAppendGenerator,
-    Recorder,
     RegisterGenerator,
     apply_list_append,
     apply_register,
-    run_one,
 )
 
 # -- workloads -----------------------------------------------------------------------------
@@ -203,7 +202,8 @@ def verify(history, *args: str) -> dict:
         [
             sys.executable,
             "-m",
-            "clerk.verify",
+            "raftline.cli",
+            "verify",
             "--duration",
             "4",
             "--clients",
@@ -239,4 +239,4 @@ def test_a_short_run_under_faults_is_valid(workload, faults, check_args, tmp_pat
     report = verify(tmp_path / "history.jsonl", "--workload", workload, "--faults", faults, "--seed", "2")
     assert sum(report["faults"].values()) >= 1, report["fault_errors"]
     # The history is in the contract's format: `raftline check` reads it and agrees.
-    assert check_main([report["history"], "--model", workload, *check_args]) == 0
+    assert raftline_main(["check", report["history"], "--model", workload, *check_args]) == 0

@@ -8,6 +8,7 @@ the bank's total never changed, then stops everything.
 
 from __future__ import annotations
 
+import argparse
 import random
 import shutil
 import sys
@@ -18,11 +19,21 @@ from pathlib import Path
 
 from clerk.client import connect
 from clerk.errors import RaftlineError, TransactionAborted
+from raftline.harness import preload
+from raftline.workloads import MAX_TRANSFER, OPENING_BALANCE, bank_keys, bank_total, transfer
 
 ACCOUNTS = 12
-OPENING_BALANCE = 100
 WORKERS = 3
 SLEEP_SECONDS = 3.0
+HELP = "start, transact, sleep a replica and watch repair, kill a leader, stop"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep", action="store_true", help="keep the demo's data directory")
+
+
+def run(args) -> int:
+    return run_demo(args.topology or "topology.yaml", keep=args.keep)
 
 
 class Bank:
@@ -30,7 +41,7 @@ class Bank:
 
     def __init__(self, cluster):
         self.cluster = cluster
-        self.accounts = [f"account-{i:02d}" for i in range(ACCOUNTS)]
+        self.accounts = bank_keys(ACCOUNTS)
         self.committed = 0
         self.aborted = 0
         self.failed = 0
@@ -41,9 +52,7 @@ class Bank:
 
     def open(self) -> None:
         with connect(admin=self.cluster.admin) as store:
-            with store.transaction() as txn:
-                for account in self.accounts:
-                    txn.put(account, OPENING_BALANCE)
+            preload(store, self.accounts, OPENING_BALANCE)
 
     def run(self) -> None:
         self.threads = [threading.Thread(target=self.worker, args=(seed,), daemon=True) for seed in range(WORKERS)]
@@ -55,14 +64,11 @@ class Bank:
         with connect(admin=self.cluster.admin) as store:
             while not self.stop.is_set():
                 source, target = rng.sample(self.accounts, 2)
-                amount = rng.randint(1, 10)
+                amount = rng.randint(1, MAX_TRANSFER)
                 began = time.perf_counter()
                 try:
                     with store.transaction() as txn:
-                        balance = txn.get(source)
-                        if balance >= amount:
-                            txn.put(source, balance - amount)
-                            txn.put(target, txn.get(target) + amount)
+                        transfer(txn, source, target, amount)
                     outcome = "committed"
                 except TransactionAborted:
                     outcome = "aborted"
@@ -80,8 +86,7 @@ class Bank:
 
     def total(self) -> int:
         with connect(admin=self.cluster.admin) as store:
-            with store.transaction() as txn:
-                return sum(txn.get(account) for account in self.accounts)
+            return bank_total(store, self.accounts)
 
 
 class Progress:

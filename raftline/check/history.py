@@ -1,4 +1,4 @@
-"""Recorded client histories: the JSON Lines format and operations paired from it.
+"""Recorded client histories (Jepsen's format): JSON Lines events and the operations paired from them.
 
 Rules and invariants:
 - One event per line: `{"process": P, "type": "invoke"|"ok"|"fail"|"info",
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence, TextIO
 
 EVENT_TYPES = ("invoke", "ok", "fail", "info")
-COMPLETIONS = ("ok", "fail", "info")
 
 
 class HistoryError(ValueError):
@@ -84,6 +83,16 @@ class Operation:
         """A short human-readable name: `op 12 (process 3, ok txn [...])`."""
         shown = self.result_value if self.type == "ok" else self.invoke_value
         return f"op {self.index} (process {self.process}, {self.type} {self.f} {json.dumps(shown)})"
+
+
+def malformed(operation: Operation, message: str) -> HistoryError:
+    """The error for an operation a model cannot read, naming it and its line."""
+    return HistoryError(f"{operation.describe()}: {message}", line=operation.line or None)
+
+
+def is_scalar(value: Any) -> bool:
+    """Whether `value` can be a key or a list element: an int or a string (JSON true and false are not ints)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def parse_event(text: str, *, line: int | None = None) -> Event:

@@ -1,4 +1,6 @@
-"""The `raftline` command (DESIGN.md section 8).
+"""The `raftline` command (docs/DESIGN.md section 8): its parser, the commands
+that operate a system, and the dispatch to the tools (bench, verify, check,
+demo), each of which adds its own arguments.
 
 Every command that talks to a running system accepts -t/--topology (its
 admin port is used) or --admin HOST:PORT. Every error is one line on stderr
@@ -17,6 +19,7 @@ from pathlib import Path
 from clerk import __version__
 from clerk.errors import RaftlineError
 from coordinator.topology import MAX_REPLICAS, TopologyError, load_topology
+from raftline import bench, check, demo, verify
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -323,30 +326,6 @@ def cmd_kill(args) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
-    from clerk.check_cli import run_check
-
-    return run_check(args)
-
-
-def cmd_verify(args) -> int:
-    from clerk.verify import run_verify
-
-    return run_verify(args)
-
-
-def cmd_bench(args) -> int:
-    from clerk.bench import run_bench
-
-    return run_bench(args)
-
-
-def cmd_demo(args) -> int:
-    from clerk.demo import run_demo
-
-    return run_demo(args.topology or "topology.yaml", keep=args.keep)
-
-
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -405,21 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("remove-cluster", cmd_remove_cluster,
                 "move every slot off CLUSTER, let its transactions settle, stop its replicas")
     p.add_argument("cluster")
-    p = command("bench", cmd_bench, "throughput, latency, aborts and hops of a workload (put|get|txn|bank|mixed|election|sweep)")
-    from clerk.bench import add_bench_arguments
-
-    add_bench_arguments(p, connection_options=False)
-    p = command("verify", cmd_verify, "a workload under faults on real processes; its history checked (exit 0 valid)")
-    from clerk.verify import add_verify_arguments
-
-    add_verify_arguments(p, connection_options=False)
-    check = sub.add_parser("check", help="judge a recorded history (JSON Lines) against a model")
-    from clerk.check_cli import add_check_arguments
-
-    add_check_arguments(check)
-    check.set_defaults(handler=cmd_check)
-    p = command("demo", cmd_demo, "start, transact, sleep a replica and watch repair, kill a leader, stop")
-    p.add_argument("--keep", action="store_true", help="keep the demo's data directory")
+    bench.add_arguments(command("bench", bench.run, bench.HELP))
+    verify.add_arguments(command("verify", verify.run, verify.HELP))
+    # A recorded history is judged offline: no system, so no -t or --admin.
+    p = sub.add_parser("check", help=check.HELP, description=check.HELP)
+    p.set_defaults(handler=check.run)
+    check.add_arguments(p)
+    demo.add_arguments(command("demo", demo.run, demo.HELP))
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Fault injection on a running system while a verification workload runs.
+"""The fault scheduler of `raftline verify`: faults injected into a running system while its workload runs.
 
 Rules and invariants:
 - Kinds: `sleep` (a leader or a follower goes silent for 1-3 s, then

@@ -1,6 +1,6 @@
 """What one `SqliteStorage.save` costs, with and without fsync.
 
-Run: python3 -m tests.bench_storage [--dir DIR] [--seconds S]
+Run: python3 -m raftline.bench.storage [--dir DIR] [--seconds S]
 
 Each save is one Raft batch as a follower persists it: N entries of 100
 bytes plus the hard state. The file lives in DIR (default: the system's temp
@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from actors.raft.messages import Entry, HardState
-from actors.raft.storage import SqliteStorage
+from actors.sqlite_storage import SqliteStorage
+from raftline.bench.measure import percentile
 
 ENTRY_BYTES = 100
 BATCH_SIZES = (1, 10, 100)
@@ -26,7 +27,7 @@ MAX_SAVES = 400
 WARMUP_SAVES = 5
 
 
-def measure(path: Path, *, fsync: bool, batch: int, seconds: float, rng: random.Random) -> list[float]:
+def time_saves(path: Path, *, fsync: bool, batch: int, seconds: float, rng: random.Random) -> list[float]:
     """Latencies in seconds of consecutive saves of `batch` entries each."""
     latencies: list[float] = []
     with SqliteStorage(path, fsync=fsync) as storage:
@@ -46,14 +47,8 @@ def measure(path: Path, *, fsync: bool, batch: int, seconds: float, rng: random.
     return latencies
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    rank = max(1, round(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python3 -m raftline.bench.storage", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=None, help="where to put the database files (default: temp directory)")
     parser.add_argument("--seconds", type=float, default=0.5, help="time budget per cell (default 0.5)")
     args = parser.parse_args()
@@ -65,7 +60,7 @@ def main() -> None:
         for fsync in (True, False):
             for batch in BATCH_SIZES:
                 path = Path(scratch) / f"fsync-{fsync}-batch-{batch}.db"
-                latencies = sorted(measure(path, fsync=fsync, batch=batch, seconds=args.seconds, rng=rng))
+                latencies = sorted(time_saves(path, fsync=fsync, batch=batch, seconds=args.seconds, rng=rng))
                 median = statistics.median(latencies)
                 print(
                     f"{'on' if fsync else 'off':>5} {batch:>5} {len(latencies):>5} "

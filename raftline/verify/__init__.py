@@ -1,22 +1,24 @@
 """`raftline verify`: a workload under faults on real processes, its history judged.
 
-    python3 -m clerk.verify --workload list-append --duration 60 --clients 4 --faults all [--seed 3]
+    raftline verify --workload list-append --duration 60 --clients 4 --faults all [--seed 3]
 
 How a run works:
-- Without --admin it starts its own system (bench's topology: C clusters x
-  R replicas in a temporary directory, on a free port) and always stops it;
-  with --admin it uses the running one. Every key carries a prefix unique
-  to the run, so earlier data never shows in the history.
-- Clients are processes (clerk/workloads.py), each with its own clerk and
-  history file; they start together on "go" and stop at a common deadline.
-- The fault scheduler (clerk/faults.py) runs meanwhile. A client it kills
-  is replaced by a new one with a new process number, as Jepsen does: the
-  killed process's open operation is recorded `info` at the moment of the
-  kill, and its process number is never reused.
+- It runs on a system of raftline/harness.py: its own (C clusters x R
+  replicas in a temporary directory, on a free port) unless --admin names a
+  running one. Every key carries a prefix unique to the run, so earlier data
+  never shows in the history.
+- Clients are processes (raftline/verify/clients.py), each with its own
+  clerk and history file; they start together on "go" and stop at a common
+  deadline.
+- The fault scheduler (raftline/verify/faults.py) runs meanwhile. A client
+  it kills is replaced by a new one with a new process number, as Jepsen
+  does: the killed process's open operation is recorded `info` at the
+  moment of the kill, and its process number is never reused.
 - After the run the files are merged by time into one history (default
   `history.jsonl` in a new temporary directory, kept; the path is printed),
-  and the matching checker of clerk/checkers.py judges it.
-- Exit status: 0 valid, 1 invalid, 2 the run itself failed (one line on stderr).
+  and the checker of the workload's model (raftline/check) judges it.
+- Exit status as `raftline check`'s: 0 valid, 1 invalid, 2 no verdict (the
+  run itself failed; one line on stderr).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,32 +36,33 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clerk.bench import (
+from raftline import check
+from raftline.check.history import Event, HistoryError, Operation, pair_operations, parse_event, write_history
+from raftline.check.result import CheckResult
+from raftline.harness import (
     CLIENT_GRACE_SECONDS,
-    CLIENT_START_TIMEOUT,
+    DEFAULT_CLUSTERS,
     PROGRESS_INTERVAL,
     ClientHandle,
     ProgressBar,
-    bench_system,
+    check_running,
     preload,
+    start_client,
     stop_client,
+    system_for_run,
+    wait_until_connected,
 )
-from clerk.check_cli import verdict_json
-from clerk.checkers import CheckResult, check_bank_history, check_linearizable, check_list_append
-from clerk.faults import FaultScheduler, FaultUsageError, parse_faults
-from clerk.history import Event, HistoryError, Operation, pair_operations, parse_event, write_history
-from clerk.workloads import OPENING_BALANCE, WORKLOADS, bank_accounts, bank_key
+from raftline.verify.faults import FaultScheduler, FaultUsageError, parse_faults
+from raftline.workloads import OPENING_BALANCE, VERIFY_ACCOUNTS, VERIFY_WORKLOADS, bank_keys
 
-EXIT_VALID = 0
-EXIT_INVALID = 1
-EXIT_ERROR = 2
-DEFAULT_CLUSTERS = 3
+CLIENT_MODULE = "raftline.verify.clients"
 DEFAULT_REPLICAS = 3
+HELP = "a workload under faults on real processes; its history checked (exit 0 valid)"
 
 
-def add_verify_arguments(parser: argparse.ArgumentParser, *, connection_options: bool = True) -> None:
-    """Add verify's arguments; `connection_options=False` when the caller already provides --admin."""
-    parser.add_argument("--workload", required=True, choices=WORKLOADS, help="what the clients run")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add verify's arguments to `parser`, which already has --admin."""
+    parser.add_argument("--workload", required=True, choices=VERIFY_WORKLOADS, help="what the clients run")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of workload (default 30)")
     parser.add_argument("--clients", type=int, default=4, help="client processes (default 4)")
     parser.add_argument(
@@ -78,8 +80,6 @@ def add_verify_arguments(parser: argparse.ArgumentParser, *, connection_options:
         "--replicas", type=int, default=DEFAULT_REPLICAS, help=f"replicas per cluster (default {DEFAULT_REPLICAS})"
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object as the last line")
-    if connection_options:
-        parser.add_argument("--admin", metavar="HOST:PORT", help="verify a running system instead of starting one")
 
 
 class VerifyUsageError(ValueError):
@@ -102,7 +102,7 @@ def check_arguments(args) -> tuple[str, ...]:
         raise VerifyUsageError(str(error)) from None
 
 
-# -- client processes ------------------------------------------------------------------------
+# -- client processes ----------------------------------------------------------------------------
 
 
 @dataclass(kw_only=True, slots=True)
@@ -110,17 +110,13 @@ class VerifyClient:
     """One client process of the run.
 
     Fields:
-        number: its process number in the history.
-        handle: the process and what it reported (bench's ClientHandle; its
-            `result` is the client's own history file).
-        stderr: where its stderr goes.
+        handle: the process and what it reported; its number is its process
+            number in the history, its `result` its own history file.
         killed: the fault scheduler is killing it or has killed it.
         killed_ns: when it was dead (monotonic ns), else None.
     """
 
-    number: int
     handle: ClientHandle
-    stderr: Path
     killed: bool = False
     killed_ns: int | None = None
 
@@ -142,31 +138,16 @@ class ClientPool:
     def spawn(self) -> VerifyClient:
         with self._lock:
             number = len(self.clients)
+            history = self.run_dir / f"client-{number}.jsonl"
             spec = {
                 "admin": self.admin,
                 "workload": self.workload,
                 "process": number,
                 "seed": self.seed * 1000 + number,
                 "prefix": self.prefix,
-                "history": os.fspath(self.run_dir / f"client-{number}.jsonl"),
+                "history": os.fspath(history),
             }
-            spec_path = self.run_dir / f"client-{number}.spec.json"
-            spec_path.write_text(json.dumps(spec))
-            stderr = self.run_dir / f"client-{number}.stderr"
-            with open(stderr, "w") as errors:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "clerk.workloads", "--client", os.fspath(spec_path)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=errors,
-                    text=True,
-                )
-            client = VerifyClient(
-                number=number,
-                handle=ClientHandle(process=process, result=Path(spec["history"])),
-                stderr=stderr,
-            )
-            threading.Thread(target=client.handle.follow, daemon=True).start()
+            client = VerifyClient(handle=start_client(CLIENT_MODULE, number, spec, self.run_dir, history))
             self.clients.append(client)
             return client
 
@@ -174,12 +155,7 @@ class ClientPool:
         """Spawn `count` clients, wait until each is connected, then send "go"."""
         for _ in range(count):
             self.spawn()
-        deadline = time.monotonic() + CLIENT_START_TIMEOUT
-        while not all(client.handle.ready for client in self.clients):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"clients did not connect within {CLIENT_START_TIMEOUT:g} s")
-            time.sleep(0.05)
+        wait_until_connected([client.handle for client in self.clients])
         self.start_ns = time.monotonic_ns()
         self.deadline_ns = self.start_ns + int(duration * 1e9)
         for client in self.clients:
@@ -187,20 +163,19 @@ class ClientPool:
 
     def go(self, client: VerifyClient) -> None:
         # A replacement reads this once it has connected: the pipe keeps it.
-        client.handle.process.stdin.write(f"go {self.start_ns} {self.deadline_ns}\n")
-        client.handle.process.stdin.flush()
+        client.handle.send(f"go {self.start_ns} {self.deadline_ns}")
 
     def running(self) -> list[int]:
         with self._lock:
-            return [c.number for c in self.clients if not c.killed and not c.handle.done and c.handle.ready]
+            return [c.handle.number for c in self.clients if not c.killed and not c.handle.done and c.handle.ready]
 
     def kill(self, number: int) -> None:
         """SIGKILL client `number` and its clerk actor, as when the client's
         machine dies: whatever transaction the clerk was running is left to
-        the servers' recovery (DESIGN.md section 4, step 5). Then start its
-        replacement."""
+        the servers' recovery (docs/DESIGN.md section 4, step 5). Then start
+        its replacement."""
         client = self.clients[number]
-        client.killed = True  # first: its death must not read as a crash to check_alive
+        client.killed = True  # first: its death must not read as a crash to check_running
         if client.handle.clerk_pid:
             try:
                 os.kill(client.handle.clerk_pid, signal.SIGKILL)
@@ -212,14 +187,8 @@ class ClientPool:
         if time.monotonic_ns() < self.deadline_ns:
             self.go(self.spawn())
 
-    def check_alive(self) -> None:
-        for client in list(self.clients):
-            process = client.handle.process
-            if not client.killed and not client.handle.done and process.poll() is not None:
-                lines = client.stderr.read_text().strip().splitlines()
-                raise RuntimeError(
-                    f"client {client.number} exited with status {process.returncode}: {lines[-1] if lines else 'no output'}"
-                )
+    def check_running(self) -> None:
+        check_running([client.handle for client in list(self.clients) if not client.killed])
 
     def finished(self) -> bool:
         return all(client.killed or client.handle.done for client in list(self.clients))
@@ -233,7 +202,7 @@ class ClientPool:
                 stop_client(client.handle)
 
 
-# -- histories -----------------------------------------------------------------------------
+# -- histories -----------------------------------------------------------------------------------
 
 
 def read_client_history(path: Path) -> list[Event]:
@@ -267,15 +236,11 @@ def merge_histories(histories: list[tuple[list[Event], int | None]]) -> list[Eve
 
 
 def judge(workload: str, operations: list[Operation]) -> CheckResult:
-    if workload == "list-append":
-        return check_list_append(operations)
-    if workload == "bank":
-        accounts = bank_accounts()
-        return check_bank_history(operations, OPENING_BALANCE * len(accounts), len(accounts))
-    return check_linearizable(operations, "register")
+    """The verdict of the workload's model; a bank opened every account with OPENING_BALANCE."""
+    return check.judge(workload, operations, total=OPENING_BALANCE * VERIFY_ACCOUNTS, accounts=VERIFY_ACCOUNTS)
 
 
-# -- the run -------------------------------------------------------------------------------
+# -- the run -------------------------------------------------------------------------------------
 
 
 def run_clients(
@@ -285,7 +250,7 @@ def run_clients(
 
     if args.workload == "bank":
         with connect(admin=cluster.admin) as store:
-            preload(store, [bank_key(prefix, account) for account in bank_accounts()], OPENING_BALANCE)
+            preload(store, bank_keys(VERIFY_ACCOUNTS, prefix), OPENING_BALANCE)
     pool = ClientPool(admin=cluster.admin, workload=args.workload, seed=args.seed, prefix=prefix, run_dir=run_dir)
     scheduler = FaultScheduler(
         cluster.admin, kinds, random.Random(args.seed), clients=pool.running, kill_client=pool.kill
@@ -297,7 +262,7 @@ def run_clients(
         bar = ProgressBar(f"verify {args.workload}", args.duration)
         hard_deadline = began + args.duration + CLIENT_GRACE_SECONDS
         while not pool.finished() and time.monotonic() < hard_deadline:
-            pool.check_alive()
+            pool.check_running()
             if time.monotonic() - began >= args.duration:
                 scheduler.stop()  # no fault after the deadline: let the last operations finish
             bar.show(time.monotonic() - began, pool.ops())
@@ -313,29 +278,30 @@ def run_clients(
     return merge_histories(histories), scheduler
 
 
-def run_verify(args) -> int:
-    """Run what `args` (from add_verify_arguments) asks and print the report;
-    the exit status: 0 valid, 1 invalid, 2 the run failed."""
+def run(args) -> int:
+    """Run what `args` (from add_arguments) asks and print the report; the
+    exit status: 0 valid, 1 invalid, 2 no verdict (the run failed)."""
     from clerk.errors import RaftlineError
 
     try:
         kinds = check_arguments(args)
     except VerifyUsageError as error:
         print(f"raftline verify: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return check.EXIT_NO_VERDICT
     work = Path(tempfile.mkdtemp(prefix="raftline-verify-"))
     history_path = Path(args.history) if args.history else work / "history.jsonl"
     prefix = f"verify-{time.time_ns():x}-"
     try:
-        admin = getattr(args, "admin", None)
-        with bench_system(work / "system", admin=admin, clusters=args.clusters, replicas=args.replicas) as cluster:
+        with system_for_run(
+            work / "system", admin=args.admin, clusters=args.clusters, replicas=args.replicas
+        ) as cluster:
             run_dir = work / "clients"
             run_dir.mkdir()
             events, scheduler = run_clients(cluster, args, kinds, prefix, run_dir)
     except (RaftlineError, TimeoutError, RuntimeError, OSError, HistoryError) as error:
         shutil.rmtree(work, ignore_errors=True)
         print(f"raftline verify: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return check.EXIT_NO_VERDICT
     except KeyboardInterrupt:
         shutil.rmtree(work, ignore_errors=True)
         return 130
@@ -352,7 +318,7 @@ def run_verify(args) -> int:
     result = judge(args.workload, operations)
     checker_s = time.perf_counter() - checked_at
     report = {
-        **verdict_json(result, args.workload, len(operations)),
+        **check.verdict_json(result, args.workload, len(operations)),
         "workload": args.workload,
         "history": os.fspath(history_path),
         "clients": args.clients,
@@ -367,7 +333,7 @@ def run_verify(args) -> int:
     print(format_report(report, result))
     if args.json:
         print(json.dumps(report, sort_keys=True))
-    return EXIT_VALID if result.valid else EXIT_INVALID
+    return check.EXIT_VALID if result.valid else check.EXIT_INVALID
 
 
 def format_report(report: dict, result: CheckResult) -> str:
@@ -383,15 +349,3 @@ def format_report(report: dict, result: CheckResult) -> str:
     ]
     lines += [f"    {line}" for line in result.violations]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m clerk.verify", description="raftline verify: a workload under faults, its history checked"
-    )
-    add_verify_arguments(parser)
-    return run_verify(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

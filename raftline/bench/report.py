@@ -1,0 +1,123 @@
+"""Bench reports: a text table per workload or experiment, and --plot."""
+
+from __future__ import annotations
+
+import math
+
+from raftline.bench.experiments import CATCHUP_WRITERS
+from raftline.bench.measure import percentile
+
+
+def load_line(load: float, width: int = 5) -> str:
+    """The 1-minute load average, which says how busy the machine was while measuring."""
+    return f"  {'load':<{width}}{load:.2f} (1-minute load average at the end)"
+
+
+def format_workload(summary: dict) -> str:
+    latency = summary["latency_ms"]
+    cpu = "  ".join(f"{kind} {seconds:.2f}" for kind, seconds in summary["cpu_s"].items())
+    lines = [
+        f"bench {summary['workload']}: {summary['clients']} client(s), {summary['duration_s']:g} s, "
+        f"{summary['clusters']} cluster(s) x {summary['replicas']} replicas, {summary['keys']} keys, "
+        f"{summary['value_size']} B values"
+        + (f", read ratio {summary['read_ratio']:g}" if "read_ratio" in summary else ""),
+        f"  ops          {summary['ops']} committed ({summary['gave_up']} out of retries, {summary['failed']} unavailable)",
+        f"  throughput   {summary['throughput']:.1f} ops/s",
+        f"  latency ms   p50 {latency['p50']:.2f}  p95 {latency['p95']:.2f}  p99 {latency['p99']:.2f}  max {latency['max']:.2f}",
+        f"  aborts       {summary['abort_rate']:.2%} of attempts; {summary['attempts_per_commit']:.2f} attempts per commit",
+        f"  hops         {summary['hops']:.1f} messages on the critical path per op; "
+        f"actor round trip {summary['rtt_ms']:.2f} ms -> ~{summary['messaging_ms']:.1f} ms of messaging per op",
+        f"  cpu s        {cpu}",
+        load_line(summary["load"], width=13),
+    ]
+    if "bank_total_conserved" in summary:
+        lines.append(f"  bank total   {'conserved' if summary['bank_total_conserved'] else 'VIOLATED'}")
+    return "\n".join(lines)
+
+
+def plot(records: list[list], summary: dict, path: str) -> None:
+    """Latency percentiles and throughput per second of the run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seconds = max(1, math.ceil(max([summary["duration_s"]] + [record[0] + record[1] for record in records])))
+    buckets: list[list[float]] = [[] for _ in range(seconds)]
+    for start, latency, outcome, _, _ in records:
+        if outcome == "ok":
+            buckets[min(seconds - 1, int(start + latency))].append(latency * 1000)
+    times = list(range(seconds))
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 6))
+    for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        top.plot(times, [percentile(sorted(bucket), fraction) for bucket in buckets], label=name)
+    top.set_ylabel("latency (ms)")
+    top.legend()
+    bottom.bar(times, [len(bucket) for bucket in buckets], width=0.9)
+    bottom.set_ylabel("committed ops / s")
+    bottom.set_xlabel("seconds into the run")
+    figure.suptitle(f"raftline bench {summary['workload']}, {summary['clients']} client(s)")
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def format_election(result: dict) -> str:
+    lines = [
+        "bench election: leader killed (SIGKILL); ms until a new leader shows in status and until the first write commits",
+        f"  {'timeout ms':<12} {'replicas':>8} {'trials':>6}  {'leader p50':>10} {'max':>7}  {'write p50':>10} {'max':>7}",
+    ]
+    for row in result["results"]:
+        timeout = f"{row['timeout_ms'][0]}-{row['timeout_ms'][1]}"
+        election, write = row["election_ms"], row["first_write_ms"]
+        lines.append(
+            f"  {timeout:<12} {row['replicas']:>8} {row['trials']:>6}  {election['median']:>10.0f} {election['max']:>7.0f}"
+            f"  {write['median']:>10.0f} {write['max']:>7.0f}"
+        )
+    lines.append(load_line(result["load"]))
+    return "\n".join(lines)
+
+
+def format_sweep(result: dict) -> str:
+    lines = [
+        f"bench sweep: one serial client, {result['duration_s']:g} s per run; latency in ms",
+        f"  {'replicas':>8}  {'put p50':>8} {'p99':>8} {'ops/s':>7}  {'get p50':>8} {'p99':>8} {'ops/s':>7}  {'rtt':>6}",
+    ]
+    for row in result["results"]:
+        put, get = row["put"], row["get"]
+        lines.append(
+            f"  {row['replicas']:>8}  {put['p50_ms']:>8.2f} {put['p99_ms']:>8.2f} {put['throughput']:>7.1f}"
+            f"  {get['p50_ms']:>8.2f} {get['p99_ms']:>8.2f} {get['throughput']:>7.1f}  {row['rtt_ms']:>6.2f}"
+        )
+    lines.append(load_line(result["load"]))
+    return "\n".join(lines)
+
+
+def format_reconfig(result: dict) -> str:
+    moving, others = result["moving_slot"], result["other_moves"]
+    hot, cold = result["writer_on_moving_slot_ms"], result["writer_on_staying_slot_ms"]
+    return "\n".join(
+        [
+            f"bench reconfig: 2 clusters x {result['replicas']} replicas, {result['keys']} keys in c1",
+            f"  add-replica c1 ({result['added_replica']}, learner -> voter)  {result['add_replica_s']:.2f} s",
+            f"  add-cluster (moves {others['count'] + 1} slots)            {result['add_cluster_s']:.2f} s",
+            f"  move of slot {moving['slot']} ({moving['keys']} keys)            {moving['move_s']:.2f} s",
+            f"  other moves (~{others['keys_each']} keys each)            median {others['median_s']:.2f} s, max {others['max_s']:.2f} s",
+            f"  writer on the moving slot   {hot['puts']} puts, p50 {hot['p50']:.1f} ms, longest {hot['max']:.1f} ms",
+            f"  writer on a staying slot    {cold['puts']} puts, p50 {cold['p50']:.1f} ms, longest {cold['max']:.1f} ms",
+            load_line(result["load"]),
+        ]
+    )
+
+
+def format_catchup(result: dict) -> str:
+    return "\n".join(
+        [
+            f"bench catchup: 1 cluster x {result['replicas']} replicas; a follower sleeps while "
+            f"{CATCHUP_WRITERS} clients commit",
+            f"  commits while asleep   {result['commits']} ({result['entries_missed']} log entries behind on waking)",
+            f"  caught up after waking {result['caught_up_s']:.2f} s (status polled every 50 ms)",
+            load_line(result["load"]),
+        ]
+    )
+
+

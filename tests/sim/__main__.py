@@ -22,9 +22,9 @@ import argparse
 import sys
 import time
 
-from tests.sim.faults import FAULT_NAMES, Faults
-from tests.sim.raft_random import CHAOS_TICKS, measure_load, run_seed
-from tests.sim.txn_sim import add_txn_arguments
+from tests.sim.harness.fault_switches import FAULT_NAMES, FaultSwitches
+from tests.sim.raft.random_runs import CHAOS_TICKS, measure_load, run_seed
+from tests.sim.txn.cluster import add_txn_arguments
 
 
 def _nodes_for(seed: int, nodes: int | None) -> int:
@@ -41,7 +41,7 @@ def _replay_command(seed: int, nodes: int, faults: str, ticks: int) -> str:
 
 
 def run_raft(args: argparse.Namespace) -> int:
-    faults = Faults.parse(args.faults)
+    faults = FaultSwitches.parse(args.faults)
     started = time.perf_counter()
     violations = 0
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "raft":
         try:
-            Faults.parse(args.faults)
+            FaultSwitches.parse(args.faults)
         except ValueError as error:
             parser.error(str(error))
     return args.run(args)

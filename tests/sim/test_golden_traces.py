@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from actors.raft.node import RaftConfig
-from tests.sim.raft_sim import RaftSim, SimConfig
+from tests.sim.raft.cluster import RaftSim, SimConfig
 
 TESTDATA = Path(__file__).parent / "testdata"
 E = RaftConfig(id="defaults").election_max

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.raft.messages import ConfState, Entry, HardState, Snapshot
-from tests.sim.invariants import (
+from tests.sim.raft.invariants import (
     DURABILITY,
     ELECTION_SAFETY,
     LEADER_APPEND_ONLY,

@@ -6,14 +6,14 @@ import random
 
 import pytest
 
-from tests.sim.faults import FAULT_NAMES, Faults
-from tests.sim.network import MAX_DELAY, TICK, Network, Scheduler, random_groups
+from tests.sim.harness.fault_switches import FAULT_NAMES, FaultSwitches
+from tests.sim.harness.network import MAX_DELAY, TICK, Network, Scheduler, random_groups
 
 
 class Recorder:
     """A network over nodes a, b, c that records (time, src, dst, message) deliveries."""
 
-    def __init__(self, faults: Faults = Faults.none(), seed: int = 1) -> None:
+    def __init__(self, faults: FaultSwitches = FaultSwitches.none(), seed: int = 1) -> None:
         self.scheduler = Scheduler()
         self.got: list[tuple[int, str, str, object]] = []
         self.trace: list[str] = []
@@ -62,7 +62,7 @@ def test_reliable_network_delivers_each_message_once_in_link_order_within_a_tick
 
 
 def test_drop_loses_some_messages_only_when_switched_on():
-    rec = Recorder(Faults(drop=True, drop_rate=0.3))
+    rec = Recorder(FaultSwitches(drop=True, drop_rate=0.3))
     rec.send_many(200)
     rec.settle()
     assert 20 < 200 - len(rec.got) < 100
@@ -70,7 +70,7 @@ def test_drop_loses_some_messages_only_when_switched_on():
 
 
 def test_duplicate_delivers_some_messages_twice():
-    rec = Recorder(Faults(duplicate=True, dup_rate=0.2))
+    rec = Recorder(FaultSwitches(duplicate=True, dup_rate=0.2))
     rec.send_many(200)
     rec.settle()
     payloads = rec.payloads()
@@ -80,19 +80,19 @@ def test_duplicate_delivers_some_messages_twice():
 
 
 def test_reorder_lets_messages_overtake_and_fifo_holds_without_it():
-    reordered = Recorder(Faults(reorder=True))
+    reordered = Recorder(FaultSwitches(reorder=True))
     reordered.send_many(50)
     reordered.settle()
     assert sorted(reordered.payloads()) == list(range(50)) and reordered.payloads() != list(range(50))
 
-    fifo = Recorder(Faults(delay=True, long_delay_rate=0.3))
+    fifo = Recorder(FaultSwitches(delay=True, long_delay_rate=0.3))
     fifo.send_many(50)
     fifo.settle()
     assert fifo.payloads() == list(range(50))
 
 
 def test_delay_holds_some_messages_for_ticks():
-    rec = Recorder(Faults(delay=True, reorder=True, long_delay_rate=0.2, long_delay_ticks=5))
+    rec = Recorder(FaultSwitches(delay=True, reorder=True, long_delay_rate=0.2, long_delay_ticks=5))
     rec.send_many(100)
     rec.settle()
     late = [time for time, *_ in rec.got if time > MAX_DELAY]
@@ -168,7 +168,7 @@ def test_down_node_loses_messages():
 
 def test_same_seed_same_deliveries_and_trace():
     def run(seed: int) -> tuple[list, list]:
-        rec = Recorder(Faults.unreliable(), seed=seed)
+        rec = Recorder(FaultSwitches.unreliable(), seed=seed)
         for src, dst in (("a", "b"), ("b", "c"), ("c", "a")):
             rec.send_many(40, src, dst)
         rec.settle()
@@ -188,10 +188,10 @@ def test_random_groups_split_every_node_into_nonempty_groups():
 
 
 def test_faults_parse_names_and_reject_unknown_ones():
-    assert Faults.parse("none") == Faults.none()
-    assert Faults.parse("all").describe() == ",".join(FAULT_NAMES)
-    parsed = Faults.parse("drop, dup")
+    assert FaultSwitches.parse("none") == FaultSwitches.none()
+    assert FaultSwitches.parse("all").describe() == ",".join(FAULT_NAMES)
+    parsed = FaultSwitches.parse("drop, dup")
     assert parsed.drop and parsed.duplicate and not parsed.delay
     assert parsed.describe() == "drop,dup"
     with pytest.raises(ValueError, match="unknown fault"):
-        Faults.parse("drop,meteor")
+        FaultSwitches.parse("drop,meteor")

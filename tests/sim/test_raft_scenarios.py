@@ -12,15 +12,15 @@ import random
 from typing import Callable
 
 from actors.raft.node import FOLLOWER, LEADER, ConfChangeBusy, NotLeader, RaftConfig
-from tests.sim.faults import Faults
-from tests.sim.raft_random import Workload
-from tests.sim.raft_sim import RaftSim, SimConfig
+from tests.sim.harness.fault_switches import FaultSwitches
+from tests.sim.raft.cluster import RaftSim, SimConfig
+from tests.sim.raft.random_runs import Workload
 
 E = RaftConfig(id="defaults").election_max
 """One (maximal) election timeout, in ticks."""
 
 
-def cluster(nodes: int = 3, *, seed: int = 1, faults: Faults = Faults(), snapshot_entries: int = 0, **raft) -> RaftSim:
+def cluster(nodes: int = 3, *, seed: int = 1, faults: FaultSwitches = FaultSwitches(), snapshot_entries: int = 0, **raft) -> RaftSim:
     return RaftSim(
         SimConfig(
             seed=seed,
@@ -485,7 +485,7 @@ def test_figure8_exact():
 def test_figure8_unreliable():
     """Paper 5.4.2 and figure 8 on a network that delays, drops, duplicates
     and reorders: leaders are cut off at random instead of crashing."""
-    sim = cluster(5, seed=9, faults=Faults.unreliable(), max_batch_bytes=8)
+    sim = cluster(5, seed=9, faults=FaultSwitches.unreliable(), max_batch_bytes=8)
     rng = random.Random(9)
     for n in range(150):
         leader = None
@@ -499,12 +499,12 @@ def test_figure8_unreliable():
         if len(cut) > 2:
             sim.rejoin(rng.choice(cut))
     sim.heal()
-    sim.network.faults = Faults()
+    sim.network.faults = FaultSwitches()
     sim.one(cmd("end"), expected=5, max_ticks=10 * E)
     sim.settle()
 
 
-def _churn(faults: Faults, seed: int) -> RaftSim:
+def _churn(faults: FaultSwitches, seed: int) -> RaftSim:
     """Clients propose all along while replicas crash, restart, are cut off
     and return at random; the run must end live with every acknowledged
     command applied everywhere."""
@@ -532,14 +532,14 @@ def _churn(faults: Faults, seed: int) -> RaftSim:
 
 def test_reliable_churn():
     """Paper 5 as a whole, under crashes and cuts on a reliable network."""
-    sim = _churn(Faults(), seed=21)
+    sim = _churn(FaultSwitches(), seed=21)
     assert sim.stats.acked >= 40
 
 
 def test_unreliable_churn():
     """Paper 5 as a whole, under crashes and cuts on a network that delays,
     drops, duplicates and reorders."""
-    sim = _churn(Faults.unreliable(), seed=22)
+    sim = _churn(FaultSwitches.unreliable(), seed=22)
     assert sim.stats.acked >= 20
 
 

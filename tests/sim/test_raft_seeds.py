@@ -1,6 +1,6 @@
 """Randomized Raft runs over many seeds, and the determinism they rely on.
 
-Each seed runs `raft_random.run_seed` with every fault switched on (delay,
+Each seed runs `raft.random_runs.run_seed` with every fault switched on (delay,
 drop, duplicate, reorder, partition, crash-restart, sleep, snapshots,
 membership changes) on 3, 5 or 7 replicas by turn. A failure names the
 broken invariant and the command that replays the seed.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sim.faults import Faults
-from tests.sim.raft_random import run_seed
-from tests.sim.trace import digests_under_hash_seeds
+from tests.sim.harness.fault_switches import FaultSwitches
+from tests.sim.harness.trace import digests_under_hash_seeds
+from tests.sim.raft.random_runs import run_seed
 
 SEEDS = 240
 """Seeds run by the suite: about 25 s here; `python3 -m tests.sim raft` runs more."""
@@ -44,12 +44,12 @@ def test_a_seed_replays_identically():
 def test_a_seed_replays_identically_whatever_the_hash_seed():
     """Nothing may depend on the order of hash-ordered containers: another
     process with another PYTHONHASHSEED produces the same trace."""
-    program = "from tests.sim.raft_random import run_seed; print(run_seed(7, 7).digest)"
+    program = "from tests.sim.raft.random_runs import run_seed; print(run_seed(7, 7).digest)"
     digests = digests_under_hash_seeds(program)
     assert digests == {run_seed(7, 7).digest}
 
 
 def test_switching_faults_off_changes_the_run():
-    everything, nothing = run_seed(3, 3), run_seed(3, 3, Faults.none())
+    everything, nothing = run_seed(3, 3), run_seed(3, 3, FaultSwitches.none())
     assert everything.digest != nothing.digest
     assert nothing.violation is None and nothing.acked > 0

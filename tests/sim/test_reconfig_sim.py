@@ -3,8 +3,8 @@
 Randomized runs move slots (at random, onto a cluster added mid-run, off a
 drained cluster) and add and remove replicas (the leader too) while clerks
 commit and every fault is injected; each run is judged on everything the
-transaction runs are (txn_truth.judge) plus where the data ended
-(txn_truth.judge_placement) and a read-back of every written key on the
+transaction runs are (txn.truth.judge) plus where the data ended
+(txn.truth.judge_placement) and a read-back of every written key on the
 final map. Named scenarios place a crash or a removal at one point of a
 move or a membership change; machines broken on purpose show the new
 checks can fail.
@@ -21,10 +21,11 @@ from actors.messages import ChangeMembership, MoveSlot
 from actors.raft.messages import CONF_REMOVE, ConfState
 from actors.store.machine import _APPLY as APPLY
 from actors.store.machine import Machine
-from tests.sim.faults import Faults
-from tests.sim.txn_reconfig import COORDINATOR, ReconfigOptions
-from tests.sim.txn_sim import TxnSeedResult, TxnSim, main, random_config, run_seed
-from tests.sim.txn_truth import ClusterTruth, MoveTruth, judge_placement
+from tests.sim.__main__ import main
+from tests.sim.harness.fault_switches import FaultSwitches
+from tests.sim.txn.cluster import TxnSeedResult, TxnSim, random_config, run_seed
+from tests.sim.txn.reconfig import COORDINATOR, ReconfigOptions
+from tests.sim.txn.truth import ClusterTruth, MoveTruth, judge_placement
 
 SEEDS = 10
 """Randomized seeds the suite runs with the default reconfiguration: about 4 s here."""
@@ -135,7 +136,7 @@ ONE_MOVE = ReconfigOptions(moves=1, add_cluster=False, drain=False, membership=0
 
 def quiet_sim(seed: int, options: ReconfigOptions, *, snapshot_entries: int = 100_000) -> TxnSim:
     """A reliable network, no chaos, uniform load, small entries (so slots ship in several chunks)."""
-    config = random_config(seed, workload="uniform", faults=Faults(), clerk_crash=False, reconfig=options)
+    config = random_config(seed, workload="uniform", faults=FaultSwitches(), clerk_crash=False, reconfig=options)
     raft = dataclasses.replace(config.replica.raft, max_batch_bytes=2_000)
     replica = dataclasses.replace(config.replica, raft=raft, snapshot_entries=snapshot_entries)
     return TxnSim(dataclasses.replace(config, replica=replica))
@@ -241,7 +242,7 @@ def test_a_new_leader_behind_on_applying_does_not_disown_an_installed_slot():
 
 
 def test_reconfig_runs_print_their_figures_and_replay_lines(capsys, monkeypatch):
-    argv = ["--seeds", "1", "--first-seed", "0", "--reconfig", "--member-changes", "0"]
+    argv = ["txn", "--seeds", "1", "--first-seed", "0", "--reconfig", "--member-changes", "0"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(re.match(r"reconfiguration: \d+ slot moves, 1 clusters added, 0 replicas added", line) for line in lines)

@@ -4,13 +4,12 @@ sections 3, 4 and 9), on the transaction simulator.
 Randomized runs mix the workloads and fault settings; named scenarios place
 one fault at one point of the protocol; a validator with one rule switched
 off shows the checks can fail. Every run is judged on what the replicas
-applied (txn_truth.py): atomicity, serializability in stamp order, the
+applied (txn/truth.py): atomicity, serializability in stamp order, the
 clerks' view against the truth, bank totals, and nothing left prepared.
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import re
 from typing import Any
@@ -21,24 +20,23 @@ from actors.messages import ClientBatch, CommitOnePhase, Decide, Prepare, ReadRe
 from actors.raft.messages import ConfState, Entry
 from actors.raft.node import RaftConfig
 from actors.replica import ReplicaConfig
-from actors.store import validator as history
+from actors.store import validator
 from actors.store.machine import Machine
 from clerk.core import ClerkConfig
-from tests.sim.faults import Faults
-from tests.sim.network import TICK
-from tests.sim.trace import digests_under_hash_seeds
-from tests.sim.txn_sim import (
+from tests.sim.__main__ import main as simulator_main
+from tests.sim.harness.fault_switches import FaultSwitches
+from tests.sim.harness.network import TICK
+from tests.sim.harness.trace import digests_under_hash_seeds
+from tests.sim.txn.cluster import (
     Trap,
     TxnSim,
     TxnSimConfig,
-    add_txn_arguments,
     clerk_window_ticks,
-    main,
-    parse_faults,
+    parse_txn_fault_switches,
     replay_command,
     run_seed,
 )
-from tests.sim.txn_truth import (
+from tests.sim.txn.truth import (
     ABANDONED,
     ABORTED,
     COMMITTED,
@@ -51,7 +49,7 @@ from tests.sim.txn_truth import (
     judge,
     replay,
 )
-from tests.sim.txn_workloads import TxnPlan
+from tests.sim.txn.workloads import TxnPlan
 
 SEEDS = 100
 """Randomized seeds the suite runs: about 20 s here; `python3 -m tests.sim txn` runs more."""
@@ -74,7 +72,7 @@ def settings_for(seed: int) -> dict[str, Any]:
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_random_seed(seed: int):
     settings = settings_for(seed)
-    faults = parse_faults(settings["faults"])
+    faults = parse_txn_fault_switches(settings["faults"])
     result = run_seed(
         seed,
         clusters=settings["clusters"],
@@ -111,7 +109,7 @@ def test_a_seed_replays_identically():
 def test_a_seed_replays_identically_whatever_the_hash_seed():
     """Nothing may depend on hash order: another process with another
     PYTHONHASHSEED produces the same trace."""
-    program = "from tests.sim.txn_sim import run_seed; print(run_seed(5, ticks=100).digest)"
+    program = "from tests.sim.txn.cluster import run_seed; print(run_seed(5, ticks=100).digest)"
     digests = digests_under_hash_seeds(program)
     assert digests == {run_seed(5, ticks=100).digest}
 
@@ -132,9 +130,9 @@ def test_a_validator_without_one_rule_is_caught(rule: str, monkeypatch):
     """DESIGN.md section 3: each of rules 2-5 is needed; without it some hot-key
     run commits a history the checks reject (a cycle, an edge against stamp
     order, a lost update) or trips the table's own invariant."""
-    monkeypatch.setattr(history, RULES[rule], lambda *args: None)
+    monkeypatch.setattr(validator, RULES[rule], lambda *args: None)
     for seed in range(10):
-        result = run_seed(seed, workload="hotkey", faults=Faults(), clerk_crash=False, ticks=150)
+        result = run_seed(seed, workload="hotkey", faults=FaultSwitches(), clerk_crash=False, ticks=150)
         if result.violations:
             return
     pytest.fail(f"no seed of 10 caught a validator without {rule}")
@@ -242,7 +240,7 @@ def scenario(*, clusters: int = 2, prepare_timeout: int = TIMEOUT, seed: int = 3
         initial_conf=ConfState(),
         prepare_timeout_ticks=prepare_timeout,
         push_interval_ticks=4,
-        retention_ticks=clerk_window_ticks(clerk, Faults()) + 10,
+        retention_ticks=clerk_window_ticks(clerk, FaultSwitches()) + 10,
     )
     config = TxnSimConfig(seed=seed, clusters=clusters, clerks=1, replica=replica, clerk=clerk)
     probe = TxnSim(config)
@@ -405,6 +403,11 @@ def test_a_paused_clerk_never_sees_an_installed_one_phase_commit_abort():
 # -- the command line -----------------------------------------------------------------
 
 
+def main(argv: list[str]) -> int:
+    """`python3 -m tests.sim txn ...`"""
+    return simulator_main(["txn", *argv])
+
+
 def test_clean_seeds_print_the_figures_and_the_summary_line(capsys):
     assert main(["--seeds", "2", "--first-seed", "3", "--ticks", "80"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -413,27 +416,17 @@ def test_clean_seeds_print_the_figures_and_the_summary_line(capsys):
 
 
 def test_a_broken_validator_yields_replay_lines_and_a_nonzero_exit(capsys, monkeypatch):
-    monkeypatch.setattr(history, "check_current_read_versions", lambda *args: None)
+    monkeypatch.setattr(validator, "check_current_read_versions", lambda *args: None)
     argv = ["--seeds", "2", "--workload", "hotkey", "--faults", "none", "--no-clerk-crash", "--ticks", "100"]
     assert main(argv) == 1
     lines = capsys.readouterr().out.splitlines()
     failing = [line for line in lines if line.startswith("seed ")]
     assert failing and re.fullmatch(rf"txn: 2 seeds, {len(failing)} violations, \d+ committed, \d+ aborted", lines[-1])
     assert all(
-        "replay: python3 -m tests.sim.txn_sim --seeds 1 --first-seed" in line
+        "replay: python3 -m tests.sim txn --seeds 1 --first-seed" in line
         and "--workload hotkey --faults none --no-clerk-crash --ticks 100" in line
         for line in failing
     )
-
-
-def test_the_txn_subcommand_wires_into_the_simulator_command_line(capsys, monkeypatch):
-    """How `python3 -m tests.sim` takes it: its replay lines name the `txn` subcommand."""
-    monkeypatch.setattr(history, "check_current_read_versions", lambda *args: None)
-    parser = argparse.ArgumentParser(prog="python3 -m tests.sim")
-    add_txn_arguments(parser.add_subparsers(dest="command", required=True).add_parser("txn"))
-    args = parser.parse_args(["txn", "--seeds", "1", "--workload", "hotkey", "--faults", "none", "--ticks", "100"])
-    assert args.run(args) == 1
-    assert "replay: python3 -m tests.sim txn --seeds 1 --first-seed 0" in capsys.readouterr().out
 
 
 def test_membership_faults_are_refused():

@@ -42,10 +42,10 @@ from actors.messages import (
 )
 from actors.raft.messages import CONF_ADD_LEARNER, CONF_PROMOTE, CONF_REMOVE
 from coordinator.shardmap import SlotMove, plan_rebalance
-from tests.sim.network import TICK
+from tests.sim.harness.network import TICK
 
 if TYPE_CHECKING:
-    from tests.sim.txn_sim import TxnSim
+    from tests.sim.txn.cluster import TxnSim
 
 COORDINATOR = "coord"
 """The coordinator's node on the simulated network."""

@@ -11,8 +11,9 @@ import os
 import subprocess
 import sys
 from collections import deque
+from pathlib import Path
 
-from tests.sim.network import Scheduler
+from tests.sim.harness.network import Scheduler
 
 
 class Trace:
@@ -40,7 +41,7 @@ class Trace:
 def digests_under_hash_seeds(program: str, hash_seeds: tuple[str, ...] = ("1", "2")) -> set[str]:
     """What `program` prints (a run's digest) in a fresh interpreter per
     PYTHONHASHSEED: one digest means nothing depends on hash order."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = Path(__file__).resolve().parents[3]  # the repository: tests/sim/harness/trace.py
     return {
         subprocess.run(
             [sys.executable, "-c", program],

@@ -10,7 +10,7 @@ Rules:
 - A message is carried only if its link is up both when it is sent and when
   it arrives: a partition, an isolated or down endpoint, or a sleeping
   receiver loses it, as a frozen process's peers see their transmits time out.
-- Message faults (delay, drop, duplicate, reorder) follow `Faults`; partitions
+- Message faults (delay, drop, duplicate, reorder) follow `FaultSwitches`; partitions
   and sleep are commands, issued by a scenario or by a chaos driver.
 """
 
@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from tests.sim.faults import Faults
+from tests.sim.harness.fault_switches import FaultSwitches
 
 TICK = 1000
 """Time units per logical tick."""
@@ -102,7 +102,7 @@ class Network:
         *,
         scheduler: Scheduler,
         rng: random.Random,
-        faults: Faults,
+        faults: FaultSwitches,
         deliver: Deliver,
         trace: Callable[[str], None] | None = None,
     ) -> None:

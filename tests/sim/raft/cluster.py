@@ -41,10 +41,10 @@ from actors.raft.messages import (
 )
 from actors.raft.node import LEADER, RaftConfig, RaftError, RaftNode, Ready
 from actors.raft.storage import MemoryStorage
-from tests.sim.faults import Faults
-from tests.sim.invariants import LIVENESS, NODE_ERROR, RaftChecker, Violation
-from tests.sim.network import TICK, Network, Scheduler
-from tests.sim.trace import Trace
+from tests.sim.harness.fault_switches import FaultSwitches
+from tests.sim.harness.network import TICK, Network, Scheduler
+from tests.sim.harness.trace import Trace
+from tests.sim.raft.invariants import LIVENESS, NODE_ERROR, RaftChecker, Violation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +65,7 @@ class SimConfig:
 
     seed: int
     nodes: int = 3
-    faults: Faults = Faults()
+    faults: FaultSwitches = FaultSwitches()
     snapshot_entries: int = 0
     raft: RaftConfig = RaftConfig(id="template")
     cluster: str = "c1"
@@ -634,7 +634,7 @@ class RaftSim:
         """Heal everything, stop injecting faults, then require liveness within
         `max_ticks`: exactly one leader, every acknowledged command applied on
         every live member, and the retained logs matching pairwise."""
-        self.network.faults = Faults()
+        self.network.faults = FaultSwitches()
         self.heal()
         for rid in sorted(self.replicas):
             replica = self.replicas[rid]

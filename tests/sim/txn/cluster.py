@@ -1,40 +1,40 @@
 """The transaction simulator: whole clusters, clerks running two-phase commit,
 and every fault of the Raft simulator, on one logical clock.
 
-    python3 -m tests.sim.txn_sim --seeds N --first-seed S [--clusters K --replicas R --clerks C]
-                                 [--workload uniform|hotkey|bank] [--faults ...] [--ticks T] [--no-clerk-crash]
-                                 [--reconfig [--moves N] [--member-changes N]]
+    python3 -m tests.sim txn --seeds N --first-seed S [--clusters K --replicas R --clerks C]
+                             [--workload uniform|hotkey|bank] [--faults ...] [--ticks T] [--no-clerk-crash]
+                             [--reconfig [--moves N] [--member-changes N]]
 
 Rules:
 - Each database server is an `actors.replica.Replica` over a storage that
   survives its crashes, driven exactly as the actor shell drives it: `tick()`
   every tick at the server's own phase, `receive()` for every delivered
   message, then `take_output()` sent in order. Clerks are `ClerkCore`s driven
-  by `ClerkDriver`s (txn_workloads.py).
+  by `ClerkDriver`s (txn/workloads.py).
 - A coordinator stand-in routes: slots -> clusters from `ShardMap.initial`,
   leaders learnt from the replicas' LeaderChange, pushed to clerks, and used
   to resolve the replicas' `ToLeaderOf`. It is not under test, so what it
   hears and says is delayed like any message but never lost. It also hands
   out the timestamps: a strictly increasing counter.
-- Faults: the network's delay, drop, duplicate and reorder, plus a chaos
+- FaultSwitches: the network's delay, drop, duplicate and reorder, plus a chaos
   driver that partitions and heals, crashes and restarts replicas, puts them
   to sleep, kills clerks mid-flight (a fresh clerk with a new id takes over
   the workload) and pauses them (within the records' retention, which the
   design's safety assumes: see test_txn_sim's strict xfails). It keeps each cluster's crashed or asleep replicas a
   minority; partitions may still cost a quorum for a while.
-- Reconfiguration (`TxnSimConfig.reconfig`, txn_reconfig.py): the
+- Reconfiguration (`TxnSimConfig.reconfig`, txn/reconfig.py): the
   coordinator stand-in also moves slots, adds a cluster, drains one, adds
   and removes replicas, all through the protocol, its messages on the faulty
   network. Replicas then serve `slots` slots from their founding ones; the
   run settles only once every move and membership change is done, and is
-  judged also on where the data ended (txn_truth.judge_placement) and on a
+  judged also on where the data ended (txn.truth.judge_placement) and on a
   final read of every written key through a fresh clerk on the final map.
-- Ground truth is what the replicas applied (txn_truth.py), gathered after
+- Ground truth is what the replicas applied (txn/truth.py), gathered after
   every step; a replica applying a different entry at an index another one
   applied fails the run at once. A run then heals everything, stops the
   faults and new transactions, and must settle within `SETTLE_TICKS`: one
   leader per cluster, every replica at the same applied index, nothing
-  prepared or unacknowledged. The settled run is judged (txn_truth.judge).
+  prepared or unacknowledged. The settled run is judged (txn.truth.judge).
 - A run is a function of its seed: every random stream is seeded from it,
   replicas and clerks are visited in a fixed order. `digest` hashes the trace.
 """
@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -65,10 +64,9 @@ from actors.replica import (
 )
 from clerk.core import ClerkConfig, ClerkCore, Failed, ReadDone, Routing
 from coordinator.shardmap import ShardMap
-from tests.sim.chaos import ChaosDriver
-from tests.sim.faults import FAULT_NAMES, Faults
-from tests.sim.invariants import LIVENESS, NODE_ERROR, STATE_MACHINE_SAFETY
-from tests.sim.network import (
+from tests.sim.harness.chaos import ChaosDriver
+from tests.sim.harness.fault_switches import FAULT_NAMES, FaultSwitches
+from tests.sim.harness.network import (
     MAX_DELAY,
     MIN_DELAY,
     TICK,
@@ -76,9 +74,10 @@ from tests.sim.network import (
     Scheduler,
     random_groups,
 )
-from tests.sim.trace import Trace
-from tests.sim.txn_reconfig import COORDINATOR, ReconfigOptions, ReconfigStats, SimCoordinator
-from tests.sim.txn_truth import (
+from tests.sim.harness.trace import Trace
+from tests.sim.raft.invariants import LIVENESS, NODE_ERROR, STATE_MACHINE_SAFETY
+from tests.sim.txn.reconfig import COORDINATOR, ReconfigOptions, ReconfigStats, SimCoordinator
+from tests.sim.txn.truth import (
     ABANDONED,
     ABORTED,
     COMMITTED,
@@ -93,8 +92,8 @@ from tests.sim.txn_truth import (
     last_writes,
     replay,
 )
-from tests.sim.txn_workloads import (
-    WORKLOADS,
+from tests.sim.txn.workloads import (
+    SIM_WORKLOADS,
     BankWorkload,
     ClerkDriver,
     Workload,
@@ -107,7 +106,7 @@ CHAOS_TICKS = 300
 """Ticks of load and faults per randomized run, before healing."""
 SETTLE_TICKS = 400
 """Ticks a healed run has to settle."""
-TXN_FAULTS = Faults.parse("delay,drop,dup,reorder,partition,crash,sleep,snapshot")
+TXN_FAULTS = FaultSwitches.parse("delay,drop,dup,reorder,partition,crash,sleep,snapshot")
 """What `all` means here: every fault but membership changes."""
 
 
@@ -147,7 +146,7 @@ class TxnSimConfig:
     replicas: int = 3
     clerks: int = 3
     workload: str = "uniform"
-    faults: Faults = Faults()
+    faults: FaultSwitches = FaultSwitches()
     clerk_crash: bool = False
     slots: int = 16
     replica: ReplicaConfig = ReplicaConfig(cluster="template", raft=RaftConfig(id="template"), initial_conf=ConfState())
@@ -497,7 +496,7 @@ class TxnSim:
         if slot.core is not None and slot.id == clerk:
             slot.core.update_routing(routing if routing is not None else self.routing())
 
-    # -- reconfiguration (the coordinator's side is txn_reconfig.py) ---------
+    # -- reconfiguration (the coordinator's side is txn/reconfig.py) ---------
 
     def add_cluster(self) -> str:
         """Start a new cluster with no founding slots and add it to the map."""
@@ -689,7 +688,7 @@ class TxnSim:
         down, then require the run to settle within `max_ticks`."""
 
         def calm() -> None:
-            self.network.faults = Faults()
+            self.network.faults = FaultSwitches()
             self.network.heal()
             for rid in sorted(self.servers):
                 self.network.wake(rid)
@@ -735,7 +734,7 @@ class TxnSim:
 
     def release(self) -> Release:
         """How soon prepared transactions must be released after the heal
-        (txn_truth.Release): the design's bound is a prepare timeout plus an
+        (txn.truth.Release): the design's bound is a prepare timeout plus an
         election. The limit, counted once both clusters have their leaders, is
         two timeouts: a participant that asks before its primary timed T out
         is told "prepared" and asks again only a full timeout later (see
@@ -751,7 +750,7 @@ class TxnSim:
         )
 
     def judge(self) -> Judgement:
-        """Replay every cluster's log and judge the settled run (txn_truth.judge),
+        """Replay every cluster's log and judge the settled run (txn.truth.judge),
         adding any replica whose state disagrees with its cluster's replay."""
         bank = self.workload.bank if isinstance(self.workload, BankWorkload) else None
         truths = {cluster: replay(log) for cluster, log in self.logs.items()}
@@ -953,7 +952,7 @@ def abort_cause(reason: str) -> str:
     return "decision"
 
 
-def clerk_window_ticks(clerk: ClerkConfig, faults: Faults) -> int:
+def clerk_window_ticks(clerk: ClerkConfig, faults: FaultSwitches) -> int:
     """How long, in the clerk's ticks, after its first Prepare a clerk may
     still send a commit decision: every prepare attempt's wait, then the
     outcome budget; plus the longest message delay."""
@@ -976,7 +975,7 @@ def random_config(
     clusters: int = 2,
     replicas: int = 3,
     clerks: int = 3,
-    faults: Faults = TXN_FAULTS,
+    faults: FaultSwitches = TXN_FAULTS,
     clerk_crash: bool = True,
     reconfig: ReconfigOptions | None = None,
 ) -> TxnSimConfig:
@@ -1068,7 +1067,7 @@ def run_config(config: TxnSimConfig, ticks: int = CHAOS_TICKS) -> TxnSeedResult:
 
 def workload_for(seed: int, workload: str) -> str:
     """`mixed` takes the workloads in turn by seed."""
-    return WORKLOADS[seed % len(WORKLOADS)] if workload == "mixed" else workload
+    return SIM_WORKLOADS[seed % len(SIM_WORKLOADS)] if workload == "mixed" else workload
 
 
 def run_seed(
@@ -1078,7 +1077,7 @@ def run_seed(
     clusters: int = 2,
     replicas: int = 3,
     clerks: int = 3,
-    faults: Faults = TXN_FAULTS,
+    faults: FaultSwitches = TXN_FAULTS,
     clerk_crash: bool = True,
     ticks: int = CHAOS_TICKS,
     reconfig: ReconfigOptions | None = None,
@@ -1099,11 +1098,11 @@ def run_seed(
 # -- command line ------------------------------------------------------------
 
 
-def parse_faults(spec: str) -> Faults:
-    """Like `Faults.parse`, where `all` means every fault but membership changes."""
+def parse_txn_fault_switches(spec: str) -> FaultSwitches:
+    """Like `FaultSwitches.parse`, where `all` means every fault but membership changes."""
     if spec.strip() == "all":
         return TXN_FAULTS
-    faults = Faults.parse(spec)
+    faults = FaultSwitches.parse(spec)
     if faults.member:
         raise ValueError("membership changes are not a fault of transaction runs: they come with --reconfig")
     return faults
@@ -1112,7 +1111,7 @@ def parse_faults(spec: str) -> Faults:
 def _faults_spec(spec: str) -> str:
     """Check a --faults value, keeping it as written for replay lines."""
     try:
-        parse_faults(spec)
+        parse_txn_fault_switches(spec)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return spec
@@ -1126,7 +1125,7 @@ def add_txn_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=int, default=3, help="replicas per cluster (default 3)")
     parser.add_argument("--clerks", type=int, default=3, help="clerks (default 3)")
     parser.add_argument(
-        "--workload", choices=("mixed", *WORKLOADS), default="mixed", help="default mixed: by seed, in turn"
+        "--workload", choices=("mixed", *SIM_WORKLOADS), default="mixed", help="default mixed: by seed, in turn"
     )
     parser.add_argument(
         "--faults",
@@ -1197,7 +1196,7 @@ def replay_command(
 def run_txn(args: argparse.Namespace) -> int:
     """Run the seeds; print a replay line per failing seed, the abort figures,
     and last `txn: N seeds, V violations, A committed, B aborted`."""
-    faults = parse_faults(args.faults)
+    faults = parse_txn_fault_switches(args.faults)
     started = time.perf_counter()
     failing = 0
     outcomes: dict[str, Counter] = {}
@@ -1276,17 +1275,3 @@ def run_txn(args: argparse.Namespace) -> int:
     )
     print(f"txn: {args.seeds} seeds, {failing} violations, {total[COMMITTED]} committed, {total[ABORTED]} aborted")
     return 1 if failing else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m tests.sim.txn_sim", description="randomized transaction runs under faults"
-    )
-    add_txn_arguments(parser)
-    parser.set_defaults(replay_prefix="python3 -m tests.sim.txn_sim")
-    args = parser.parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ Rules:
 - One seed fixes everything: the cluster size is given, and every choice here
   comes from streams seeded from it (`RaftSim.rng`), so a failing seed
   replays exactly.
-- The chaos driver only injects what `Faults` switches on, and keeps a
+- The chaos driver only injects what `FaultSwitches` switches on, and keeps a
   majority of the members up and awake (partitions may still cost a quorum
   for a while); a run then heals and must become live (`settle`).
 - Membership changes cycle the cluster: add a learner, promote it once caught
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from actors.raft.messages import CONF_REMOVE, ConfChange
 from actors.raft.node import RaftConfig, RaftError
-from tests.sim.chaos import ChaosDriver
-from tests.sim.faults import Faults
-from tests.sim.network import TICK, random_groups
-from tests.sim.raft_sim import RaftSim, SimConfig, SimViolation
+from tests.sim.harness.chaos import ChaosDriver
+from tests.sim.harness.fault_switches import FaultSwitches
+from tests.sim.harness.network import TICK, random_groups
+from tests.sim.raft.cluster import RaftSim, SimConfig, SimViolation
 
 CHAOS_TICKS = 300
 """Ticks of faults and load per randomized run, before healing."""
@@ -169,7 +169,7 @@ class SeedResult:
 
     seed: int
     nodes: int
-    faults: Faults
+    faults: FaultSwitches
     violation: SimViolation | None
     digest: str
     steps: int
@@ -177,7 +177,7 @@ class SeedResult:
     acked: int
 
 
-def random_config(seed: int, nodes: int, faults: Faults) -> SimConfig:
+def random_config(seed: int, nodes: int, faults: FaultSwitches) -> SimConfig:
     """Vary what changes the shape of a run: election timing (short timeouts
     split votes often), batch size (one entry per message exposes commit
     rules that batching hides), snapshot chunk size (many chunks), and
@@ -199,7 +199,7 @@ def random_config(seed: int, nodes: int, faults: Faults) -> SimConfig:
     return SimConfig(seed=seed, nodes=nodes, faults=faults, snapshot_entries=snapshot_entries, raft=raft)
 
 
-def run_seed(seed: int, nodes: int, faults: Faults = Faults.all(), ticks: int = CHAOS_TICKS) -> SeedResult:
+def run_seed(seed: int, nodes: int, faults: FaultSwitches = FaultSwitches.all(), ticks: int = CHAOS_TICKS) -> SeedResult:
     """One randomized run: `ticks` of load and chaos, then heal and settle."""
     sim = RaftSim(random_config(seed, nodes, faults))
     violation = None

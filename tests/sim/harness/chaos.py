@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from tests.sim.network import TICK
+from tests.sim.harness.network import TICK
 
 
 class ChaosDriver:

@@ -34,9 +34,9 @@ from typing import Any, Callable, Protocol
 from actors.messages import ReadResult
 from clerk.core import Aborted, ClerkCore, Committed, Completion, Failed, Moved, ReadDone
 from raftline.workloads import OPENING_BALANCE
-from tests.sim.txn_truth import ABANDONED, ABORTED, COMMITTED, FAILED, Bank, ClerkRecord
+from tests.sim.txn.truth import ABANDONED, ABORTED, COMMITTED, FAILED, Bank, ClerkRecord
 
-WORKLOADS = ("uniform", "hotkey", "bank")
+SIM_WORKLOADS = ("uniform", "hotkey", "bank")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -129,7 +129,7 @@ def make_workload(name: str) -> Workload:
         return KeysWorkload("hotkey", hot=3, hot_share=0.8)
     if name == "bank":
         return BankWorkload(Bank(accounts=tuple(f"acct{number}" for number in range(8)), opening=OPENING_BALANCE))
-    raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+    raise ValueError(f"unknown workload {name!r}; choose from {', '.join(SIM_WORKLOADS)}")
 
 
 class ClerkDriver:

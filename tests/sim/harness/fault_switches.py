@@ -1,7 +1,7 @@
 """Which faults a simulated run injects, each switchable on its own.
 
 Rules:
-- A `Faults` value is plain configuration: the network reads the message
+- A `FaultSwitches` value is plain configuration: the network reads the message
   faults (delay, drop, duplicate, reorder); the chaos driver of the Raft
   harness reads the rest (partition, crash, sleep, snapshot, member).
 - Scenario tests call `partition()`, `crash()` and so on directly whatever
@@ -21,7 +21,7 @@ _FIELD_OF_NAME = {"dup": "duplicate"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class Faults:
+class FaultSwitches:
     """Fault switches and the rates used when a switch is on.
 
     Fields:
@@ -59,20 +59,20 @@ class Faults:
     long_delay_ticks: int = 10
 
     @classmethod
-    def none(cls) -> Faults:
+    def none(cls) -> FaultSwitches:
         return cls()
 
     @classmethod
-    def all(cls) -> Faults:
+    def all(cls) -> FaultSwitches:
         return cls.parse("all")
 
     @classmethod
-    def unreliable(cls) -> Faults:
+    def unreliable(cls) -> FaultSwitches:
         """The message faults only: delay, drop, duplicate, reorder."""
         return cls(delay=True, drop=True, duplicate=True, reorder=True)
 
     @classmethod
-    def parse(cls, spec: str) -> Faults:
+    def parse(cls, spec: str) -> FaultSwitches:
         """`all`, `none`, or a comma-separated list of FAULT_NAMES."""
         spec = spec.strip()
         if spec == "none":
@@ -83,7 +83,7 @@ class Faults:
             raise ValueError(f"unknown fault(s) {', '.join(unknown)}; choose from all, none, {', '.join(FAULT_NAMES)}")
         return cls(**{_FIELD_OF_NAME.get(name, name): True for name in names})
 
-    def with_(self, **switches: bool) -> Faults:
+    def with_(self, **switches: bool) -> FaultSwitches:
         return replace(self, **switches)
 
     def describe(self) -> str:

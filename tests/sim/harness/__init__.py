@@ -1,0 +1,2 @@
+"""What every simulation shares: a seeded discrete-event network, the fault
+switches, the chaos driver, and the trace of every event."""

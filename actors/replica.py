@@ -60,8 +60,8 @@ from actors.messages import (
     ChangeMembership,
     ClientBatch,
     ClientBatchReply,
+    ClientReply,
     ClientRequest,
-    ClientResponse,
     ClientResult,
     CommitOnePhase,
     CommitOnePhaseResult,
@@ -284,7 +284,7 @@ class Replica:
         self._checks: list[tuple[ReadCheck, _Waiter]] = []
         self._own_proposals: dict[Any, None] = {}  # the leader's own commands, deduplicated, in order
         self._asks: dict[str, list[ClientRequest]] = {}
-        self._replies: dict[Hashable, list[ClientResponse]] = {}
+        self._replies: dict[Hashable, list[ClientReply]] = {}
         self._outbox: list[tuple[Destination, Any]] = []
         self._next_req = 0
         self._decision_conflicts = 0
@@ -586,7 +586,7 @@ class Replica:
         self._reply(waiter.token, waiter.req, self._redirection())
 
     def _reply(self, token: Hashable, req: int, result: ClientResult) -> None:
-        self._replies.setdefault(token, []).append(ClientResponse(req=req, result=result))
+        self._replies.setdefault(token, []).append(ClientReply(req=req, result=result))
 
     # -- reconfiguration ----------------------------------------------------------
 

@@ -38,14 +38,14 @@ from thespian.actors import (
 from actors.messages import (
     Isolate,
     MapUpdate,
-    ReplicaStatusReport,
+    ReplicaStatusReply,
     ReplicaStatusRequest,
     ServerConfig,
     ServerStarted,
     Sleep,
 )
 from actors.process import DATA_DIR_CAPABILITY, set_process_title
-from actors.raft.messages import RAFT_MESSAGES, ConfState, RepairLog, RepairLogReq
+from actors.raft.messages import RAFT_MESSAGES, ConfState, RepairLogReply, RepairLogRequest
 from actors.raft.node import RaftConfig
 from actors.raft.storage import MemoryStorage
 from actors.replica import (
@@ -153,7 +153,7 @@ class DatabaseServer(ActorTypeDispatcher):
         for destination, message in self.replica.take_output():
             if cut_off and isinstance(destination, ToReplica):
                 continue
-            if isinstance(message, RepairLogReq):
+            if isinstance(message, RepairLogRequest):
                 self.event(f"found a gap after index {message.last_index}: asking the leader to repair the log")
             address = self.resolve(destination)
             if address is not None:
@@ -178,7 +178,7 @@ class DatabaseServer(ActorTypeDispatcher):
             return
         if isinstance(message, RAFT_MESSAGES) and self.isolated():
             return  # cut off from its peers (but not from clients)
-        if isinstance(message, RepairLog):
+        if isinstance(message, RepairLogReply):
             what = "a snapshot chunk" if message.snapshot is not None else f"{len(message.entries)} entries"
             self.event(f"repair from {message.leader}: {what}")
         token = str(sender)  # the Replica keys replies by token; addresses are not hashable
@@ -202,11 +202,11 @@ class DatabaseServer(ActorTypeDispatcher):
             self.send(self.myAddress, ActorExitRequest())
 
     receiveMsg_VoteRequest = deliver
-    receiveMsg_Vote = deliver
+    receiveMsg_VoteReply = deliver
     receiveMsg_AppendLog = deliver
     receiveMsg_AppendLogReply = deliver
-    receiveMsg_RepairLogReq = deliver
-    receiveMsg_RepairLog = deliver
+    receiveMsg_RepairLogRequest = deliver
+    receiveMsg_RepairLogReply = deliver
     receiveMsg_TimeoutNow = deliver
     receiveMsg_ClientBatch = deliver
     receiveMsg_ClientBatchReply = deliver
@@ -242,7 +242,7 @@ class DatabaseServer(ActorTypeDispatcher):
             return
         status = dict(self.replica.status())
         status["pid"] = os.getpid()
-        self.send(sender, ReplicaStatusReport(round=message.round, replica=self.config.replica, status=status))
+        self.send(sender, ReplicaStatusReply(round=message.round, replica=self.config.replica, status=status))
 
     # -- lifecycle ----------------------------------------------------------------
 

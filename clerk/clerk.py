@@ -26,12 +26,12 @@ from thespian.actors import (
 from actors.messages import (
     ClerkCommit,
     ClerkOpen,
-    ClerkOpened,
+    ClerkOpenReply,
     ClerkRead,
     ClientBatchReply,
     MapUpdate,
     Subscribe,
-    Timestamp,
+    TimestampReply,
     TimestampRequest,
     Unsubscribe,
 )
@@ -90,7 +90,7 @@ class Clerk(ActorTypeDispatcher):
 
     def receiveMsg_ClerkOpen(self, message: ClerkOpen, sender) -> None:
         self.ensure_subscribed()
-        self.send(sender, ClerkOpened(pid=os.getpid()))
+        self.send(sender, ClerkOpenReply(pid=os.getpid()))
         self.wakeupAfter(OWNER_CHECK, payload=OwnerCheck(message.owner_pid))
 
     def receiveMsg_ClerkRead(self, message: ClerkRead, sender) -> None:
@@ -117,7 +117,7 @@ class Clerk(ActorTypeDispatcher):
     def receiveMsg_MapUpdate(self, update: MapUpdate, sender) -> None:
         self.carry_out(self.session.on_map(update, time.monotonic()))
 
-    def receiveMsg_Timestamp(self, message: Timestamp, sender) -> None:
+    def receiveMsg_TimestampReply(self, message: TimestampReply, sender) -> None:
         self.carry_out(self.session.on_timestamps(message, time.monotonic()))
 
     def receiveMsg_ClientBatchReply(self, message: ClientBatchReply, sender) -> None:

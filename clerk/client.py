@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 from actors.messages import (
     ClerkCommit,
     ClerkOpen,
-    ClerkOpened,
+    ClerkOpenReply,
     ClerkRead,
     ClerkReply,
     ReadResult,
@@ -123,7 +123,7 @@ class Store:
         self._exit_request = ActorExitRequest
         self._clerk = self._system.createActor(Clerk)
         opened = self._system.ask(self._clerk, ClerkOpen(owner_pid=os.getpid()), REQUEST_TIMEOUT)
-        if not isinstance(opened, ClerkOpened):
+        if not isinstance(opened, ClerkOpenReply):
             raise Unavailable(f"the system at {admin} did not start a clerk within {REQUEST_TIMEOUT:g} s")
         self.clerk_pid = opened.pid
         self._requests = itertools.count(1)

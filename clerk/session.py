@@ -47,7 +47,7 @@ from actors.messages import (
     Decide,
     MapUpdate,
     ReadKeys,
-    Timestamp,
+    TimestampReply,
 )
 from clerk.core import (
     Aborted,
@@ -251,7 +251,7 @@ class ClerkSession:
         self._core.receive(message)
         return self._settle(now)
 
-    def on_timestamps(self, message: Timestamp, now: float) -> list[Action]:
+    def on_timestamps(self, message: TimestampReply, now: float) -> list[Action]:
         """A block of timestamps granted by the coordinator."""
         self._timestamps_asked_at = None
         self._next_timestamp, self._timestamps_end = message.ts, message.ts + message.count

@@ -60,19 +60,19 @@ from actors.messages import (
     ReconfigStatus,
     RemoveCluster,
     RemoveReplica,
-    ReplicaStatusReport,
+    ReplicaStatusReply,
     ReplicaStatusRequest,
     ServerConfig,
     ServerStarted,
-    Serves,
     Sleep,
-    StatusReport,
+    StatusReply,
     StatusRequest,
     Subscribe,
-    Timestamp,
+    TimestampReply,
     TimestampRequest,
     Unsubscribe,
     WhoServes,
+    WhoServesReply,
 )
 from actors.process import process_running, set_process_title
 from coordinator.placement import PlacementError
@@ -314,11 +314,11 @@ class Coordinator(ActorTypeDispatcher):
 
     def receiveMsg_WhoServes(self, message: WhoServes, sender) -> None:
         owners = {key: self.map.owner(key) for key in message.keys}
-        self.send(sender, Serves(epoch=self.map.epoch, owners=owners, leaders=dict(self.leaders)))
+        self.send(sender, WhoServesReply(epoch=self.map.epoch, owners=owners, leaders=dict(self.leaders)))
 
     def receiveMsg_TimestampRequest(self, message: TimestampRequest, sender) -> None:
         count = max(1, message.count)
-        self.send(sender, Timestamp(ts=self.state.take_timestamps(count), count=count))
+        self.send(sender, TimestampReply(ts=self.state.take_timestamps(count), count=count))
 
     # -- administration ---------------------------------------------------------
 
@@ -395,7 +395,7 @@ class Coordinator(ActorTypeDispatcher):
 
     def receiveMsg_StatusRequest(self, message: StatusRequest, sender) -> None:
         if self.map is None:
-            self.send(sender, StatusReport(status={"epoch": 0, "clusters": {}, "booting": True}))
+            self.send(sender, StatusReply(status={"epoch": 0, "clusters": {}, "booting": True}))
             return
         if self.status_round is not None:
             self.status_round.askers.append(sender)
@@ -409,7 +409,7 @@ class Coordinator(ActorTypeDispatcher):
         self.wakeupAfter(STATUS_DEADLINE, payload=("status", self.round_counter))
         self.finish_status(now)
 
-    def receiveMsg_ReplicaStatusReport(self, message: ReplicaStatusReport, sender) -> None:
+    def receiveMsg_ReplicaStatusReply(self, message: ReplicaStatusReply, sender) -> None:
         now, wall = time.monotonic(), time.time()
         self.carry_out(self.supervisor.answered(message.replica, now))
         if message.round == LIVENESS_ROUND:
@@ -438,7 +438,7 @@ class Coordinator(ActorTypeDispatcher):
                               last_reports=self.last_reports, leaders=self.leaders, terms=self.terms,
                               jobs=self.reconfig.jobs, now=now, admin_pid=os.getppid(), clerks=len(self.subscribers))
         for asker in current.askers:
-            self.send(asker, StatusReport(status=status))
+            self.send(asker, StatusReply(status=status))
         self.status_round = None
 
     # -- reconfiguration ----------------------------------------------------------------

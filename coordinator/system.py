@@ -58,7 +58,7 @@ from actors.messages import (
     RemoveCluster,
     RemoveReplica,
     Sleep,
-    StatusReport,
+    StatusReply,
     StatusRequest,
 )
 from actors.process import DATA_DIR_CAPABILITY, process_running
@@ -182,7 +182,7 @@ class Cluster:
 
     def status(self, timeout: float = 10.0) -> dict:
 
-        return self._client.ask(StatusRequest(), StatusReport, timeout).status
+        return self._client.ask(StatusRequest(), StatusReply, timeout).status
 
     def leader(self, cluster: str) -> str | None:
         clusters = self.status()["clusters"]

@@ -22,7 +22,7 @@ class ClerkOpen:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ClerkOpened:
+class ClerkOpenReply:
     """The clerk's answer to ClerkOpen.
 
     Fields:

@@ -134,7 +134,7 @@ class ClientBatch:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ClientResponse:
+class ClientReply:
     """The answer to one ClientRequest.
 
     Fields:
@@ -160,7 +160,7 @@ class ClientBatchReply:
     cluster: str
     replica: str
     term: int
-    responses: tuple[ClientResponse, ...]
+    responses: tuple[ClientReply, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

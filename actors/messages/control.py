@@ -120,7 +120,7 @@ class WhoServes:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Serves:
+class WhoServesReply:
     """Answer to WhoServes.
 
     Fields:
@@ -146,7 +146,7 @@ class TimestampRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Timestamp:
+class TimestampReply:
     """Timestamps `ts .. ts + count - 1`, above every one handed out before,
     even across coordinator restarts.
 
@@ -204,7 +204,7 @@ class StatusRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class StatusReport:
+class StatusReply:
     """Answer to StatusRequest.
 
     Fields:
@@ -226,7 +226,7 @@ class ReplicaStatusRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ReplicaStatusReport:
+class ReplicaStatusReply:
     """A server's answer to ReplicaStatusRequest.
 
     Fields:

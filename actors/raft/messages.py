@@ -138,7 +138,7 @@ class VoteRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Vote:
+class VoteReply:
     """Answer to a VoteRequest.
 
     Fields:
@@ -177,7 +177,7 @@ class AppendLog:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AppendLogReply:
-    """Answer to AppendLog or RepairLog.
+    """Answer to AppendLog or RepairLogReply.
 
     Fields:
         term: the follower's term.
@@ -202,7 +202,7 @@ class AppendLogReply:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class RepairLogReq:
+class RepairLogRequest:
     """A follower that finds a gap (after sleeping, say) asks for what it missed.
 
     Fields:
@@ -238,8 +238,8 @@ class SnapshotChunk:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class RepairLog:
-    """The leader's answer to a RepairLogReq: missing entries, or a snapshot chunk.
+class RepairLogReply:
+    """The leader's answer to a RepairLogRequest: missing entries, or a snapshot chunk.
 
     Fields:
         term: the leader's term.
@@ -274,6 +274,6 @@ class TimeoutNow:
     leader: str
 
 
-RaftMessage = VoteRequest | Vote | AppendLog | AppendLogReply | RepairLogReq | RepairLog | TimeoutNow
-RAFT_MESSAGES = (VoteRequest, Vote, AppendLog, AppendLogReply, RepairLogReq, RepairLog, TimeoutNow)
+RaftMessage = VoteRequest | VoteReply | AppendLog | AppendLogReply | RepairLogRequest | RepairLogReply | TimeoutNow
+RAFT_MESSAGES = (VoteRequest, VoteReply, AppendLog, AppendLogReply, RepairLogRequest, RepairLogReply, TimeoutNow)
 """Every message a RaftNode steps or emits."""

@@ -29,8 +29,8 @@ Rules and invariants:
   leadership transfer (thesis 4.2.3), so a rejoining replica cannot depose a
   healthy leader.
 - Repair is follower-driven: a follower that finds a gap before an
-  AppendLog (a probe beyond its log) asks with RepairLogReq; the leader
-  answers with a RepairLog of the missing entries, or of the snapshot, chunk
+  AppendLog (a probe beyond its log) asks with RepairLogRequest; the leader
+  answers with a RepairLogReply of the missing entries, or of the snapshot, chunk
   by chunk, when they were compacted away. A follower whose log conflicts
   answers with a hint instead (paper 5.3, end) and the leader probes there.
 - A leader counts itself toward commit only for entries it has persisted,
@@ -69,12 +69,12 @@ from actors.raft.messages import (
     Entry,
     HardState,
     RaftMessage,
-    RepairLog,
-    RepairLogReq,
+    RepairLogReply,
+    RepairLogRequest,
     Snapshot,
     SnapshotChunk,
     TimeoutNow,
-    Vote,
+    VoteReply,
     VoteRequest,
 )
 from actors.raft.progress import Progress
@@ -152,10 +152,10 @@ class RaftConfig:
         heartbeat_ticks: a leader sends a heartbeat to a follower it has sent
             nothing for this many ticks.
         max_batch_bytes: cap on the summed `len(entry.data)` of one AppendLog
-            or RepairLog, counting 32 bytes more per entry for its encoding
+            or RepairLogReply, counting 32 bytes more per entry for its encoding
             (at least one entry is always sent; a command longer than this
             is refused by `propose`).
-        max_snapshot_chunk: bytes of snapshot data per RepairLog chunk.
+        max_snapshot_chunk: bytes of snapshot data per RepairLogReply chunk.
         pre_vote: run PreVote before becoming a candidate (thesis 9.6).
         check_quorum: a leader that has not heard from a quorum within an
             election timeout steps down, and voters ignore vote requests while
@@ -465,13 +465,13 @@ class RaftNode:
             or (message.pre_vote and message.term > self._term)
         )
         if can_vote and self._log.is_up_to_date(message.last_index, message.last_term):
-            self._send(message.candidate, Vote(term=message.term, voter=self.id, granted=True, pre_vote=message.pre_vote))
+            self._send(message.candidate, VoteReply(term=message.term, voter=self.id, granted=True, pre_vote=message.pre_vote))
             if not message.pre_vote:
                 self._voted_for = message.candidate
                 self._election_elapsed = 0
         else:
             self._send(
-                message.candidate, Vote(term=self._term, voter=self.id, granted=False, pre_vote=message.pre_vote)
+                message.candidate, VoteReply(term=self._term, voter=self.id, granted=False, pre_vote=message.pre_vote)
             )
 
     # -- stepping messages ------------------------------------------------------------------
@@ -486,9 +486,9 @@ class RaftNode:
                     return
                 if not message.pre_vote:
                     self._become_follower(message.term, None)
-            elif isinstance(message, Vote) and message.pre_vote and message.granted:
+            elif isinstance(message, VoteReply) and message.pre_vote and message.granted:
                 pass  # a granted pre-vote carries the probed term, which is not ours yet
-            elif isinstance(message, (AppendLog, RepairLog, TimeoutNow)):
+            elif isinstance(message, (AppendLog, RepairLogReply, TimeoutNow)):
                 self._become_follower(message.term, message.leader)
             else:
                 self._become_follower(message.term, None)
@@ -505,16 +505,16 @@ class RaftNode:
         answer carrying the current term, since with PreVote and CheckQuorum
         nothing else would teach it to their sender: an old leader, and a
         pre-candidate still behind the current term."""
-        if isinstance(message, (AppendLog, RepairLog)):
+        if isinstance(message, (AppendLog, RepairLogReply)):
             self._send(message.leader, AppendLogReply(term=self._term, follower=self.id, success=False))
         elif isinstance(message, VoteRequest) and message.pre_vote:
-            self._send(message.candidate, Vote(term=self._term, voter=self.id, granted=False, pre_vote=True))
+            self._send(message.candidate, VoteReply(term=self._term, voter=self.id, granted=False, pre_vote=True))
 
     def _step_follower(self, message: RaftMessage) -> None:
-        if isinstance(message, (AppendLog, RepairLog)):
+        if isinstance(message, (AppendLog, RepairLogReply)):
             self._leader = message.leader
             self._election_elapsed = 0
-            if isinstance(message, RepairLog) and message.snapshot is not None:
+            if isinstance(message, RepairLogReply) and message.snapshot is not None:
                 self._handle_snapshot_chunk(message)
             else:
                 self._handle_append(message)
@@ -526,11 +526,11 @@ class RaftNode:
         # Anything else reaching a follower answers a role it no longer has.
 
     def _step_candidate(self, message: RaftMessage) -> None:
-        if isinstance(message, (AppendLog, RepairLog)):
+        if isinstance(message, (AppendLog, RepairLogReply)):
             # Paper 5.2: a leader of this term exists; accept it.
             self._become_follower(message.term, message.leader)
             self._step_follower(message)
-        elif isinstance(message, Vote) and message.pre_vote == (self._role == PRE_CANDIDATE):
+        elif isinstance(message, VoteReply) and message.pre_vote == (self._role == PRE_CANDIDATE):
             expected = self._term + 1 if self._role == PRE_CANDIDATE else self._term
             if message.granted and message.term != expected:
                 return
@@ -541,20 +541,20 @@ class RaftNode:
     def _step_leader(self, message: RaftMessage) -> None:
         if isinstance(message, AppendLogReply):
             self._handle_append_reply(message)
-        elif isinstance(message, RepairLogReq):
+        elif isinstance(message, RepairLogRequest):
             self._handle_repair_request(message)
-        elif isinstance(message, (AppendLog, RepairLog)):
+        elif isinstance(message, (AppendLog, RepairLogReply)):
             raise InvariantViolation(f"two leaders in term {self._term}: {self.id} and {message.leader}")
 
     # -- follower: replication ------------------------------------------------------------------
 
-    def _handle_append(self, message: AppendLog | RepairLog) -> None:
-        """AppendEntries (paper 5.3), for AppendLog and entry-carrying RepairLog."""
+    def _handle_append(self, message: AppendLog | RepairLogReply) -> None:
+        """AppendEntries (paper 5.3), for AppendLog and entry-carrying RepairLogReply."""
         log = self._log
         if message.prev_index > log.last_index:
             if isinstance(message, AppendLog):
                 # A gap: this replica missed entries (it slept, or was cut off).
-                self._send(message.leader, RepairLogReq(term=self._term, follower=self.id, last_index=log.last_index))
+                self._send(message.leader, RepairLogRequest(term=self._term, follower=self.id, last_index=log.last_index))
             else:
                 self._send_rejection(message.leader, hint_index=log.last_index + 1, hint_term=0)
             return
@@ -605,7 +605,7 @@ class RaftNode:
             AppendLogReply(term=self._term, follower=self.id, success=False, hint_index=hint_index, hint_term=hint_term),
         )
 
-    def _handle_snapshot_chunk(self, message: RepairLog) -> None:
+    def _handle_snapshot_chunk(self, message: RepairLogReply) -> None:
         """InstallSnapshot (paper 7, figure 13), one acknowledged chunk at a time."""
         chunk = message.snapshot
         assert chunk is not None  # routed here only for snapshot-carrying RepairLogs
@@ -693,7 +693,7 @@ class RaftNode:
                 return index + 1
         return message.hint_index
 
-    def _handle_repair_request(self, message: RepairLogReq) -> None:
+    def _handle_repair_request(self, message: RepairLogRequest) -> None:
         progress = self._progress.get(message.follower)
         if progress is None:
             return
@@ -734,7 +734,7 @@ class RaftNode:
             self._send_snapshot_chunk(peer, progress)
         else:
             entries = log.slice(progress.next, log.last_index + 1, self._config.max_batch_bytes)
-            kind = RepairLog if progress.repair else AppendLog
+            kind = RepairLogReply if progress.repair else AppendLog
             self._send_append(peer, kind, progress.next - 1, entries)
             progress.sent_data(entries[-1].index)
 
@@ -747,7 +747,7 @@ class RaftNode:
         self._send_append(peer, AppendLog, prev_index, ())
 
     def _send_append(
-        self, peer: str, kind: type[AppendLog] | type[RepairLog], prev_index: int, entries: tuple[Entry, ...]
+        self, peer: str, kind: type[AppendLog] | type[RepairLogReply], prev_index: int, entries: tuple[Entry, ...]
     ) -> None:
         prev_term = self._log.term(prev_index)
         assert prev_term is not None  # prev_index >= the compaction point
@@ -779,7 +779,7 @@ class RaftNode:
             data=data,
             done=offset + len(data) >= len(snapshot.data),
         )
-        self._send(peer, RepairLog(term=self._term, leader=self.id, snapshot=chunk, commit=self._commit))
+        self._send(peer, RepairLogReply(term=self._term, leader=self.id, snapshot=chunk, commit=self._commit))
         progress.sent_data(snapshot.index)
 
     # -- proposals and membership --------------------------------------------------------------

@@ -11,7 +11,7 @@ Rules and invariants:
   PROBE: it is new, the leader is new, or a message to it went unanswered
   for `2 * heartbeat_ticks` ticks (delivery is at-most-once, with no failure
   notice). It gets heartbeats, which ask where its log stands, and one
-  RepairLog (`repair`) when it asks for one or when what it needs was
+  RepairLogReply (`repair`) when it asks for one or when what it needs was
   compacted away.
   REPLICATE: it answers, so it gets the log from `next = match + 1`.
   SNAPSHOT: the entries it needs were compacted away, so it gets the
@@ -56,7 +56,7 @@ class Progress:
             (`probe_due`), which asks where `next` was set with it.
         match: highest index known to be replicated there.
         state: PROBE, REPLICATE or SNAPSHOT (see the module docstring).
-        inflight: an AppendLog or RepairLog carrying entries or a snapshot
+        inflight: an AppendLog or RepairLogReply carrying entries or a snapshot
             chunk is unanswered (never more than one).
         inflight_index: the last index that message carries (the snapshot's
             index for a chunk): an answer matching it frees the slot, while
@@ -65,7 +65,7 @@ class Progress:
             on a heartbeat is due, so a busy follower gets none.
         probe_due: send a heartbeat now, not on the schedule: the follower
             is new, or answered and the probe point moved.
-        repair: send a RepairLog now: it asked (RepairLogReq), or the entries
+        repair: send a RepairLogReply now: it asked (RepairLogRequest), or the entries
             it needs were compacted away and it must get the snapshot.
         recent_active: it sent something in the current check-quorum window.
         snapshot_index: index of the snapshot being sent to it, 0 when none;
@@ -89,7 +89,7 @@ class Progress:
 
     def become_probe(self, last_index: int) -> None:
         """It stopped answering: ask about the leader's last entry, and let
-        its answer (RepairLogReq or a hint) say where to go on. A snapshot
+        its answer (RepairLogRequest or a hint) say where to go on. A snapshot
         in transit stays recorded so that the transfer can resume."""
         self.state = PROBE
         self.next = last_index + 1
@@ -140,7 +140,7 @@ class Progress:
         return advanced
 
     def reject(self, target: int, first_index: int) -> None:
-        """Its log conflicts at the probed index (or is short of a RepairLog):
+        """Its log conflicts at the probed index (or is short of a RepairLogReply):
         move `next` back toward `target`, strictly back but never below
         `match + 1`, then probe there at once, since it is answering; or,
         when the entries from `next` were compacted away (below
@@ -169,7 +169,7 @@ class Progress:
 
     def repair_requested(self, held_last_index: int) -> None:
         """It found a gap after `held_last_index` and asked for what it lacks
-        (RepairLogReq): send it at once. A message in flight answers it
+        (RepairLogRequest): send it at once. A message in flight answers it
         already; if that was lost, its expiry leads to a new probe and a new
         request."""
         if self.inflight:

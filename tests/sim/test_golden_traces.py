@@ -42,7 +42,7 @@ def initial_election(sim: RaftSim) -> None:
 
 def sleeping_follower_repairs(sim: RaftSim) -> None:
     """A follower asleep through three commits finds its gap from a heartbeat
-    and repairs its log with RepairLogReq when it wakes (docs/DESIGN.md section 2)."""
+    and repairs its log with RepairLogRequest when it wakes (docs/DESIGN.md section 2)."""
     leader = sim.wait_leader(max_ticks=3 * E)
     sleeper = next(rid for rid in sim.running() if rid != leader)
     sim.sleep(sleeper, 2 * E)

@@ -561,7 +561,7 @@ def test_snapshot_basic():
 
 
 def test_snapshot_install():
-    """Paper 7 (InstallSnapshot, here RepairLog with snapshot chunks): a
+    """Paper 7 (InstallSnapshot, here RepairLogReply with snapshot chunks): a
     follower cut off while the others compacted past its log is sent the
     snapshot, in small chunks, and restores its state machine from it."""
     sim = cluster(3, snapshot_entries=10, max_snapshot_chunk=64)
@@ -642,13 +642,13 @@ def _sleeping_follower(compacted: bool) -> None:
     sim.transfer(second)
     assert sim.wait_leader(among=[second], max_ticks=E) == second
     # Few enough that the new leader does not compact past the point it
-    # believes the sleeper is at, so the sleeper must ask (RepairLogReq).
+    # believes the sleeper is at, so the sleeper must ask (RepairLogRequest).
     commit_all(sim, [cmd(n) for n in range(15, 17)], expected=2)
-    requests, repairs, chunks = sim.stats.sent.get("RepairLogReq", 0), sim.stats.sent.get("RepairLog", 0), sim.stats.snapshot_chunks
+    requests, repairs, chunks = sim.stats.sent.get("RepairLogRequest", 0), sim.stats.sent.get("RepairLogReply", 0), sim.stats.snapshot_chunks
     assert sim.run_until(lambda: not sim.network.asleep(sleeper), max_ticks=5 * E)
     assert sim.run_until(lambda: applied_everywhere(sim, sim.running()), max_ticks=3 * E)
-    assert sim.stats.sent.get("RepairLogReq", 0) > requests
-    assert sim.stats.sent.get("RepairLog", 0) > repairs
+    assert sim.stats.sent.get("RepairLogRequest", 0) > requests
+    assert sim.stats.sent.get("RepairLogReply", 0) > repairs
     assert (sim.stats.snapshot_chunks > chunks) == compacted
     assert sim.machine(sleeper).commands == sim.machine(second).commands
     assert sim.node(sleeper).term == sim.node(second).term == term + 1
@@ -657,29 +657,29 @@ def _sleeping_follower(compacted: bool) -> None:
 
 def test_sleeping_follower_repairs_with_repair_log_req():
     """docs/DESIGN.md section 2: a follower that slept through many entries finds the gap
-    on the next heartbeat, asks with RepairLogReq and is sent the entries."""
+    on the next heartbeat, asks with RepairLogRequest and is sent the entries."""
     _sleeping_follower(compacted=False)
 
 
 def test_sleeping_follower_repairs_from_snapshot_when_compacted():
     """docs/DESIGN.md section 2 and paper 7: when the entries it missed were compacted
-    away, the RepairLog answer carries the snapshot instead."""
+    away, the RepairLogReply answer carries the snapshot instead."""
     _sleeping_follower(compacted=True)
 
 
 def test_sleeping_follower_gets_heartbeats_only_and_repairs_on_waking():
     """docs/DESIGN.md section 2, same leader throughout: while the follower sleeps the leader
     only probes it with heartbeats; on waking it finds its gap and asks with
-    RepairLogReq."""
+    RepairLogRequest."""
     sim = cluster(3)
     leader = sim.wait_leader()
     sleeper = others(sim, leader)[0]
     sim.sleep(sleeper, 5 * E)
     commit_all(sim, [cmd(n) for n in range(15)], expected=2)
-    requests = sim.stats.sent.get("RepairLogReq", 0)
+    requests = sim.stats.sent.get("RepairLogRequest", 0)
     assert sim.run_until(lambda: not sim.network.asleep(sleeper), max_ticks=5 * E)
     assert sim.run_until(lambda: applied_everywhere(sim, sim.running()), max_ticks=3 * E)
-    assert sim.stats.sent.get("RepairLogReq", 0) > requests and sim.leader() == leader
+    assert sim.stats.sent.get("RepairLogRequest", 0) > requests and sim.leader() == leader
     sim.settle()
 
 

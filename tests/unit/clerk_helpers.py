@@ -11,7 +11,7 @@ from actors.messages import (
     ZERO_STAMP,
     ClientBatch,
     ClientBatchReply,
-    ClientResponse,
+    ClientReply,
     CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
@@ -84,7 +84,7 @@ class FakeCluster:
         responses = []
         for request in batch.requests:
             result = self.result(request.op) if replica == self.leader else Redirect(leader=self.leader, term=self.term)
-            responses.append(ClientResponse(req=request.req, result=result))
+            responses.append(ClientReply(req=request.req, result=result))
         return ClientBatchReply(cluster=self.name, replica=replica, term=self.term, responses=tuple(responses))
 
     def result(self, op):
@@ -174,7 +174,7 @@ def clusters() -> tuple[FakeCluster, FakeCluster, FakeCluster]:
 def answer(batch: ClientBatch, replica: str, results: dict[int, object], *, term: int = 1) -> ClientBatchReply:
     """`replica`'s reply to `batch`: request id -> result (requests not named get no answer)."""
     responses = tuple(
-        ClientResponse(req=request.req, result=results[request.req])
+        ClientReply(req=request.req, result=results[request.req])
         for request in batch.requests
         if request.req in results
     )

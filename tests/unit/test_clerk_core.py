@@ -13,8 +13,8 @@ from actors.messages import (
     ZERO_STAMP,
     ClientBatch,
     ClientBatchReply,
+    ClientReply,
     ClientRequest,
-    ClientResponse,
     CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
@@ -606,7 +606,7 @@ def test_duplicate_late_and_stray_replies_are_ignored():
         cluster="c1",
         replica="c1-r0",
         term=1,
-        responses=(ClientResponse(req=99, result=PrepareResult(txid="t9", vote=True)),),
+        responses=(ClientReply(req=99, result=PrepareResult(txid="t9", vote=True)),),
     )
     clerk.receive(stray)
     assert clerk.take_completions() == []

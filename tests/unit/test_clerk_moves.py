@@ -22,7 +22,7 @@ from actors.messages import (
     ReadCheck,
     ReadKeys,
     ReadKeysResult,
-    Timestamp,
+    TimestampReply,
     WrongEpoch,
 )
 from clerk.core import Aborted, Committed, Failed, Moved, ReadDone
@@ -265,7 +265,7 @@ def session_at(now: float, **config) -> ClerkSession:
     """A session with its first map and a block of timestamps from 100, granted at `now`."""
     session = ClerkSession(SessionConfig(clerk="k", **config), random.Random(7))
     session.on_map(map_update(1), now)
-    session.on_timestamps(Timestamp(ts=100, count=16), now)
+    session.on_timestamps(TimestampReply(ts=100, count=16), now)
     return session
 
 
@@ -343,7 +343,7 @@ def test_the_clerk_waits_for_a_fresh_timestamp_block_before_a_rerun():
     actions += session.on_map(map_update(2, MOVED_SLOTS), 1.0)
     assert of_kind(actions, Send) == []
     assert of_kind(actions, AskTimestamps) == [AskTimestamps(count=16)]
-    [send] = of_kind(session.on_timestamps(Timestamp(ts=500, count=16), 1.0), Send)
+    [send] = of_kind(session.on_timestamps(TimestampReply(ts=500, count=16), 1.0), Send)
     assert send.batch.requests[0].op.ts == 500
 
 

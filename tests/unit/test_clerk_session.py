@@ -7,7 +7,7 @@ servers."""
 import dataclasses
 import random
 
-from actors.messages import ClerkCommit, ClerkRead, CommitOnePhaseResult, ReadKeysResult, Timestamp
+from actors.messages import ClerkCommit, ClerkRead, CommitOnePhaseResult, ReadKeysResult, TimestampReply
 from clerk.session import AskTimestamps, ClerkSession, Reply, RerunDue, Send, SessionConfig, TickDue, WakeAfter
 from tests.unit.clerk_helpers import (
     MOVED_SLOT,
@@ -36,7 +36,7 @@ def mapped_session(**config) -> ClerkSession:
 def stamped_session(ts: int = 100, count: int = 16, **config) -> ClerkSession:
     """A mapped session granted `count` timestamps from `ts` at time 0."""
     session = mapped_session(**config)
-    assert session.on_timestamps(Timestamp(ts=ts, count=count), 0.0) == []
+    assert session.on_timestamps(TimestampReply(ts=ts, count=count), 0.0) == []
     return session
 
 
@@ -161,7 +161,7 @@ def test_commits_take_consecutive_timestamps_from_the_block_then_ask_for_more():
         for op in sent_ops(session.on_app_request(commit(key, req=index), "app", 0.0))
     ]
     assert stamps == [100, 101]
-    actions = session.on_timestamps(Timestamp(ts=200, count=16), 0.1)
+    actions = session.on_timestamps(TimestampReply(ts=200, count=16), 0.1)
     assert [op.ts for op in sent_ops(actions)] == [200]
 
 
@@ -169,7 +169,7 @@ def test_a_block_older_than_its_freshness_is_not_used():
     session = stamped_session(ts=100, count=16)
     actions = session.on_app_request(commit(keys_in("c1")[0]), "app", DEFAULTS.timestamp_fresh_seconds)
     assert of_kind(actions, Send) == [] and of_kind(actions, AskTimestamps) == [AskTimestamps(count=16)]
-    assert [op.ts for op in sent_ops(session.on_timestamps(Timestamp(ts=300, count=16), 0.2))] == [300]
+    assert [op.ts for op in sent_ops(session.on_timestamps(TimestampReply(ts=300, count=16), 0.2))] == [300]
 
 
 def test_an_unanswered_timestamp_request_is_sent_again_after_the_retry_wait_for_every_commit_waiting():
@@ -187,7 +187,7 @@ def test_a_commit_that_waited_for_timestamps_counts_their_round_trip_in_its_hops
     session = mapped_session(timestamp_fresh_seconds=ALWAYS_FRESH)
     waited, stamped = keys_in("c1", 2)
     session.on_app_request(commit(waited, req=1), "app", 0.0)
-    [first] = of_kind(session.on_timestamps(Timestamp(ts=100, count=16), 0.0), Send)
+    [first] = of_kind(session.on_timestamps(TimestampReply(ts=100, count=16), 0.0), Send)
     [second] = of_kind(session.on_app_request(commit(stamped, req=2), "app", 0.0), Send)
     replies = of_kind(commit_one_phase(session, first, 0.1) + commit_one_phase(session, second, 0.1), Reply)
     # The ask, one logged phase, and for the first the timestamp round trip.

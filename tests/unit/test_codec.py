@@ -23,7 +23,7 @@ from actors.messages import (
     ValidateReads,
 )
 from actors.messages.txn import LOG_TYPES, TXN_COMMANDS
-from actors.raft.messages import ConfState, Entry, HardState, Snapshot, Vote
+from actors.raft.messages import ConfState, Entry, HardState, Snapshot, VoteReply
 
 
 def assert_identical(actual, expected, path="value"):
@@ -143,7 +143,7 @@ def test_every_command_is_registered_and_only_log_types_are():
     "message",
     [
         Entry(index=1, term=2),
-        Vote(term=1, voter="c1-r0", granted=True),
+        VoteReply(term=1, voter="c1-r0", granted=True),
         Snapshot(index=3, term=2, conf=ConfState(voters=("c1-r0",)), data=b"x"),
     ],
 )

@@ -27,12 +27,12 @@ from actors.raft.messages import (
     ConfState,
     Entry,
     HardState,
-    RepairLog,
-    RepairLogReq,
+    RepairLogReply,
+    RepairLogRequest,
     Snapshot,
     SnapshotChunk,
     TimeoutNow,
-    Vote,
+    VoteReply,
     VoteRequest,
 )
 from actors.raft.node import (
@@ -272,7 +272,7 @@ def test_voters_in_a_lease_ignore_vote_requests_unless_it_is_a_transfer():
     b.step(replace(request, transfer=True))
     ready = b.ready()
     assert b.term == term + 1 and ready.hard_state.voted_for == "c"
-    assert ready.messages == (("c", Vote(term=term + 1, voter="b", granted=True)),)
+    assert ready.messages == (("c", VoteReply(term=term + 1, voter="b", granted=True)),)
 
 
 def test_a_leader_cut_off_from_its_quorum_steps_down():
@@ -310,7 +310,7 @@ def test_a_new_leader_commits_earlier_terms_only_under_an_entry_of_its_own():
     )
     while node.role != CANDIDATE:
         node.tick()
-    node.step(Vote(term=3, voter="b", granted=True))
+    node.step(VoteReply(term=3, voter="b", granted=True))
     assert node.role == LEADER
     noop = node.ready()
     assert noop.entries == (Entry(index=3, term=3, kind=ENTRY_NOOP),)
@@ -379,8 +379,8 @@ def test_a_lost_append_frees_its_slot_after_a_bounded_wait_and_the_follower_repa
     pump.tick(1, replicas=["a"])
     assert pump.nodes["b"].last_index == index
     assert a.progress["b"] == index
-    [request] = pump.sent_of(RepairLogReq, sender="b")
-    [repair] = pump.sent_of(RepairLog, to="b")
+    [request] = pump.sent_of(RepairLogRequest, sender="b")
+    [repair] = pump.sent_of(RepairLogReply, to="b")
     assert request.last_index == index - 1 and [e.index for e in repair.entries] == [index]
 
 
@@ -402,7 +402,7 @@ def test_hints_let_the_leader_skip_hundreds_of_conflicting_entries_in_few_round_
     assert c.last_index == 311 and c.commit == 311
     answers = [message for sender, _, message in pump.sent if sender == "c"]
     caught_up = next(k for k, m in enumerate(answers) if isinstance(m, AppendLogReply) and m.match_index == 311)
-    # Its gap (RepairLogReq), the conflict's hint, the probe there, the entries.
+    # Its gap (RepairLogRequest), the conflict's hint, the probe there, the entries.
     assert caught_up + 1 == 4
     b_log = pump.disks["b"].entries
     assert [e.term for e in b_log[-2:]] == [4, pump.nodes["a"].term] and len(b_log) == 311
@@ -422,9 +422,9 @@ def test_a_replica_that_missed_entries_asks_for_repair_and_gets_them_batched():
     pump.cut = set()
     pump.sent.clear()
     pump.tick(2 * HEARTBEAT, replicas=["b"])  # the probe lost while c was cut off is due again
-    [request] = pump.sent_of(RepairLogReq, sender="c")
+    [request] = pump.sent_of(RepairLogRequest, sender="c")
     assert request.last_index == 1
-    [repair] = pump.sent_of(RepairLog, to="c")
+    [repair] = pump.sent_of(RepairLogReply, to="c")
     assert (repair.prev_index, len(repair.entries)) == (1, 500)
     # A heartbeat found the gap; after the repair, batches carry the rest.
     appends = pump.sent_of(AppendLog, to="c")
@@ -440,7 +440,7 @@ def test_a_sleeping_follower_gets_only_heartbeats_then_repairs_its_log_on_waking
     """c sleeps (it does not tick; messages to and from it are lost) while
     the leader commits many entries: after the first lost append times out
     the leader only probes it with heartbeats; on waking it finds its gap,
-    asks with RepairLogReq and is sent what it missed by RepairLog (the
+    asks with RepairLogRequest and is sent what it missed by RepairLogReply (the
     snapshot when it was compacted away), then gets ordinary pipelined
     AppendLogs again."""
     pump = Pump(["a", "b", "c"], max_batch_bytes=20 * (6 + ENTRY_OVERHEAD_BYTES), max_snapshot_chunk=200)
@@ -469,9 +469,9 @@ def test_a_sleeping_follower_gets_only_heartbeats_then_repairs_its_log_on_waking
     pump.cut = set()
     pump.sent.clear()
     pump.tick(HEARTBEAT)
-    [request] = pump.sent_of(RepairLogReq, sender="c")
+    [request] = pump.sent_of(RepairLogRequest, sender="c")
     assert request.last_index == slept_at
-    repairs = pump.sent_of(RepairLog, to="c")
+    repairs = pump.sent_of(RepairLogReply, to="c")
     if compacted:
         assert all(m.snapshot.index == snapshot.index for m in repairs) and len(repairs) > 1
         assert c.snapshot == snapshot and not pump.sent_of(AppendLog, to="c")[0].entries
@@ -502,7 +502,7 @@ def test_a_far_behind_replica_receives_the_snapshot_in_acknowledged_chunks():
     pump.cut = set()
     pump.sent.clear()
     pump.tick(2 * HEARTBEAT, replicas=["a"])
-    chunks = [m.snapshot for m in pump.sent_of(RepairLog, to="c")]
+    chunks = [m.snapshot for m in pump.sent_of(RepairLogReply, to="c")]
     assert len(chunks) == chunks_needed and [c.offset for c in chunks] == [100 * k for k in range(chunks_needed)]
     assert [c.done for c in chunks] == [False] * (chunks_needed - 1) + [True]
     assert len(pump.sent_of(AppendLogReply, sender="c")) == chunks_needed
@@ -525,7 +525,7 @@ def test_a_lost_chunk_is_resent_and_a_restarted_receiver_starts_the_transfer_ove
     lost = []
 
     def lose_second_chunk(sender, to, message):
-        if isinstance(message, RepairLog) and message.snapshot and message.snapshot.offset == 50 and not lost:
+        if isinstance(message, RepairLogReply) and message.snapshot and message.snapshot.offset == 50 and not lost:
             lost.append(message)
             return True
         return False
@@ -535,7 +535,7 @@ def test_a_lost_chunk_is_resent_and_a_restarted_receiver_starts_the_transfer_ove
     assert lost and pump.nodes["c"].snapshot is None
     pump.start("c")  # the receiver crashes: its partial snapshot is gone
     pump.tick(4 * HEARTBEAT, replicas=["a"])
-    offsets = [m.snapshot.offset for m in pump.sent_of(RepairLog, to="c")]
+    offsets = [m.snapshot.offset for m in pump.sent_of(RepairLogReply, to="c")]
     assert offsets[:3] == [0, 50, 50] and offsets.count(0) == 2
     assert pump.nodes["c"].snapshot == snapshot and pump.states["c"] == pump.states["a"]
 
@@ -557,8 +557,8 @@ def test_a_conflicting_follower_below_the_compaction_point_gets_the_snapshot():
     pump.elect("a")
     pump.tick(2 * HEARTBEAT, replicas=["a"])
     c = pump.nodes["c"]
-    [chunk] = pump.sent_of(RepairLog, to="c")
-    assert chunk.snapshot.index == 5 and not pump.sent_of(RepairLogReq)
+    [chunk] = pump.sent_of(RepairLogReply, to="c")
+    assert chunk.snapshot.index == 5 and not pump.sent_of(RepairLogRequest)
     assert c.snapshot == leader_snapshot and c.last_index == pump.nodes["a"].last_index
     assert pump.states["c"] == [e.data for e in committed]
 
@@ -606,7 +606,7 @@ def test_a_restarted_voter_keeps_its_vote_for_the_term():
     pump.handle_ready("b")
     b = pump.start("b")
     b.step(VoteRequest(term=1, candidate="c", last_index=0, last_term=0))
-    assert b.ready().messages == (("c", Vote(term=1, voter="b", granted=False)),)
+    assert b.ready().messages == (("c", VoteReply(term=1, voter="b", granted=False)),)
 
 
 def test_replies_that_depend_on_new_state_come_in_the_ready_that_persists_it():
@@ -615,7 +615,7 @@ def test_replies_that_depend_on_new_state_come_in_the_ready_that_persists_it():
     b.step(VoteRequest(term=4, candidate="a", last_index=0, last_term=0))
     ready = b.ready()
     assert ready.hard_state == HardState(term=4, voted_for="a", commit=0)
-    assert ready.messages == (("a", Vote(term=4, voter="b", granted=True)),)
+    assert ready.messages == (("a", VoteReply(term=4, voter="b", granted=True)),)
     b.advance(ready)
     b.step(AppendLog(term=4, leader="a", prev_index=0, prev_term=0, entries=(Entry(index=1, term=4),), commit=1))
     ready = b.ready()
@@ -805,9 +805,9 @@ def test_a_candidate_rejected_by_a_majority_returns_to_follower():
     node = RaftNode(make_config("a", pre_vote=False), rng=random.Random(3), initial_conf=ConfState(voters=("a", "b", "c")))
     while node.role != CANDIDATE:
         node.tick()
-    node.step(Vote(term=1, voter="b", granted=False))
+    node.step(VoteReply(term=1, voter="b", granted=False))
     assert node.role == CANDIDATE
-    node.step(Vote(term=1, voter="c", granted=False))
+    node.step(VoteReply(term=1, voter="c", granted=False))
     assert node.role == FOLLOWER and node.term == 1
 
 
@@ -817,7 +817,7 @@ def test_a_leader_ignores_pre_votes_and_a_stale_pre_candidate_learns_the_term():
     a.step(VoteRequest(term=a.term + 1, candidate="c", last_index=99, last_term=a.term, pre_vote=True))
     assert a.role == LEADER and not a.has_ready()
     a.step(VoteRequest(term=a.term - 1, candidate="c", last_index=99, last_term=a.term, pre_vote=True))
-    assert a.ready().messages == (("c", Vote(term=a.term, voter="a", granted=False, pre_vote=True)),)
+    assert a.ready().messages == (("c", VoteReply(term=a.term, voter="a", granted=False, pre_vote=True)),)
 
 
 def test_the_leader_resends_after_the_last_entry_of_a_term_both_logs_hold():
@@ -843,7 +843,7 @@ def test_the_leader_resends_after_the_last_entry_of_a_term_both_logs_hold():
 
 def test_a_repair_that_overshoots_a_short_log_is_refused_with_its_length():
     node = RaftNode(make_config("b"), rng=random.Random(0), initial_conf=ConfState(voters=("a", "b")))
-    node.step(RepairLog(term=1, leader="a", prev_index=5, prev_term=1, entries=(Entry(index=6, term=1),)))
+    node.step(RepairLogReply(term=1, leader="a", prev_index=5, prev_term=1, entries=(Entry(index=6, term=1),)))
     assert node.ready().messages == (
         ("a", AppendLogReply(term=1, follower="b", success=False, hint_index=1, hint_term=0)),
     )
@@ -859,7 +859,7 @@ def test_a_snapshot_whose_last_entry_the_follower_holds_only_moves_its_commit():
         initial_conf=ConfState(voters=("a", "b")),
     )
     chunk = SnapshotChunk(index=3, term=2, conf=ConfState(voters=("a", "b")), offset=0, data=b"image", done=True)
-    node.step(RepairLog(term=2, leader="a", snapshot=chunk))
+    node.step(RepairLogReply(term=2, leader="a", snapshot=chunk))
     ready = node.ready()
     assert ready.snapshot is None and node.last_index == 4 and node.commit == 3
     assert [e.index for e in ready.committed_entries] == [1, 2, 3]

@@ -36,7 +36,7 @@ from actors.raft.messages import (
     ConfChange,
     ConfState,
     Entry,
-    RepairLog,
+    RepairLogReply,
     Snapshot,
 )
 from actors.raft.node import LEADER, RaftConfig, RaftError, RaftNode, Ready
@@ -161,8 +161,8 @@ class SimStats:
         acked: proposals applied by that replica at their index and term.
         sent: messages handed to the network, by message class name.
         rejected: AppendLogReply messages refusing entries (backtracking).
-        snapshot_chunks: RepairLog messages carrying a piece of a snapshot.
-        batches: AppendLog and RepairLog messages carrying entries.
+        snapshot_chunks: RepairLogReply messages carrying a piece of a snapshot.
+        batches: AppendLog and RepairLogReply messages carrying entries.
         batched_entries: entries those messages carried.
         faults: chaos actions taken, by kind.
     """
@@ -371,9 +371,9 @@ class RaftSim:
         self.stats.sent[kind] = self.stats.sent.get(kind, 0) + 1
         if isinstance(message, AppendLogReply) and not message.success:
             self.stats.rejected += 1
-        if isinstance(message, RepairLog) and message.snapshot is not None:
+        if isinstance(message, RepairLogReply) and message.snapshot is not None:
             self.stats.snapshot_chunks += 1
-        if isinstance(message, (AppendLog, RepairLog)) and message.entries:
+        if isinstance(message, (AppendLog, RepairLogReply)) and message.entries:
             self.stats.batches += 1
             self.stats.batched_entries += len(message.entries)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors.raft.messages import AppendLogReply, Entry, HardState, Snapshot, Vote, VoteRequest
+from actors.raft.messages import AppendLogReply, Entry, HardState, Snapshot, VoteReply, VoteRequest
 
 ELECTION_SAFETY = "Election Safety"
 LEADER_APPEND_ONLY = "Leader Append-Only"
@@ -258,9 +258,9 @@ class RaftChecker:
                     PERSIST_BEFORE_SEND, f"{node} asks for votes in term {message.term} with durable {durable!r}"
                 )
             return
-        if isinstance(message, Vote) and message.pre_vote:
+        if isinstance(message, VoteReply) and message.pre_vote:
             return  # a pre-vote answer carries the probed term and records nothing
-        if isinstance(message, Vote) and message.granted and (durable.term, durable.voted_for) != (message.term, to):
+        if isinstance(message, VoteReply) and message.granted and (durable.term, durable.voted_for) != (message.term, to):
             raise Violation(
                 PERSIST_BEFORE_SEND, f"{node} grants its term-{message.term} vote to {to} with durable {durable!r}"
             )

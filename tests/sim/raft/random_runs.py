@@ -237,7 +237,7 @@ class LoadResult:
         nodes, per_tick, ticks: the load offered.
         committed: commands applied on every replica.
         messages: messages sent, heartbeats and elections included.
-        entries_per_batch: mean entries per entry-carrying AppendLog/RepairLog.
+        entries_per_batch: mean entries per entry-carrying AppendLog/RepairLogReply.
         seconds: wall time the simulation took (reporting only).
     """
 

@@ -1,4 +1,4 @@
-"""DatabaseServer: the Thespian shell around one Replica (DESIGN.md sections 1, 2, 5).
+"""DatabaseServer: the Thespian shell around one Replica (docs/DESIGN.md sections 1, 2, 5).
 
 Everything a server decides lives in actors/replica.py. This shell only:
 - turns `wakeupAfter` into logical ticks, tagged with a generation so a stale
@@ -67,7 +67,7 @@ class DatabaseServer(ActorTypeDispatcher):
         return node is None or capabilities.get("node") == node
 
     def __init__(self, capabilities=None, requirements=None):
-        # Thespian passes these by name (THESPIAN.md, "Multi-host").
+        # Thespian passes these by name (docs/DESIGN.md section 12, "conventions").
         super().__init__()
         self.home = (capabilities or {}).get(DATA_DIR_CAPABILITY)
         self.config: ServerConfig | None = None

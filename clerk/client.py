@@ -1,4 +1,4 @@
-"""The Python API for applications (DESIGN.md section 7).
+"""The Python API for applications (docs/DESIGN.md section 7).
 
     from clerk import connect
     store = connect()                     # ./topology.yaml's admin port, or connect(admin="127.0.0.1:19000")

@@ -4,7 +4,7 @@ The caller starts operations (`read`, `commit`), feeds replies (`receive`)
 and ticks (`tick`), sends what `take_output()` returns (one ClientBatch per
 replica) and collects `take_completions()`.
 
-Rules (DESIGN.md sections 4 and 7):
+Rules (docs/DESIGN.md sections 4 and 7):
 - Routing: a key's slot (`slot_of`) names its cluster; a request goes to the
   cluster's best known leader, else to a member guessed with the injected rng,
   and that guess then serves every request until something better is learnt.
@@ -23,13 +23,13 @@ Rules (DESIGN.md sections 4 and 7):
   `outcome_budget_ticks` since the commit began pass; only then is the
   outcome reported unknown.
 - The outcome budget runs from the start of the commit and bounds it whole:
-  servers forget outcomes some time after deciding them (DESIGN.md section 4,
+  servers forget outcomes some time after deciding them (docs/DESIGN.md section 4,
   step 6), and every decision about this transaction is taken after its
   start, so a decision asked for within the budget is still on record. Votes
   that complete after the budget (a slow or paused clerk) abort instead.
 - Only the clerk sends Decide(commit), and only after every participant voted
   yes; so until then aborting is always safe, and aborts are sent freely.
-- Slots move (DESIGN.md section 6): a cluster answers WrongEpoch for slots it
+- Slots move (docs/DESIGN.md section 6): a cluster answers WrongEpoch for slots it
   does not serve now. A read's keys in the refused slots are parked, then
   sent again as soon as a newer map routes them elsewhere, or anyway after a
   wait (doubling like attempts); its other keys are sent again at once;
@@ -404,7 +404,7 @@ class ClerkCore:
         writes: dict[str, Any],
         deletes: tuple[str, ...] = (),
     ) -> None:
-        """Commit a transaction (DESIGN.md section 4): ValidateReads when read-only,
+        """Commit a transaction (docs/DESIGN.md section 4): ValidateReads when read-only,
         CommitOnePhase on one cluster, else two-phase commit with the primary
         first. Completes with Committed, Aborted, Failed or Moved.
 
@@ -493,7 +493,7 @@ class ClerkCore:
         """`ticks` logical ticks have passed (more than one when the caller's
         process was paused): timeouts, resends. Budgets are checked before any
         resend, so a clerk frozen past its outcome budget gives up rather than
-        ask again after the servers may have trimmed the outcome (DESIGN.md
+        ask again after the servers may have trimmed the outcome (docs/DESIGN.md
         section 4, step 6)."""
         self._now += max(1, ticks)
         for request in [request for request in self._requests.values() if request.due <= self._now]:
@@ -673,7 +673,7 @@ class ClerkCore:
             reason = f"primary {state.primary} aborted it" + (f": {result.reason}" if result.reason else "")
             self._abort_everywhere(state, others, reason=reason)
         else:
-            # TXN_REFUSED: the primary broke an invariant (DESIGN.md section 3);
+            # TXN_REFUSED: the primary broke an invariant (docs/DESIGN.md section 3);
             # the outcome cannot be claimed either way.
             reason = f"outcome unknown: primary {state.primary} answered {result.status}: {result.reason}"
             self._finish(state, Failed(op=state.op, reason=reason))
@@ -702,7 +702,7 @@ class ClerkCore:
         state = self._ops.get(request.owner) if request.owner is not None else None
         if state is None:
             # A lost abort: the participant's prepare timeout asks the primary,
-            # which presumes abort (DESIGN.md section 4, step 5).
+            # which presumes abort (docs/DESIGN.md section 4, step 5).
             return
         if isinstance(state, _CommitOp) and state.committed:
             state.waiting.discard(request.req)

@@ -1,4 +1,4 @@
-"""Reconfiguration jobs: add/remove a replica, add/remove a cluster (DESIGN.md section 6).
+"""Reconfiguration jobs: add/remove a replica, add/remove a cluster (docs/DESIGN.md section 6).
 
 The coordinator actor is a thin shell around `Reconfig`: it submits admin
 requests, feeds in what the servers report (MoveProgress, MembershipReport,

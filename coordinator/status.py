@@ -7,7 +7,7 @@ unresponsive or asleep.
 
 Rules:
 - Pure: no Thespian, no clock; `now` is the supervisor's monotonic clock.
-- Plain JSON types only; the fields DESIGN.md promises are always present.
+- Plain JSON types only; the fields docs/DESIGN.md promises are always present.
 """
 
 from __future__ import annotations

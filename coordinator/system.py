@@ -1,4 +1,4 @@
-"""Start, attach to and stop a raftline actor system from outside it (DESIGN.md section 7).
+"""Start, attach to and stop a raftline actor system from outside it (docs/DESIGN.md section 7).
 
 How a system runs:
 - `start` spawns a detached launcher process (`python -m coordinator.system
@@ -10,9 +10,9 @@ How a system runs:
   `clerk.connect` for applications.
 - `stop` asks the coordinator for every process it knows, shuts the actor
   system down, then SIGKILLs whatever survived by PID (Thespian's shutdown
-  does not remove orphans; THESPIAN.md "Faults").
+  does not remove orphans; docs/DESIGN.md section 12, "orphans").
 
-Multi-host (the topology lists `hosts:`; THESPIAN.md "Multi-host"):
+Multi-host (the topology lists `hosts:`; docs/DESIGN.md section 12, "conventions"):
 - `start` runs on the first host, the convention leader: its actor system
   has the capabilities `Admin Port`, `Convention Address.IPv4` (its own
   address), `node` (its host name) and `raftline data dir`; it returns once

@@ -43,7 +43,7 @@ CLUSTER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BASES = ("multiprocTCPBase",)
 """The one Thespian base raftline runs on (each actor in its own process,
-DESIGN.md 1). multiprocQueueBase cannot be attached to from outside (its
+docs/DESIGN.md section 1). multiprocQueueBase cannot be attached to from outside (its
 actors talk through queues inherited from the process that started it);
 multiprocUDPBase measured no faster here (a put 9.3 ms against 6.6 ms on
 TCP), loses messages under bursts, and its logger process outlives a stop."""
@@ -128,7 +128,7 @@ class ClusterSpec:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RaftSettings:
-    """Raft timing, in logical ticks (DESIGN.md 2). From the `raft` section.
+    """Raft timing, in logical ticks (docs/DESIGN.md section 2). From the `raft` section.
 
     Fields:
         tick_ms: milliseconds of real time per logical tick.
@@ -148,7 +148,7 @@ class RaftSettings:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TransactionSettings:
-    """From the `transactions` section (DESIGN.md 4).
+    """From the `transactions` section (docs/DESIGN.md section 4).
 
     Fields:
         prepare_timeout_ms: a participant asks the primary about a transaction
@@ -162,7 +162,7 @@ class TransactionSettings:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StorageSettings:
-    """From the `storage` section (DESIGN.md 2).
+    """From the `storage` section (docs/DESIGN.md section 2).
 
     Fields:
         engine: "sqlite" (durable) or "memory" (lost on restart; for tests).

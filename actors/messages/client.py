@@ -49,7 +49,7 @@ class ReadKeysResult:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TxnStatus:
-    """Ask T's primary cluster for T's outcome (DESIGN.md section 4, step 5).
+    """Ask T's primary cluster for T's outcome (docs/DESIGN.md section 4, step 5).
 
     Fields:
         txid: the transaction.
@@ -165,7 +165,7 @@ class ClientBatchReply:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LeaderChange:
-    """A replica won an election (DESIGN.md section 2): routing changes.
+    """A replica won an election (docs/DESIGN.md section 2): routing changes.
 
     Fields:
         cluster: the cluster.

@@ -200,7 +200,7 @@ class Kill:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StatusRequest:
-    """Ask the coordinator for the whole system's status (DESIGN.md section 7)."""
+    """Ask the coordinator for the whole system's status (docs/DESIGN.md section 7)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -208,7 +208,7 @@ class StatusReply:
     """Answer to StatusRequest.
 
     Fields:
-        status: the status dict of DESIGN.md section 7 (plain JSON types).
+        status: the status dict of docs/DESIGN.md section 7 (plain JSON types).
     """
 
     status: dict

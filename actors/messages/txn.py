@@ -267,7 +267,7 @@ class ReadResult:
     exists: bool
 
 
-# -- slot moves (DESIGN.md section 6): entries of the source and destination clusters
+# -- slot moves (docs/DESIGN.md section 6): entries of the source and destination clusters
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -378,7 +378,7 @@ MOVE_NOT_OWNED: SlotStage = "not-owned"
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WrongEpoch:
     """The addressed cluster does not serve these slots now: they moved away,
-    are not installed yet, or are frozen for a move (DESIGN.md section 6).
+    are not installed yet, or are frozen for a move (docs/DESIGN.md section 6).
     Route again once a newer map arrives. A Prepare or CommitOnePhase answered
     this way is recorded as aborted here (a repeat gets WrongEpoch again), so
     the client may abort the transaction and retry it under a fresh txid.

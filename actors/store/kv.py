@@ -1,6 +1,6 @@
 """The versioned table: each key's committed value with its write and read stamps.
 
-Rules and invariants (DESIGN.md section 3):
+Rules and invariants (docs/DESIGN.md section 3):
 - A stamp is `(ts, txid)`, compared as a pair, so stamps are unique.
   ZERO_STAMP means "never written" and sorts below every transaction.
 - A key's version is `wts`, the stamp of the transaction that wrote its
@@ -18,7 +18,7 @@ Rules and invariants (DESIGN.md section 3):
 - `counter` counts committed writes (deletes included), 0 = never written. It
   is for people to read; validation uses stamps only.
 - The table installs what it is told: deciding whether it may is validator.py's job.
-- Slot moves (DESIGN.md section 6) bypass those three ways on purpose: `put`
+- Slot moves (docs/DESIGN.md section 6) bypass those three ways on purpose: `put`
   copies a key's state exactly as another cluster held it, and `drop_slot`
   forgets a slot's keys, tombstones included. With `slot_count` > 0 the table
   indexes keys by slot, so a move never scans the whole table.

@@ -1,6 +1,6 @@
 """The replicated state machine of one cluster: transactions applied in log order.
 
-Rules and invariants (DESIGN.md sections 3 and 4):
+Rules and invariants (docs/DESIGN.md sections 3 and 4):
 - `apply` is deterministic: it reads no clock and no randomness, and its
   result depends only on the state and the command's value. Every replica
   applying the same log reaches the same state and returns the same results;
@@ -23,7 +23,7 @@ Rules and invariants (DESIGN.md sections 3 and 4):
 - A commit record this cluster is primary for is kept until every
   participant acknowledged it; TrimRecords drops other records the shell
   names and raises the threshold to the largest stamp dropped.
-- Slots (DESIGN.md section 6; `slot_count` 0 = every key served, no moves):
+- Slots (docs/DESIGN.md section 6; `slot_count` 0 = every key served, no moves):
   a key's slot is `slot_of(key, slot_count)`. A slot is owned (from the
   founding slots or an install), frozen (still owned, moving out), incoming
   (chunks arriving) or not served. Prepare, CommitOnePhase and each read

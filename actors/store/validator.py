@@ -1,6 +1,6 @@
 """The history line and the validator (Thor-style optimistic concurrency control).
 
-Rules and invariants (DESIGN.md section 3, model-checked; kept exactly):
+Rules and invariants (docs/DESIGN.md section 3, model-checked; kept exactly):
 - The history line holds this cluster's prepared, undecided transactions.
   A transaction leaves it only by a decision (commit or abort).
 - Deduplication comes first: T on the history line -> yes; T with an outcome

@@ -1,4 +1,4 @@
-"""The `raftline` command end to end, including every error path (DESIGN.md section 8)."""
+"""The `raftline` command end to end, including every error path (docs/DESIGN.md section 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reconfiguration on real processes under live traffic (DESIGN.md section 6):
+"""Reconfiguration on real processes under live traffic (docs/DESIGN.md section 6):
 bank transfers keep running while a cluster is added, another is removed and
 a replica of every remaining cluster (its leader included) is replaced; the
 bank total is conserved, every key reads back its last value, and nothing is

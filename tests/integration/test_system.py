@@ -1,4 +1,4 @@
-"""The actor system end to end on real processes (DESIGN.md sections 4, 5, 7)."""
+"""The actor system end to end on real processes (docs/DESIGN.md sections 4, 5, 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reconfiguration under live traffic (DESIGN.md section 6), on the transaction simulator.
+"""Reconfiguration under live traffic (docs/DESIGN.md section 6), on the transaction simulator.
 
 Randomized runs move slots (at random, onto a cluster added mid-run, off a
 drained cluster) and add and remove replicas (the leader too) while clerks

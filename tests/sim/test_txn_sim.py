@@ -1,4 +1,4 @@
-"""Two-phase commit and the history-line validator under faults (DESIGN.md
+"""Two-phase commit and the history-line validator under faults (docs/DESIGN.md
 sections 3, 4 and 9), on the transaction simulator.
 
 Randomized runs mix the workloads and fault settings; named scenarios place
@@ -127,7 +127,7 @@ RULES = {
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_a_validator_without_one_rule_is_caught(rule: str, monkeypatch):
-    """DESIGN.md section 3: each of rules 2-5 is needed; without it some hot-key
+    """docs/DESIGN.md section 3: each of rules 2-5 is needed; without it some hot-key
     run commits a history the checks reject (a cycle, an edge against stamp
     order, a lost update) or trips the table's own invariant."""
     monkeypatch.setattr(validator, RULES[rule], lambda *args: None)
@@ -229,7 +229,7 @@ class SameKeys:
 def scenario(*, clusters: int = 2, prepare_timeout: int = TIMEOUT, seed: int = 3) -> tuple[TxnSim, tuple[str, ...]]:
     """One clerk on a reliable network, incrementing a key of c1 and, with two
     clusters, one of c2: c1's key sorts first, so c1 is the primary.
-    Records are kept as long as the design asks (DESIGN.md section 4, step 6)."""
+    Records are kept as long as the design asks (docs/DESIGN.md section 4, step 6)."""
     raft = RaftConfig(id="template")
     clerk = ClerkConfig(
         clerk="template", request_timeout_ticks=6, max_backoff_ticks=24, max_attempts=6, outcome_budget_ticks=150
@@ -284,7 +284,7 @@ FIRST = "k1.1/1"
 
 
 def test_clerk_dies_after_prepare_participants_ask_the_primary_and_abort():
-    """DESIGN.md section 4, step 5: every participant voted yes, then the clerk
+    """docs/DESIGN.md section 4, step 5: every participant voted yes, then the clerk
     died before deciding. The primary times T out and aborts it; the other
     participant, timed out too, asks the primary and aborts; the keys are
     free again for the clerk that takes over."""
@@ -300,7 +300,7 @@ def test_clerk_dies_after_prepare_participants_ask_the_primary_and_abort():
 
 
 def test_clerk_dies_after_sending_the_commit_the_primary_pushes_it():
-    """DESIGN.md section 4, step 4: once the primary applied Decide(commit), T is
+    """docs/DESIGN.md section 4, step 4: once the primary applied Decide(commit), T is
     committed; the primary's leader pushes the decision, so every participant
     installs T although its clerk is gone."""
     sim, _ = scenario()

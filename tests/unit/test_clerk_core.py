@@ -1,5 +1,5 @@
 """ClerkCore against hand-written fake clusters: routing, batching, retries,
-redirects, the transaction protocol of DESIGN.md section 4, and outcomes that
+redirects, the transaction protocol of docs/DESIGN.md section 4, and outcomes that
 agree with the servers under loss, duplication, reordering and elections."""
 
 import random
@@ -250,7 +250,7 @@ def test_the_primary_aborting_a_voted_transaction_aborts_the_others():
     clerk = make_clerk()
     clerk.commit(1, txid="t1", ts=10, reads={}, writes=writes)
     net.round(clerk)
-    # The primary timed the prepare out before the commit arrived (DESIGN.md 4.5).
+    # The primary timed the prepare out before the commit arrived (docs/DESIGN.md section 4, step 5).
     c1.prepared.discard("t1")
     c1.outcomes["t1"] = TXN_ABORTED
 
@@ -552,7 +552,7 @@ def test_commit_outcome_is_unknown_only_after_the_whole_budget_without_the_prima
 def test_votes_that_complete_after_the_budget_abort_rather_than_commit_late():
     """A clerk whose process froze past its budget (its first tick then counts
     every tick it missed) must not ask for a commit the primary may already
-    have decided against and forgotten (DESIGN.md section 4, step 6)."""
+    have decided against and forgotten (docs/DESIGN.md section 4, step 6)."""
     c1, c2, c3 = clusters()
     net = Net(c1, c2, c3)
     writes = {keys_in("c1", prefix="a")[0]: 1, keys_in("c2", prefix="b")[0]: 2}

@@ -1,4 +1,4 @@
-"""Values and keys are refused at the client, before anything is sent (DESIGN.md section 7)."""
+"""Values and keys are refused at the client, before anything is sent (docs/DESIGN.md section 7)."""
 
 import math
 import random

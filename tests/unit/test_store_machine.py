@@ -1,5 +1,5 @@
 """The replicated state machine: commit and abort, outcome records,
-acknowledgements, trimming, snapshots and determinism (DESIGN.md sections 3, 4)."""
+acknowledgements, trimming, snapshots and determinism (docs/DESIGN.md sections 3, 4)."""
 
 import random
 

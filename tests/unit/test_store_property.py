@@ -7,7 +7,7 @@ two-phase commit or by read-only validation; primaries time transactions out
 with recovery aborts; clerks abort after a yes; Raft re-proposals duplicate
 entries; shells trim settled records and replicas restart from snapshots.
 The committed set, plus a final read of every key, must pass
-`check_serializable` (DESIGN.md section 3; the design's bounded model check,
+`check_serializable` (docs/DESIGN.md section 3; the design's bounded model check,
 re-run as a randomized one). Disabling any one of rules 2-5 must make the
 property fail for some seeded history, so the property can fail.
 """
@@ -200,7 +200,7 @@ def run_history(choose):
     while clerks:
         kind = choose.integer(0, 11)
         if kind == 0 and world.preparing:
-            # The primary's shell times a transaction out (DESIGN.md 4.5).
+            # The primary's shell times a transaction out (docs/DESIGN.md section 4, step 5).
             txid = sorted(world.preparing)[choose.integer(0, len(world.preparing) - 1)]
             ts, primary = world.preparing[txid]
             world.apply(primary, Decide(txid=txid, ts=ts, commit=False), choose)

@@ -1,5 +1,5 @@
 """The state machine's slots: ownership, WrongEpoch, freeze / install / drop,
-deterministic chunks and snapshots (DESIGN.md sections 3 and 6)."""
+deterministic chunks and snapshots (docs/DESIGN.md sections 3 and 6)."""
 
 import random
 

@@ -1,4 +1,4 @@
-"""The history-line validator, rule by rule (DESIGN.md section 3).
+"""The history-line validator, rule by rule (docs/DESIGN.md section 3).
 
 Each rule gets the abort it exists for and a neighbouring history it allows.
 Transactions are driven through Machine.apply, the way replicas run them.

@@ -18,7 +18,7 @@ Rules:
     an entry is first seen committed.
   * State Machine Safety: a global index -> entry table of what was applied;
     applies are contiguous, and restored snapshots agree with the table.
-- Beyond figure 3, the promise the proofs rest on (DESIGN.md section 2):
+- Beyond figure 3, the promise the proofs rest on (docs/DESIGN.md section 2):
   Persist Before Send. A vote, a candidacy and an acknowledged match index
   are sent only once the term, vote and entries they vouch for are durable,
   and no message carries a term newer than the durable one. Checked on each

@@ -1004,7 +1004,7 @@ def random_config(
         snapshot_entries=rng.choice((15, 40, 100)) if faults.snapshot else 100_000,
         prepare_timeout_ticks=rng.choice((20, 40)),
         push_interval_ticks=rng.choice((4, 10)),
-        # DESIGN.md section 4, step 6: records outlive every decision a clerk
+        # docs/DESIGN.md section 4, step 6: records outlive every decision a clerk
         # may still send, however long a clerk pause stretches its budget.
         retention_ticks=clerk_window_ticks(clerk, faults) + clerk_pause_limit(raft) + rng.choice((10, 300, 1_000)),
         read_from_followers=rng.random() < 0.2,

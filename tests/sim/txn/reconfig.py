@@ -1,5 +1,5 @@
 """The simulated coordinator's reconfiguration: slot moves and membership
-changes while a transaction run's load and faults go on (DESIGN.md section 6).
+changes while a transaction run's load and faults go on (docs/DESIGN.md section 6).
 
 Rules:
 - It plays the real coordinator's part of the protocol and nothing more. A

@@ -23,7 +23,7 @@ Rules:
   nothing, so it is not judged).
 - Bank runs: every whole-bank read a clerk saw commit, and the final state,
   conserve the total with no negative balance (`check_bank`).
-- Slot moves (DESIGN.md section 6) need no special casing in the replay: a
+- Slot moves (docs/DESIGN.md section 6) need no special casing in the replay: a
   cluster's machine is built with the deployment's slot count and the
   cluster's founding slots, as its replicas are, and the move entries are
   applied like any other. The replay also follows which slots the log made

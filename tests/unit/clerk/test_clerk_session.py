@@ -9,7 +9,7 @@ import random
 
 from actors.messages import ClerkCommit, ClerkRead, CommitOnePhaseResult, ReadKeysResult, TimestampReply
 from clerk.session import AskTimestamps, ClerkSession, Reply, RerunDue, Send, SessionConfig, TickDue, WakeAfter
-from tests.unit.clerk_helpers import (
+from tests.unit.clerk.clerk_helpers import (
     MOVED_SLOT,
     MOVED_SLOTS,
     absent,

@@ -27,7 +27,7 @@ from actors.messages import (
 )
 from clerk.core import Aborted, Committed, Failed, Moved, ReadDone
 from clerk.session import AskTimestamps, ClerkSession, CriticalPath, Reply, Send, SessionConfig
-from tests.unit.clerk_helpers import (
+from tests.unit.clerk.clerk_helpers import (
     MOVED_SLOT,
     MOVED_SLOTS,
     Net,

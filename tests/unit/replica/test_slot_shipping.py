@@ -24,7 +24,7 @@ from actors.slot_shipping import (
 )
 from actors.store.machine import Machine
 from actors.txn_recovery import Ask, Propose
-from tests.unit.replica_helpers import SLOTS, commit_one_phase, keys_of, prepare
+from tests.unit.replica.replica_helpers import SLOTS, commit_one_phase, keys_of, prepare
 
 PUSH = 5
 FIRST_INDEX = 7

@@ -28,7 +28,7 @@ from actors.messages import (
     WrongEpoch,
 )
 from actors.raft.messages import CONF_ADD_LEARNER, CONF_PROMOTE, CONF_REMOVE
-from tests.unit.replica_helpers import SLOTS, Clerk, Net, commit_one_phase, keys_of, prepare
+from tests.unit.replica.replica_helpers import SLOTS, Clerk, Net, commit_one_phase, keys_of, prepare
 
 SEED = 11
 FOUNDING = {"c1": (0, 1), "c2": (2, 3)}

@@ -25,7 +25,7 @@ from actors.txn_recovery import (
     status_of_decision,
     txn_status_answer,
 )
-from tests.unit.replica_helpers import commit_one_phase, prepare
+from tests.unit.replica.replica_helpers import commit_one_phase, prepare
 
 TIMEOUT, PUSH, RETENTION = 10, 5, 100
 

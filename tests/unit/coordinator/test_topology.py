@@ -20,7 +20,7 @@ from coordinator.topology import (
     replica_id,
 )
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "topology.yaml"
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[3] / "topology.yaml"
 ONE_CLUSTER = "clusters:\n  c1: {replicas: 3}\n"
 
 

@@ -36,7 +36,7 @@ from actors.raft.node import LEADER
 from actors.raft.storage import MemoryStorage
 from actors.replica import ToReplica
 from actors.sqlite_storage import SqliteStorage
-from tests.unit.replica_helpers import Clerk, Net, prepare
+from tests.unit.replica.replica_helpers import Clerk, Net, prepare
 
 
 def write(txid: str, ts: int, **values) -> CommitOnePhase:

@@ -18,7 +18,7 @@ from actors.messages.txn import TXN_COMMANDS
 from actors.raft.messages import Entry
 from actors.store.kv import TableInvariantBroken, VersionedTable
 from actors.store.machine import _APPLY, Machine
-from tests.unit.replica_helpers import commit_one_phase, prepare
+from tests.unit.replica.replica_helpers import commit_one_phase, prepare
 
 
 def decide(txid, ts, commit):

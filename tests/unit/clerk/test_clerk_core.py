@@ -35,7 +35,7 @@ from clerk.core import (
     ReadDone,
     Routing,
 )
-from tests.unit.clerk_helpers import (
+from tests.unit.clerk.clerk_helpers import (
     MEMBERS,
     SLOTS,
     FakeCluster,

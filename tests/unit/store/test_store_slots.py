@@ -28,7 +28,7 @@ from actors.messages import (
     WrongEpoch,
 )
 from actors.store.machine import Machine
-from tests.unit.replica_helpers import SLOTS, commit_one_phase, keys_of, prepare
+from tests.unit.replica.replica_helpers import SLOTS, commit_one_phase, keys_of, prepare
 
 A0, B0 = keys_of(0, 2)  # two keys of slot 0
 (A1,) = keys_of(1, 1)

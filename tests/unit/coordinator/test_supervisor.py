@@ -3,7 +3,6 @@
 backoff, lost hosts (silence, the convention), hosts that join again, and
 the replacement policy against spread."""
 
-from pathlib import Path
 
 import pytest
 
@@ -30,7 +29,6 @@ from coordinator.supervisor import (
 )
 from coordinator.topology import parse_topology
 
-ROOT = Path(__file__).resolve().parents[2]
 GRACE = 1.2
 START = 1000.0
 """The monotonic clock at boot: any number, only differences matter."""

@@ -718,15 +718,20 @@ class RaftNode:
         for peer, progress in self._progress.items():
             self._send_append_if_due(peer, progress)
 
-    def _is_paused(self, progress: Progress) -> bool:
-        return progress.is_paused(last_index=self._log.last_index, heartbeat_ticks=self._config.heartbeat_ticks)
+    def _owes_a_follower(self) -> bool:
+        # has_ready runs after every input: read the log's end once, not per follower.
+        last_index, heartbeat_ticks = self._log.last_index, self._config.heartbeat_ticks
+        return any(
+            not progress.is_paused(last_index=last_index, heartbeat_ticks=heartbeat_ticks)
+            for progress in self._progress.values()
+        )
 
     def _send_append_if_due(self, peer: str, progress: Progress) -> None:
         """Send what `peer` lacks in one message (thesis 10.2.1 batching), the
         next snapshot chunk, or else a heartbeat when one is due (paper 5.2)."""
-        if self._is_paused(progress):
-            return
         log = self._log
+        if progress.is_paused(last_index=log.last_index, heartbeat_ticks=self._config.heartbeat_ticks):
+            return
         owed = progress.owed(first_index=log.first_index, last_index=log.last_index)
         if owed == "heartbeat":
             self._send_heartbeat(peer, progress)
@@ -902,7 +907,7 @@ class RaftNode:
             or self._log.last_index > self._stable
             or bool(self._outbox)
             or self._commit > self._applied
-            or (self._role == LEADER and not all(self._is_paused(progress) for progress in self._progress.values()))
+            or (self._role == LEADER and self._owes_a_follower())
         )
 
     def ready(self) -> Ready:

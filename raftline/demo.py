@@ -89,7 +89,7 @@ class Bank:
             return bank_total(store, self.accounts)
 
 
-class Progress:
+class TransferProgressLine:
     """A one-line progress bar on a terminal; periodic lines otherwise."""
 
     def __init__(self, bank: Bank):
@@ -148,7 +148,7 @@ def tour(cluster, data_dir: Path) -> int:
     expected = ACCOUNTS * OPENING_BALANCE
     print(f"2/5 bank: {ACCOUNTS} accounts x {OPENING_BALANCE} across every cluster; {WORKERS} clients transferring")
     bank.run()
-    progress = Progress(bank)
+    progress = TransferProgressLine(bank)
     progress.wait(3.0, "transfers")
 
     status = cluster.status()

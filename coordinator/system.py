@@ -159,7 +159,6 @@ class AdminClient:
         return reply
 
     def admin_request(self, message, timeout: float = 10.0):
-
         reply = self.ask(message, AdminReply, timeout)
         if not reply.ok:
             raise AdminError(reply.message)
@@ -181,7 +180,6 @@ class Cluster:
         self._client = AdminClient(admin, base)
 
     def status(self, timeout: float = 10.0) -> dict:
-
         return self._client.ask(StatusRequest(), StatusReply, timeout).status
 
     def leader(self, cluster: str) -> str | None:
@@ -191,16 +189,13 @@ class Cluster:
         return clusters[cluster]["leader"]
 
     def sleep(self, server: str, seconds: float) -> None:
-
         self._client.admin_request(Sleep(server=server, seconds=float(seconds)))
 
     def isolate(self, server: str, seconds: float) -> None:
         """Cut `server` off from its peers for `seconds`; it keeps ticking."""
-
         self._client.admin_request(Isolate(server=server, seconds=float(seconds)))
 
     def kill(self, server: str) -> None:
-
         self._client.admin_request(Kill(server=server))
 
     # -- reconfiguration: each call starts a job and waits until it is done ----------------
@@ -208,29 +203,24 @@ class Cluster:
     def add_replica(self, cluster: str, *, timeout: float = 300.0, progress=None) -> str:
         """Add a replica to `cluster` (a learner until it has caught up, then a
         voter); returns its id."""
-
         return self.run_job(AddReplica(cluster=cluster), timeout, progress)["replicas"][0]
 
     def remove_replica(self, server: str, *, timeout: float = 300.0, progress=None) -> None:
         """Remove `server` from its cluster (leadership moves first when it
         leads); its process stops and its data directory is set aside."""
-
         self.run_job(RemoveReplica(server=server), timeout, progress)
 
     def add_cluster(self, replicas: int = 3, *, timeout: float = 600.0, progress=None) -> str:
         """Create a cluster of `replicas` replicas and move slots to it until
         every cluster owns an even share; returns its name."""
-
         return self.run_job(AddCluster(replicas=replicas), timeout, progress)["target"]
 
     def remove_cluster(self, cluster: str, *, timeout: float = 600.0, progress=None) -> None:
         """Move every slot off `cluster`, let its transactions settle, stop its replicas."""
-
         self.run_job(RemoveCluster(cluster=cluster), timeout, progress)
 
     def jobs(self) -> list[dict]:
         """Reconfiguration jobs, running and recently finished, oldest first."""
-
         return self._client.admin_request(ReconfigStatus())["jobs"]
 
     def run_job(self, request, timeout: float, progress=None) -> dict:
@@ -238,7 +228,6 @@ class Cluster:
         finished job. `progress(job)` is called whenever the job changes.
         AdminError when it is refused (busy, unknown cluster) or fails;
         Unavailable when it is still running after `timeout` (it goes on)."""
-
         job_id = self._client.admin_request(request)["job"]
         deadline = time.monotonic() + timeout
         last = None

@@ -35,6 +35,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
+from actors.datadir import DataDirInUse, lock_data_dir
 from actors.messages import (
     Isolate,
     MapUpdate,
@@ -73,6 +74,7 @@ class DatabaseServer(ActorTypeDispatcher):
         self.config: ServerConfig | None = None
         self.replica: Replica | None = None
         self.storage = None
+        self.data_dir_lock = None
         self.coordinator = None
         self.addresses: dict[str, object] = {}
         self.clients: dict[str, object] = {}  # reply token -> the address it stands for
@@ -98,6 +100,13 @@ class DatabaseServer(ActorTypeDispatcher):
         set_process_title(f"raftline server {config.replica}")
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
         self.log = _replica_logger(config)
+        try:
+            # Held until this process ends: one owner per data directory, always.
+            self.data_dir_lock = lock_data_dir(config.data_dir)
+        except DataDirInUse as error:
+            self.log.error("%s: %s; exiting without opening its storage", config.replica, error)
+            self.send(self.myAddress, ActorExitRequest())
+            return
         if config.engine == "sqlite":
             self.storage = SqliteStorage(os.path.join(config.data_dir, "raft.db"), fsync=config.fsync)
         else:

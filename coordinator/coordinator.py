@@ -44,6 +44,7 @@ from thespian.actors import (
 )
 
 from actors.budgets import RECORD_RETENTION_SECONDS
+from actors.datadir import DataDirInUse, lock_data_dir
 from actors.messages import (
     MOVE_DROPPED,
     AddCluster,
@@ -118,6 +119,7 @@ class Coordinator(ActorTypeDispatcher):
         self.topology: Topology | None = None
         self.data_dir: Path | None = None
         self.state: CoordinatorState | None = None
+        self.data_dir_lock = None
         self.map: ShardMap | None = None
         self.reconfig: Reconfig | None = None
         self.supervisor: Supervisor | None = None
@@ -138,6 +140,13 @@ class Coordinator(ActorTypeDispatcher):
         topology = self.topology = load_topology(message.topology)
         self.data_dir = Path(message.data_dir)
         set_process_title("raftline coordinator")
+        try:
+            # Held until this process ends: a second coordinator on this data never opens it.
+            self.data_dir_lock = lock_data_dir(self.data_dir / "coordinator")
+        except DataDirInUse as error:
+            log.error("%s; this coordinator exits without opening its state", error)
+            self.send(self.myAddress, ActorExitRequest())
+            return
         self.state = CoordinatorState(self.data_dir / "coordinator" / "coordinator.db")
         self.map = self.state.stored_map() or ShardMap.initial(topology.cluster_names, topology.members(),
                                                                topology.slots)

@@ -46,6 +46,7 @@ import sys
 import time
 from pathlib import Path
 
+from actors.datadir import DataDirInUse, holder_of
 from actors.messages import (
     AddCluster,
     AddReplica,
@@ -306,6 +307,10 @@ def start(
     if admin_listening(LOOPBACK, port):
         raise AlreadyRunning(f"something already listens on {admin}: a raftline system? (`raftline stop` stops it)")
     data = Path(data_dir if data_dir is not None else topo.data_dir).absolute()
+    holder = holder_of(data / "coordinator")
+    if holder is not None:
+        # Refused before anything starts: two systems on one data directory lose writes.
+        raise AlreadyRunning(f"{DataDirInUse(data, holder)}: a raftline system runs on it (`raftline stop` stops it)")
     data.mkdir(parents=True, exist_ok=True)
     env = host_environment(leader.address if leader else None)
     with open(data / LOG_FILE, "ab") as log:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -9,9 +12,12 @@ import threading
 import pytest
 from thespian.actors import ActorSystem
 
+from actors.datadir import LOCK_FILE
 from actors.keyspace import slot_of
 from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subscribe
+from actors.process import process_running
 from clerk import TransactionAborted, connect
+from clerk.errors import AlreadyRunning
 from coordinator.coordinator import Coordinator
 from coordinator.system import COORDINATOR_NAME, start
 from tests.integration.conftest import unique, wait_for, write_topology
@@ -224,3 +230,42 @@ def test_get_many_reads_keys_of_several_clusters_in_one_round_trip(cluster, stor
         assert txn.get_many([a, b]) == {a: 10, b: 2}  # its own write; nothing read twice
         txn.put(b, txn.get(b) + 1)
     assert store.get(a) == 10 and store.get(b) == 3
+
+
+def test_a_second_start_on_a_data_directory_in_use_is_refused_before_anything_starts(cluster, store):
+    key = unique("before-second-start")
+    store.put(key, 1)
+    with pytest.raises(AlreadyRunning, match=r"data directory .* is in use by process (\d+)") as refused:
+        start(cluster.data_dir.parent / "topology.yaml", data_dir=cluster.data_dir, admin_port=0)
+    holder = int(re.search(r"in use by process (\d+)", str(refused.value)).group(1))
+    assert process_running(holder)  # the running system's coordinator
+    assert store.get(key) == 1
+
+
+def test_a_restarted_server_whose_directory_is_held_waits_without_opening_its_storage(cluster, store):
+    status = cluster.status()["clusters"]["c1"]
+    follower = next(replica for replica in status["replicas"] if replica != status["leader"])
+    old_pid = status["replicas"][follower]["pid"]
+    directory = cluster.data_dir / follower
+    with open(directory / LOCK_FILE, "a+") as held:
+        # Queue for the server's lock, so this process has it the moment the server dies.
+        taken = threading.Thread(target=fcntl.flock, args=(held, fcntl.LOCK_EX))
+        taken.start()
+        cluster.kill(follower)
+        taken.join(timeout=30)
+        assert not taken.is_alive()
+        held.seek(0)
+        held.truncate()
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        refused = f"{follower}: data directory {directory} is in use by process {os.getpid()}"
+        wait_for(lambda: refused in (directory / "server.log").read_text(), timeout=30)
+
+    def restarted():
+        replica = cluster.status()["clusters"]["c1"]["replicas"][follower]
+        return replica["alive"] and replica["pid"] not in (0, old_pid) and replica["role"] == "follower"
+
+    wait_for(restarted, timeout=30)
+    key = keys_on_each_cluster(cluster, unique("after-held"))["c1"]
+    store.put(key, "written")
+    assert store.get(key) == "written"

@@ -1,0 +1,50 @@
+"""One owner per data directory (actors/datadir.py): a lock held for the
+owner's life, refused to a second taker with the holder's PID, freed by the
+kernel when the holder dies, even by SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from actors.datadir import DataDirInUse, holder_of, lock_data_dir
+
+HOLD = (
+    "import sys, time; from actors.datadir import lock_data_dir; "
+    "lock = lock_data_dir(sys.argv[1]); print('locked', flush=True); time.sleep(60)"
+)
+
+
+def test_a_second_taker_is_refused_with_the_holders_pid_until_the_holder_lets_go(tmp_path):
+    directory = tmp_path / "c1-r0"
+    held = lock_data_dir(directory)
+    assert holder_of(directory) == os.getpid()
+    with pytest.raises(DataDirInUse, match=f"data directory {directory} is in use by process {os.getpid()}"):
+        lock_data_dir(directory)
+    held.close()
+    assert holder_of(directory) is None
+    lock_data_dir(directory).close()
+
+
+def test_a_directory_never_locked_is_free(tmp_path):
+    assert holder_of(tmp_path / "never") is None
+
+
+def test_the_lock_of_a_killed_holder_is_free_at_once(tmp_path):
+    directory = tmp_path / "coordinator"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DataDirInUse) as refused:
+            lock_data_dir(directory)
+        assert refused.value.holder == holder.pid
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        assert holder_of(directory) is None
+        lock_data_dir(directory).close()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

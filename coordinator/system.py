@@ -480,6 +480,10 @@ def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BA
     if capabilities.get(MEMBER_CAPABILITY):
         home = capabilities.get(DATA_DIR_CAPABILITY)
         return _stop_member(port, data_dir or (Path(home) if home else None), base, grace)
+    # The launcher started the admin in a session of its own, and every process
+    # of this host's system (logger, coordinator, servers, clerks) is forked in
+    # it: the logger appears in no list, and outlived shutdown now and then.
+    session = session_processes(listener_session(port))
     client = AdminClient(admin, base)
     pids: list[int] = []
     try:
@@ -491,7 +495,7 @@ def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BA
     if data_dir is not None:
         pids = sorted(set(pids) | set(_recorded_pids(data_dir)))
     client.system.shutdown()
-    return _reap(pids, grace)
+    return _reap(sorted(set(pids) | session), grace)
 
 
 def _recorded_pids(data_dir: Path) -> list[int]:

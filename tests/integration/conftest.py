@@ -11,7 +11,7 @@ import pytest
 
 from actors.process import process_running
 from clerk import connect
-from coordinator.system import prepare_environment, start
+from coordinator.system import listener_session, parse_admin, prepare_environment, session_processes, start
 
 prepare_environment()  # before any test module imports thespian
 
@@ -54,11 +54,13 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.1):
 
 
 def system_pids(cluster) -> set[int]:
+    """Every process of a running system on this host: those its status names,
+    and every process of its admin's session (the logger is named nowhere)."""
     status = cluster.status()
     pids = {status["admin_pid"]}
     for info in status["clusters"].values():
         pids |= {replica["pid"] for replica in info["replicas"].values() if replica["pid"]}
-    return pids
+    return pids | session_processes(listener_session(parse_admin(cluster.admin)[1]))
 
 
 @pytest.fixture(scope="module")

@@ -67,8 +67,8 @@ class Clerk(ActorTypeDispatcher):
 
     def ensure_subscribed(self) -> None:
         if self.coordinator is None:
+            from coordinator.admin import COORDINATOR_NAME
             from coordinator.coordinator import Coordinator
-            from coordinator.system import COORDINATOR_NAME
 
             set_process_title("raftline clerk")
             self.coordinator = self.createActor(Coordinator, globalName=COORDINATOR_NAME)

@@ -36,7 +36,7 @@ from actors.messages import (
     Stamp,
 )
 from clerk.errors import ClusterNotRunning, TransactionAborted, Unavailable
-from coordinator.system import DEFAULT_BASE, LOOPBACK, attach, parse_admin
+from coordinator.admin import DEFAULT_BASE, LOOPBACK, attach, parse_admin
 
 MAX_VALUE_BYTES = 32 * 1024
 """Largest JSON encoding of one value; keeps every message far under Thespian's 60 KB."""
@@ -188,7 +188,7 @@ class Store:
     # -- administration -----------------------------------------------------------------
 
     def status(self) -> dict:
-        from coordinator.system import Cluster
+        from coordinator.admin import Cluster
 
         return Cluster(self.admin, base=DEFAULT_BASE).status()
 

@@ -4,7 +4,7 @@
 Caller-facing errors only: each says what happened and what to do. Bugs
 (invariant violations) are not represented here: they crash the actor that
 found them, and its supervisor restarts it. They live in the coordinator
-layer because both the operator API (`coordinator.system`) and the clerk
+layer because both the operator API (`coordinator.admin`) and the clerk
 raise them; `clerk.errors` adds the transaction's own and re-exports these.
 """
 

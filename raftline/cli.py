@@ -65,7 +65,7 @@ def open_store(args):
 
 
 def open_cluster(args):
-    from coordinator.system import Cluster
+    from coordinator.admin import Cluster
 
     admin, base = admin_of(args)
     return Cluster(admin, base=base)
@@ -120,7 +120,7 @@ def cmd_join(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from coordinator.system import stop_system
+    from coordinator.admin import stop_system
 
     admin, base = admin_of(args)
     killed = stop_system(admin, Path(args.data_dir) if args.data_dir else None, base)

@@ -67,7 +67,8 @@ def topology_text(clusters: int, replicas: int, election_ms: tuple[int, int] = (
 @contextmanager
 def system_for_run(directory: Path, *, admin: str | None, clusters: int, replicas: int, election_ms=(300, 600)):
     """The running system at `admin`, else a new one in `directory` that is stopped on exit."""
-    from coordinator.system import Cluster, start
+    from coordinator.admin import Cluster
+    from coordinator.system import start
 
     if admin is not None:
         yield Cluster(admin)

@@ -117,7 +117,7 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
 
 
 def measure_rtt(admin: str) -> float:
-    from coordinator.system import parse_admin, prepare_environment
+    from coordinator.admin import parse_admin, prepare_environment
 
     prepare_environment()
     from thespian.actors import ActorSystem

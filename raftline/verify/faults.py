@@ -150,7 +150,7 @@ class FaultScheduler:
 
     def _run(self) -> None:
         from clerk.errors import RaftlineError
-        from coordinator.system import Cluster
+        from coordinator.admin import Cluster
 
         cluster = Cluster(self.admin)
         delay = FIRST_FAULT_DELAY

@@ -11,7 +11,8 @@ import pytest
 
 from actors.process import process_running
 from clerk import connect
-from coordinator.system import listener_session, parse_admin, prepare_environment, session_processes, start
+from coordinator.admin import listener_session, parse_admin, prepare_environment, session_processes
+from coordinator.system import start
 
 prepare_environment()  # before any test module imports thespian
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from actors.process import process_running
-from coordinator.system import free_port
+from coordinator.admin import free_port
 from tests.integration.conftest import unique, wait_for, write_topology
 
 

@@ -32,7 +32,8 @@ from actors.keyspace import slot_of
 from actors.process import process_running
 from clerk import connect
 from clerk.errors import AdminError
-from coordinator.system import LOOPBACK, free_port, session_processes, start
+from coordinator.admin import LOOPBACK, free_port, session_processes
+from coordinator.system import start
 from raftline.workloads import OPENING_BALANCE
 from tests.integration.conftest import system_pids, wait_for
 from tests.integration.transfers import ACCOUNTS, Transfers, total

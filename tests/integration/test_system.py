@@ -18,8 +18,9 @@ from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subs
 from actors.process import process_running
 from clerk import TransactionAborted, connect
 from clerk.errors import AlreadyRunning
+from coordinator.admin import COORDINATOR_NAME
 from coordinator.coordinator import Coordinator
-from coordinator.system import COORDINATOR_NAME, start
+from coordinator.system import start
 from tests.integration.conftest import unique, wait_for, write_topology
 
 

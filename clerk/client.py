@@ -98,9 +98,7 @@ def resolve_admin(topology: str | os.PathLike | None, admin: str | None) -> tupl
 
     path = Path(topology if topology is not None else "topology.yaml")
     topo = load_topology(path)
-    # As `start` does: a multi-host system is reached through the first host's
-    # admin port, which may differ from the top-level one.
-    port = topo.leader_host.admin_port if topo.leader_host else topo.admin_port
+    port = topo.system_admin_port
     if port == 0:
         raise ClusterNotRunning(f"{path} has admin_port 0 (a free port at start): pass admin=HOST:PORT")
     return f"{LOOPBACK}:{port}", topo.base

@@ -80,7 +80,7 @@ def start(
     hosts join (`join`)."""
     topo = load_topology(topology)
     leader = topo.leader_host
-    port = admin_port if admin_port is not None else (leader.admin_port if leader else topo.admin_port)
+    port = admin_port if admin_port is not None else topo.system_admin_port
     if port == 0:
         port = free_port()
     admin = f"{LOOPBACK}:{port}"

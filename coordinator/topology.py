@@ -225,6 +225,12 @@ class Topology:
         """The convention leader's host (the first one), or None for one host."""
         return self.hosts[0] if self.hosts else None
 
+    @property
+    def system_admin_port(self) -> int:
+        """Where the system is started and reached: the convention leader's
+        admin port on several hosts (it may differ from the top-level one)."""
+        return self.leader_host.admin_port if self.leader_host else self.admin_port
+
     def host(self, name: str) -> HostSpec:
         """The host called `name`; KeyError when there is none."""
         for host in self.hosts:

@@ -16,28 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from actors.raft.node import RaftConfig
 from tests.sim.raft.cluster import RaftSim, SimConfig
+from tests.sim.raft.scenarios import E, commit_all
 
 TESTDATA = Path(__file__).parent / "testdata"
-E = RaftConfig(id="defaults").election_max
-"""One (maximal) election timeout, in ticks."""
-
-
 def traced_cluster(nodes: int = 3) -> RaftSim:
     return RaftSim(SimConfig(seed=1, nodes=nodes, trace_kept=None))
-
-
-def commit(sim: RaftSim, data: bytes, replicas: int) -> None:
-    proposal = sim.propose(data, to=sim.wait_leader())
-    assert proposal is not None
-    assert sim.run_until(lambda: sim.applied_count(proposal.index)[0] >= replicas, max_ticks=10 * E)
 
 
 def initial_election(sim: RaftSim) -> None:
     """Paper 5.2: PreVote, then a vote, then the leader's no-op entry and one command."""
     sim.wait_leader(max_ticks=3 * E)
-    commit(sim, b"first", replicas=3)
+    commit_all(sim, [b"first"], expected=3)
 
 
 def sleeping_follower_repairs(sim: RaftSim) -> None:
@@ -47,7 +37,7 @@ def sleeping_follower_repairs(sim: RaftSim) -> None:
     sleeper = next(rid for rid in sim.running() if rid != leader)
     sim.sleep(sleeper, 2 * E)
     for n in range(3):
-        commit(sim, f"while-asleep-{n}".encode(), replicas=2)
+        commit_all(sim, [f"while-asleep-{n}".encode()], expected=2)
     assert sim.run_until(lambda: sim.machine(sleeper).applied >= sim.node(leader).commit, max_ticks=4 * E)
 
 
@@ -55,10 +45,10 @@ def leader_crash_reelection(sim: RaftSim) -> None:
     """Paper 5.2 and 5.4: the leader crashes, the others elect one among them,
     the old leader restarts from storage and follows."""
     first = sim.wait_leader(max_ticks=3 * E)
-    commit(sim, b"before", replicas=3)
+    commit_all(sim, [b"before"], expected=3)
     sim.crash(first)
     second = sim.wait_leader(among=[rid for rid in sim.running() if rid != first])
-    commit(sim, b"after", replicas=2)
+    commit_all(sim, [b"after"], expected=2)
     sim.restart(first)
     assert sim.run_until(lambda: sim.machine(first).applied >= sim.node(second).commit, max_ticks=4 * E)
 

@@ -15,9 +15,7 @@ from actors.raft.node import FOLLOWER, LEADER, ConfChangeBusy, NotLeader, RaftCo
 from tests.sim.harness.fault_switches import FaultSwitches
 from tests.sim.raft.cluster import RaftSim, SimConfig
 from tests.sim.raft.random_runs import Workload
-
-E = RaftConfig(id="defaults").election_max
-"""One (maximal) election timeout, in ticks."""
+from tests.sim.raft.scenarios import E, commit_all
 
 
 def cluster(nodes: int = 3, *, seed: int = 1, faults: FaultSwitches = FaultSwitches(), snapshot_entries: int = 0, **raft) -> RaftSim:
@@ -40,21 +38,6 @@ def others(sim: RaftSim, *excluded: str) -> list[str]:
     return [rid for rid in sim.running() if rid not in excluded]
 
 
-def commit_all(sim: RaftSim, commands: list[bytes], expected: int, via: str | None = None) -> None:
-    """Propose `commands` back to back to `via` (default: the leader, once
-    there is one) and run until `expected` replicas applied them all."""
-    target = via if via is not None else sim.wait_leader()
-    proposals = [sim.propose(data, to=target) for data in commands]
-    assert all(proposals), "the leader refused a proposal"
-
-    def done() -> bool:
-        for proposal in proposals:
-            count, data = sim.applied_count(proposal.index)
-            if count < expected or data != proposal.data:
-                return False
-        return True
-
-    assert sim.run_until(done, max_ticks=10 * E), f"{len(commands)} commands were not applied on {expected} replicas"
 
 
 def retry(sim: RaftSim, attempt: Callable[[], int | None], max_ticks: int = 5 * E) -> int | None:

@@ -31,14 +31,12 @@ from actors.messages import (
     ClientBatchReply,
     MapUpdate,
     Subscribe,
-    TimestampReply,
-    TimestampRequest,
     Unsubscribe,
 )
 from actors.process import set_process_title
 from clerk.session import (
     Action,
-    AskTimestamps,
+    AnswerDue,
     ClerkSession,
     Reply,
     RerunDue,
@@ -62,7 +60,9 @@ class Clerk(ActorTypeDispatcher):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         clerk_id = f"k{os.getpid()}-{random.getrandbits(24):06x}"
-        self.session = ClerkSession(SessionConfig(clerk=clerk_id), random.Random())
+        # Read once: timestamps are Unix time, the session's clock the monotonic one.
+        config = SessionConfig(clerk=clerk_id, wall_offset=time.time() - time.monotonic())
+        self.session = ClerkSession(config, random.Random())
         self.coordinator = None
 
     def ensure_subscribed(self) -> None:
@@ -79,8 +79,6 @@ class Clerk(ActorTypeDispatcher):
             match action:
                 case Send(address=address, batch=batch):
                     self.send(address, batch)
-                case AskTimestamps(count=count):
-                    self.send(self.coordinator, TimestampRequest(count=count))
                 case Reply(asker=asker, reply=reply):
                     self.send(asker, reply)
                 case WakeAfter(seconds=seconds, wakeup=wakeup):
@@ -117,9 +115,6 @@ class Clerk(ActorTypeDispatcher):
     def receiveMsg_MapUpdate(self, update: MapUpdate, sender) -> None:
         self.carry_out(self.session.on_map(update, time.monotonic()))
 
-    def receiveMsg_TimestampReply(self, message: TimestampReply, sender) -> None:
-        self.carry_out(self.session.on_timestamps(message, time.monotonic()))
-
     def receiveMsg_ClientBatchReply(self, message: ClientBatchReply, sender) -> None:
         self.carry_out(self.session.on_server_reply(message, time.monotonic()))
 
@@ -131,6 +126,8 @@ class Clerk(ActorTypeDispatcher):
             self.carry_out(self.session.tick(time.monotonic()))
         elif isinstance(wakeup, RerunDue):
             self.carry_out(self.session.on_rerun_due(wakeup, time.monotonic()))
+        elif isinstance(wakeup, AnswerDue):
+            self.carry_out(self.session.on_answer_due(wakeup, time.monotonic()))
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -1,19 +1,18 @@
 """ClerkSession: everything one clerk decides around its ClerkCore, without Thespian or a clock.
 
 The Clerk actor (clerk/clerk.py) hands the session each message with `now`
-(seconds, monotonic) and carries out the actions it returns: Send,
-AskTimestamps, Reply and WakeAfter. The session owns the ClerkCore, which runs
-the protocol itself (docs/DESIGN.md section 4).
+(seconds, monotonic) and carries out the actions it returns: Send, Reply and
+WakeAfter. The session owns the ClerkCore, which runs the protocol itself
+(docs/DESIGN.md section 4).
 
 Rules:
 - Routing: the first MapUpdate creates the core; requests that come before it
   wait for it. Every later MapUpdate updates the core's routing.
-- Timestamps come from the coordinator in blocks of `max(timestamp_block,
-  commits waiting)`. A block is used only within `timestamp_fresh_seconds` of
-  its grant, since an old timestamp would fail validation against newer
-  versions (a spurious abort, never a wrong result). An unanswered request is
-  asked again after `timestamp_retry_seconds`. A commit starts in the core
-  once it has a timestamp.
+- Timestamps: each commit attempt takes one from the session's hybrid clock
+  (clerk/timestamps.py) at once: `now + wall_offset` is Unix time, so no
+  commit waits for anyone else to hand out a timestamp. A commit is answered
+  only once the clock has passed its timestamp by the map's
+  `max_clock_offset` (commit wait; ~0 on one host).
 - Ticks: the core counts ticks of `tick_seconds`. While operations are in
   flight the session asks to be woken every `wake_seconds` and converts the
   real time elapsed into ticks, so a paused process sees its budgets run out;
@@ -33,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,7 +45,6 @@ from actors.messages import (
     Decide,
     MapUpdate,
     ReadKeys,
-    TimestampReply,
 )
 from clerk.core import (
     Aborted,
@@ -60,6 +57,7 @@ from clerk.core import (
     ReadDone,
     Routing,
 )
+from clerk.timestamps import MICROSECONDS, HybridClock
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,10 +74,8 @@ class SessionConfig:
             map updates are handled at once regardless.
         outcome_budget_seconds: how long a commit may take, votes and outcome
             included (the core's `outcome_budget_ticks`).
-        timestamp_block: the fewest timestamps asked for at once.
-        timestamp_fresh_seconds: how long after its grant a block may be used.
-        timestamp_retry_seconds: how long a timestamp request may go
-            unanswered before it is sent again.
+        wall_offset: added to `now` (monotonic) gives Unix time, for
+            timestamps; the shell reads it once, at start.
         moved_retry_seconds: how long a Moved commit waits for a newer map
             before it runs again anyway.
         moved_budget_seconds: how long after its first attempt a Moved commit
@@ -91,9 +87,7 @@ class SessionConfig:
     tick_seconds: float = 0.05
     wake_seconds: float = 0.2
     outcome_budget_seconds: float = OUTCOME_BUDGET_SECONDS
-    timestamp_block: int = 16
-    timestamp_fresh_seconds: float = 0.05
-    timestamp_retry_seconds: float = 1.0
+    wall_offset: float = 0.0
     moved_retry_seconds: float = 0.1
     moved_budget_seconds: float = 20.0
 
@@ -107,13 +101,6 @@ class Send:
 
     address: object
     batch: ClientBatch
-
-
-@dataclass(frozen=True, slots=True)
-class AskTimestamps:
-    """Ask the coordinator for `count` timestamps (TimestampRequest)."""
-
-    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +126,14 @@ class RerunDue:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerDue:
+    """Wakeup: committed `op` may be answered once the clock has passed its
+    timestamp by the largest clock offset (ClerkSession.on_answer_due)."""
+
+    op: int
+
+
+@dataclass(frozen=True, slots=True)
 class WakeAfter:
     """Hand `wakeup` back to the session after `seconds`."""
 
@@ -146,7 +141,7 @@ class WakeAfter:
     wakeup: TickDue | RerunDue
 
 
-Action = Send | AskTimestamps | Reply | WakeAfter
+Action = Send | Reply | WakeAfter
 
 
 # -- one application operation ------------------------------------------------------
@@ -177,7 +172,10 @@ class _PendingCommit:
         first_attempt: when the first attempt began.
         reruns: attempts run again after Moved so far.
         awaited_epoch: after Moved, the epoch the map must pass before the
-            next attempt; None while an attempt runs or waits for a timestamp.
+            next attempt; None while an attempt runs.
+        ts: the current attempt's timestamp.
+        committed: the completion held until the clock passes `ts` (None
+            until the commit is done).
     """
 
     asker: object
@@ -187,6 +185,8 @@ class _PendingCommit:
     first_attempt: float
     reruns: int = 0
     awaited_epoch: int | None = None
+    ts: int = 0
+    committed: Committed | None = None
 
 
 class ClerkSession:
@@ -200,11 +200,8 @@ class ClerkSession:
         self._before_map: list[tuple[ClerkRead | ClerkCommit, object]] = []
         self._op_ids = itertools.count(1)
         self._ops: dict[int, _PendingRead | _PendingCommit] = {}
-        self._awaiting_timestamp: deque[int] = deque()  # commits, oldest first
-        self._next_timestamp = 0
-        self._timestamps_end = 0  # one past the block's last timestamp
-        self._block_granted_at: float | None = None
-        self._timestamps_asked_at: float | None = None  # None: no request unanswered
+        self._clock = HybridClock()
+        self._max_clock_offset = 0.0
         self._tick_asked_at: float | None = None  # None: no TickDue wakeup pending
         self._path = CriticalPath()
         self._actions: list[Action] = []
@@ -214,6 +211,7 @@ class ClerkSession:
     def on_map(self, update: MapUpdate, now: float) -> list[Action]:
         """A MapUpdate from the coordinator: routing, and Moved commits the new map lets run again."""
         self._addresses = dict(update.addresses)
+        self._max_clock_offset = update.max_clock_offset
         routing = Routing(
             epoch=update.epoch, slots=update.slots, members=dict(update.members), leaders=dict(update.leaders)
         )
@@ -251,14 +249,6 @@ class ClerkSession:
         self._core.receive(message)
         return self._settle(now)
 
-    def on_timestamps(self, message: TimestampReply, now: float) -> list[Action]:
-        """A block of timestamps granted by the coordinator."""
-        self._timestamps_asked_at = None
-        self._next_timestamp, self._timestamps_end = message.ts, message.ts + message.count
-        self._block_granted_at = now
-        self._assign_timestamps(now)
-        return self._settle(now)
-
     def tick(self, now: float) -> list[Action]:
         """The TickDue wakeup: the core counts the ticks elapsed since it was asked for."""
         asked_at, self._tick_asked_at = self._tick_asked_at, None
@@ -266,8 +256,13 @@ class ClerkSession:
             return []
         elapsed = now - asked_at
         self._core.tick(max(1, round(elapsed / self._config.tick_seconds)))
-        if self._awaiting_timestamp:
-            self._assign_timestamps(now)
+        return self._settle(now)
+
+    def on_answer_due(self, wakeup: AnswerDue, now: float) -> list[Action]:
+        """A held commit's wait for the clock may be over."""
+        pending = self._ops.get(wakeup.op)
+        if isinstance(pending, _PendingCommit) and pending.committed is not None:
+            self._answer(pending.committed, now)
         return self._settle(now)
 
     def on_rerun_due(self, wakeup: RerunDue, now: float) -> list[Action]:
@@ -293,7 +288,7 @@ class ClerkSession:
         )
         self._ops[op] = pending
         self._path.begin(op, txid=pending.txid)
-        self._take_timestamp(op, now)
+        self._commit(op, pending, now)
 
     def _on_moved(self, moved: Moved, now: float) -> None:
         """The core aborted commit `moved.op` for a slot that moves: run it
@@ -303,7 +298,7 @@ class ClerkSession:
         elapsed = now - pending.first_attempt
         if elapsed >= self._config.moved_budget_seconds:
             reason = f"slots kept moving for {elapsed:.1f} s: {moved.reason}"
-            self._answer(Failed(op=op, reason=reason))
+            self._answer(Failed(op=op, reason=reason), now)
         elif self._core.moved_past(moved.epoch):
             self._rerun(op, pending, now)
         else:
@@ -317,47 +312,34 @@ class ClerkSession:
         txid = f"{self._config.clerk}-{op}.{pending.reruns}"
         self._path.rerun(op, txid=txid, old_txid=pending.txid)
         pending.txid = txid
-        self._take_timestamp(op, now)
+        self._commit(op, pending, now)
 
     @staticmethod
     def _awaits_newer_map(pending: _PendingRead | _PendingCommit | None) -> bool:
         return isinstance(pending, _PendingCommit) and pending.awaited_epoch is not None
 
-    def _answer(self, completion: Completion) -> None:
-        pending = self._ops.pop(completion.op)
+    def _answer(self, completion: Completion, now: float) -> None:
+        pending = self._ops[completion.op]
+        if isinstance(pending, _PendingCommit) and isinstance(completion, Committed):
+            # Commit wait: whoever begins after this answer, on any host, reads
+            # a clock past `ts`, so takes a higher timestamp (docs/DESIGN.md
+            # section 4, "Timestamps"). On one host the wait is ~0.
+            wait = (pending.ts / MICROSECONDS + self._max_clock_offset) - (now + self._config.wall_offset)
+            if wait >= 0:
+                pending.committed = completion
+                self._actions.append(WakeAfter(wait + 1 / MICROSECONDS, AnswerDue(completion.op)))
+                return
+        del self._ops[completion.op]
         txid = pending.txid if isinstance(pending, _PendingCommit) else ""
         hops = self._path.finish(completion.op, txid)
         self._actions.append(Reply(pending.asker, _reply(pending.req, completion, hops)))
 
-    # -- timestamps -------------------------------------------------------------
-
-    def _take_timestamp(self, op: int, now: float) -> None:
-        """Queue commit `op` for a timestamp; it starts in the core once it has one."""
-        self._awaiting_timestamp.append(op)
-        self._assign_timestamps(now)
-        if op in self._awaiting_timestamp:
-            self._path.waited_for_timestamp(op)
-
-    def _assign_timestamps(self, now: float) -> None:
-        granted_at = self._block_granted_at
-        fresh = granted_at is not None and now - granted_at < self._config.timestamp_fresh_seconds
-        while self._awaiting_timestamp and fresh and self._next_timestamp < self._timestamps_end:
-            op = self._awaiting_timestamp.popleft()
-            pending = self._ops[op]
-            ts = self._next_timestamp
-            self._next_timestamp += 1
-            self._core.commit(
-                op,
-                txid=pending.txid,
-                ts=ts,
-                reads=dict(pending.message.reads),
-                writes=dict(pending.message.writes),
-                deletes=tuple(pending.message.deletes),
-            )
-        asked_at = self._timestamps_asked_at
-        if self._awaiting_timestamp and (asked_at is None or now - asked_at > self._config.timestamp_retry_seconds):
-            self._timestamps_asked_at = now
-            self._actions.append(AskTimestamps(max(self._config.timestamp_block, len(self._awaiting_timestamp))))
+    def _commit(self, op: int, pending: _PendingCommit, now: float) -> None:
+        """Start an attempt of commit `op` in the core, under a fresh timestamp."""
+        message = pending.message
+        ts = pending.ts = self._clock.take(now + self._config.wall_offset, message.reads.values())
+        self._core.commit(op, txid=pending.txid, ts=ts, reads=dict(message.reads), writes=dict(message.writes),
+                          deletes=tuple(message.deletes))
 
     # -- output -----------------------------------------------------------------
 
@@ -389,15 +371,14 @@ class ClerkSession:
                 if isinstance(completion, Moved):
                     self._on_moved(completion, now)
                 else:
-                    self._answer(completion)
+                    self._answer(completion, now)
 
 
 class CriticalPath:
     """Messages on each operation's critical path (ClerkReply.hops), counted
     from what the core actually sends, so resends and followed redirects count.
 
-    An operation costs 2 for the application's ask, 2 more when its commit
-    waited for a timestamp round trip to the coordinator, and per protocol
+    An operation costs 2 for the application's ask, and per protocol
     phase (its requests first sent together, answered in parallel) the cost
     of the phase's most expensive request: per send, 2 for clerk <-> leader
     and 2 more when it is a logged command (the leader's AppendLog to the
@@ -419,9 +400,6 @@ class CriticalPath:
             self._op_of_txid[txid] = op
         else:
             self._reading = op
-
-    def waited_for_timestamp(self, op: int) -> None:
-        self._hops_outside_phases[op] += 2
 
     def rerun(self, op: int, *, txid: str, old_txid: str) -> None:
         """Commit `op` runs again as `txid`: its phases keep adding up."""

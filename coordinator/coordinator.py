@@ -5,12 +5,12 @@ around the coordinator's pure pieces.
   their replacement;
 - reconfig.py: reconfiguration jobs and the shard map they change;
 - status.py: the status dict built from a status round;
-- state.py: the map, jobs, placement and timestamp high-water mark in SQLite.
+- state.py: the map, jobs and placement in SQLite.
 
 What is left here: translating messages and timers into calls of those
 pieces and carrying out what they return (creating server actors, sending,
 timers, PID checks and signals, files), routing (leaders, terms, the
-subscribers that get a MapUpdate on every change) and handing out timestamps.
+subscribers that get a MapUpdate on every change).
 
 Clocks: a handler reads what it needs once, at its top, and passes it down:
 `time.monotonic()` for supervision and status (intervals only),
@@ -69,8 +69,6 @@ from actors.messages import (
     StatusReply,
     StatusRequest,
     Subscribe,
-    TimestampReply,
-    TimestampRequest,
     Unsubscribe,
     WhoServes,
     WhoServesReply,
@@ -301,6 +299,7 @@ class Coordinator(ActorTypeDispatcher):
             terms=dict(self.terms),
             addresses={r.replica: r.address for r in self.supervisor.servers.values() if r.address is not None},
             read_from_followers=self.topology.transactions.read_from == "follower",
+            max_clock_offset=self.topology.transactions.max_clock_offset_ms / 1000,
         )
 
     def broadcast_map(self) -> None:
@@ -324,10 +323,6 @@ class Coordinator(ActorTypeDispatcher):
     def receiveMsg_WhoServes(self, message: WhoServes, sender) -> None:
         owners = {key: self.map.owner(key) for key in message.keys}
         self.send(sender, WhoServesReply(epoch=self.map.epoch, owners=owners, leaders=dict(self.leaders)))
-
-    def receiveMsg_TimestampRequest(self, message: TimestampRequest, sender) -> None:
-        count = max(1, message.count)
-        self.send(sender, TimestampReply(ts=self.state.take_timestamps(count), count=count))
 
     # -- administration ---------------------------------------------------------
 

@@ -2,14 +2,12 @@
 
 SQLite in WAL mode with synchronous=FULL, under `<data_dir>/coordinator/`,
 holding named JSON values: `map`, `reconfig` (jobs, id counters, founding
-memberships), `placement`, `replacements` and `ts_reserved`.
+memberships), `placement` and `replacements`.
 
 Rules:
 - `save` writes the map, jobs, placement and replacements in one
   transaction, and only when something changed; the caller saves before it
   acts on what it decided, so a restarted coordinator resumes where it stood.
-- Timestamps: the high-water mark is durable before any timestamp under it
-  is handed out, and a restart starts above it, so no timestamp is repeated.
 """
 
 from __future__ import annotations
@@ -22,12 +20,9 @@ from pathlib import Path
 from coordinator.reconfig import Reconfig
 from coordinator.shardmap import ShardMap
 
-TIMESTAMP_RESERVE = 100_000
-"""Timestamps reserved per durable write of the high-water mark."""
-
 
 class CoordinatorState:
-    """The coordinator's durable state: map, reconfiguration jobs, placement and timestamp high-water mark."""
+    """The coordinator's durable state: map, reconfiguration jobs, and placement."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,8 +32,6 @@ class CoordinatorState:
         self.db.execute("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self.last_saved: tuple[ShardMap | None, dict[str, str]] = (None, {})
         """The map and the other values `save` last wrote."""
-        self.ts_reserved = int(self.get("ts_reserved") or 0)
-        self.ts_next = self.ts_reserved + 1  # never reuse what an earlier run may have handed out
 
     def get(self, name: str) -> str | None:
         row = self.db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
@@ -81,14 +74,3 @@ class CoordinatorState:
             return
         self.put_many({"map": reconfig.map.to_json(), **values})
         self.last_saved = (reconfig.map, values)
-
-    def take_timestamps(self, count: int) -> int:
-        """The first of `count` consecutive timestamps, above every one handed
-        out before, by this run or an earlier one."""
-        if self.ts_next + count - 1 > self.ts_reserved:
-            # Persist the new high-water mark before handing out anything under it.
-            self.ts_reserved = self.ts_next + count - 1 + TIMESTAMP_RESERVE
-            self.put("ts_reserved", str(self.ts_reserved))
-        first = self.ts_next
-        self.ts_next += count
-        return first

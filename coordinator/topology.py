@@ -154,10 +154,20 @@ class TransactionSettings:
         prepare_timeout_ms: a participant asks the primary about a transaction
             it has held prepared this long.
         read_from: "leader", or "follower" (stale reads are caught by validation).
+        max_clock_offset_ms: the most any two hosts' clocks may differ; a
+            clerk holds each commit's answer until its clock has passed the
+            commit's timestamp by this much (docs/DESIGN.md section 4,
+            "Timestamps"). 0 on one host, which has one clock; 10 by default
+            with `hosts:`.
     """
 
     prepare_timeout_ms: int = 2000
     read_from: str = "leader"
+    max_clock_offset_ms: int = 0
+
+
+HOSTS_CLOCK_OFFSET_MS = 10
+"""`max_clock_offset_ms` when the topology lists hosts and does not say."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -410,7 +420,7 @@ class _Parser:
             slots=slots,
             hosts=hosts,
             raft=self.raft(top.section("raft", _RAFT_KEYS)),
-            transactions=self.transactions(top.section("transactions", _TRANSACTION_KEYS)),
+            transactions=self.transactions(top.section("transactions", _TRANSACTION_KEYS), bool(hosts)),
             storage=self.storage(top.section("storage", _STORAGE_KEYS)),
             placement=self.placement(top.section("placement", _PLACEMENT_KEYS), bool(hosts)),
         )
@@ -506,13 +516,15 @@ class _Parser:
             snapshot_entries=section.get("snapshot_entries", default.snapshot_entries, positive),
         )
 
-    def transactions(self, section: _Section | None) -> TransactionSettings:
-        default = TransactionSettings()
+    def transactions(self, section: _Section | None, have_hosts: bool) -> TransactionSettings:
+        default = TransactionSettings(max_clock_offset_ms=HOSTS_CLOCK_OFFSET_MS if have_hosts else 0)
         if section is None:
             return default
         return TransactionSettings(
             prepare_timeout_ms=section.get("prepare_timeout_ms", default.prepare_timeout_ms, self.positive),
             read_from=section.get("read_from", default.read_from, lambda n, k: self.choice(n, k, READ_FROM)),
+            max_clock_offset_ms=section.get("max_clock_offset_ms", default.max_clock_offset_ms,
+                                            lambda n, k: self.integer(n, k, 0, 60_000)),
         )
 
     def storage(self, section: _Section | None) -> StorageSettings:
@@ -610,6 +622,6 @@ _TOP_KEYS = (
 _CLUSTER_KEYS = ("replicas", "spread")
 _HOST_KEYS = ("name", "address", "admin_port")
 _RAFT_KEYS = ("tick_ms", "heartbeat_ticks", "election_ticks", "snapshot_entries")
-_TRANSACTION_KEYS = ("prepare_timeout_ms", "read_from")
+_TRANSACTION_KEYS = ("prepare_timeout_ms", "read_from", "max_clock_offset_ms")
 _STORAGE_KEYS = ("engine", "fsync")
 _PLACEMENT_KEYS = ("on_host_loss", "replace_after_ms")

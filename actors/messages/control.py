@@ -81,6 +81,8 @@ class MapUpdate:
         addresses: replica id -> actor address.
         read_from_followers: clerks may read from any replica (topology
             `transactions.read_from: follower`).
+        max_clock_offset: seconds a clerk holds a commit's answer past its
+            timestamp (topology `transactions.max_clock_offset_ms`).
     """
 
     epoch: int
@@ -90,6 +92,7 @@ class MapUpdate:
     terms: dict[str, int]
     addresses: dict[str, object]
     read_from_followers: bool = False
+    max_clock_offset: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -132,31 +135,6 @@ class WhoServesReply:
     epoch: int
     owners: dict[str, str]
     leaders: dict[str, str | None]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TimestampRequest:
-    """Ask the coordinator for `count` fresh timestamps.
-
-    Fields:
-        count: how many consecutive timestamps.
-    """
-
-    count: int = 1
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TimestampReply:
-    """Timestamps `ts .. ts + count - 1`, above every one handed out before,
-    even across coordinator restarts.
-
-    Fields:
-        ts: the first timestamp.
-        count: how many.
-    """
-
-    ts: int
-    count: int = 1
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

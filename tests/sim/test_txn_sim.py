@@ -47,9 +47,10 @@ from tests.sim.txn.truth import (
     PreparedTxn,
     Release,
     judge,
+    judge_real_time,
     replay,
 )
-from tests.sim.txn.workloads import TxnPlan
+from tests.sim.txn.workloads import ClerkDriver, TxnPlan
 
 SEEDS = 100
 """Randomized seeds the suite runs: about 20 s here; `python3 -m tests.sim txn` runs more."""
@@ -131,11 +132,36 @@ def test_a_validator_without_one_rule_is_caught(rule: str, monkeypatch):
     run commits a history the checks reject (a cycle, an edge against stamp
     order, a lost update) or trips the table's own invariant."""
     monkeypatch.setattr(validator, RULES[rule], lambda *args: None)
-    for seed in range(10):
+    for seed in range(20):
         result = run_seed(seed, workload="hotkey", faults=FaultSwitches(), clerk_crash=False, ticks=150)
         if result.violations:
             return
-    pytest.fail(f"no seed of 10 caught a validator without {rule}")
+    pytest.fail(f"no seed of 20 caught a validator without {rule}")
+
+
+def test_clerks_answering_before_the_commit_wait_are_caught_breaking_real_time(monkeypatch):
+    """docs/DESIGN.md section 4, "Timestamps": with clocks a tick apart, the
+    commit wait is what keeps stamp order in real-time order."""
+
+    def acknowledge_at_once(driver: ClerkDriver, now: int) -> None:
+        driver._record(COMMITTED, "", acked=now)
+        driver._reset(now)
+
+    monkeypatch.setattr(ClerkDriver, "_acknowledge", acknowledge_at_once)
+    for seed in range(10):
+        result = run_seed(seed, workload="uniform", faults=FaultSwitches(), clerk_crash=False, ticks=150)
+        if any(line.startswith("real time: ") for line in result.violations):
+            return
+    pytest.fail("no seed of 10 caught clerks answering before the commit wait")
+
+
+def test_the_real_time_judge_wants_a_commit_answered_before_another_began_to_have_the_lower_ts():
+    first = ClerkRecord(txid="A", ts=50, reads=(), writes=("x",), outcome=COMMITTED, began=1, acked=3)
+    overlapping = ClerkRecord(txid="B", ts=40, reads=("y",), writes=(), outcome=COMMITTED, began=3, acked=5)
+    assert judge_real_time([first, overlapping]) == []
+    later = ClerkRecord(txid="C", ts=50, reads=("y",), writes=(), outcome=COMMITTED, began=4, acked=6)
+    [violation] = judge_real_time([first, overlapping, later])
+    assert violation.startswith("real time: A (ts 50) was answered at tick 3, before C began at tick 4")
 
 
 def two_phase(cluster: str, *, committed: bool | None, prepared_at: int = 0, decided_at: int | None = 10) -> PreparedTxn:

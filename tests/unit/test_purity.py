@@ -21,6 +21,7 @@ PURE_CORES = [
     "actors/txn_recovery.py",
     "clerk/core.py",
     "clerk/session.py",
+    "clerk/timestamps.py",
     "coordinator/placement.py",
     "coordinator/reconfig.py",
     "coordinator/shardmap.py",

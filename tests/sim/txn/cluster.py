@@ -14,8 +14,12 @@ Rules:
 - A coordinator stand-in routes: slots -> clusters from `ShardMap.initial`,
   leaders learnt from the replicas' LeaderChange, pushed to clerks, and used
   to resolve the replicas' `ToLeaderOf`. It is not under test, so what it
-  hears and says is delayed like any message but never lost. It also hands
-  out the timestamps: a strictly increasing counter.
+  hears and says is delayed like any message but never lost.
+- Timestamps: each clerk takes them as the real clerk does (clerk/timestamps.py),
+  from its own clock, which is off the simulated time by up to
+  CLOCK_SKEW_SECONDS either way, so validation meets timestamps from the
+  past as well as from the future; commits are answered after the commit
+  wait, and the judge checks real-time order (truth.judge_real_time).
 - FaultSwitches: the network's delay, drop, duplicate and reorder, plus a chaos
   driver that partitions and heals, crashes and restarts replicas, puts them
   to sleep, kills clerks mid-flight (a fresh clerk with a new id takes over
@@ -105,6 +109,13 @@ CHECKER = "checker"
 CHAOS_TICKS = 300
 """Ticks of load and faults per randomized run, before healing."""
 SETTLE_TICKS = 400
+
+SECONDS_PER_UNIT = 0.05 / TICK
+"""Simulated time in seconds: a tick is 50 ms, as the servers' default."""
+SIM_EPOCH = 1_800_000_000.0
+"""The Unix time at which every run begins."""
+CLOCK_SKEW_SECONDS = 0.05
+"""How far a clerk's clock may be off the simulated time, either way (a tick)."""
 """Ticks a healed run has to settle."""
 TXN_FAULTS = FaultSwitches.parse("delay,drop,dup,reorder,partition,crash,sleep,snapshot")
 """What `all` means here: every fault but membership changes."""
@@ -311,7 +322,7 @@ class TxnSim:
         self._coordinator_rng = self.rng("coordinator")
         self._phase_rng = self.rng("phase")
         self._clerk_rng = self.rng("clerk-core")
-        self._last_ts = 0
+        self._skew_rng = self.rng("clock-skew")
         self.heal_time: int | None = None
         self.workload = workload if workload is not None else make_workload(config.workload)
         self.records: list[ClerkRecord] = []
@@ -330,7 +341,8 @@ class TxnSim:
                 driver = ClerkDriver(
                     workload=self.workload,
                     rng=self.rng(f"driver:{number}"),
-                    timestamps=self.next_timestamp,
+                    clock=self.skewed_clock(),
+                    max_clock_offset=2 * CLOCK_SKEW_SECONDS,
                     records=self.records,
                 )
                 slot = ClerkSlot(number + 1, driver)
@@ -356,9 +368,10 @@ class TxnSim:
     def now_ticks(self) -> int:
         return self.scheduler.now // TICK
 
-    def next_timestamp(self) -> int:
-        self._last_ts += 1
-        return self._last_ts
+    def skewed_clock(self) -> Callable[[], float]:
+        """A clerk's clock: Unix seconds as it reads them, off the simulated time by a fixed skew."""
+        skew = self._skew_rng.uniform(-CLOCK_SKEW_SECONDS, CLOCK_SKEW_SECONDS)
+        return lambda: SIM_EPOCH + self.scheduler.now * SECONDS_PER_UNIT + skew
 
     def cluster_of(self, key: str) -> str:
         return self.shard_map.slots[slot_of(key, len(self.shard_map.slots))]

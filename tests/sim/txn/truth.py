@@ -328,6 +328,8 @@ class ClerkRecord:
         outcome: COMMITTED, ABORTED, FAILED or ABANDONED.
         reason: why it aborted or failed.
         balances: for a whole-bank read, account -> balance as read.
+        began: when its first read was sent (simulator ticks).
+        acked: when the clerk answered it committed (0: never).
     """
 
     txid: str
@@ -337,6 +339,8 @@ class ClerkRecord:
     outcome: str
     reason: str = ""
     balances: Mapping[str, int] | None = None
+    began: int = 0
+    acked: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -425,9 +429,30 @@ def judge(
     history = sorted(committed.values(), key=lambda txn: txn.stamp)
     verdict = check_serializable(history)
     violations += [f"serializability: {line}" for line in verdict.violations]
+    violations += judge_real_time(clerks)
     if bank is not None:
         violations += _judge_bank(truths, clerks, bank, cluster_of)
     return Judgement(violations=violations, committed=history, longest_prepared_after_heal=longest, late_releases=late)
+
+
+def judge_real_time(clerks: list[ClerkRecord]) -> list[str]:
+    """Strictness: a transaction answered committed before another began has
+    the lower timestamp, so stamp order (the serialization order) keeps real
+    time."""
+    answered = sorted((record for record in clerks if record.acked), key=lambda record: record.acked)
+    violations: list[str] = []
+    done = 0
+    highest: ClerkRecord | None = None  # the highest-ts commit answered before the current start
+    for record in sorted((record for record in clerks if record.outcome == COMMITTED), key=lambda r: r.began):
+        while done < len(answered) and answered[done].acked < record.began:
+            if highest is None or answered[done].ts > highest.ts:
+                highest = answered[done]
+            done += 1
+        if highest is not None and highest.ts >= record.ts:
+            violations.append(f"real time: {highest.txid} (ts {highest.ts}) was answered at tick {highest.acked}, "
+                              f"before {record.txid} began at tick {record.began}, yet has a ts no lower "
+                              f"({record.ts})")
+    return violations
 
 
 def _judge_two_phase(

@@ -11,8 +11,8 @@ Rules:
   zero) and whole-bank read-only audits; an account never written holds the
   opening balance, so the total is known without a set-up phase.
 - A `ClerkDriver` runs one clerk's sequence: read phase (`ClerkCore.read`),
-  then `commit` with the versions read and a fresh timestamp (the
-  coordinator's job in production), a short pause, the next. Every commit
+  then `commit` with the versions read and a fresh timestamp from its own
+  clock (clerk/timestamps.py, as the Clerk actor), a short pause, the next. Every commit
   and its outcome goes to the shared list of ClerkRecords.
 - A driver outlives its clerk: when the clerk dies the transaction in flight
   is recorded as abandoned (the ground truth says what became of it) and the
@@ -33,6 +33,7 @@ from typing import Any, Callable, Protocol
 
 from actors.messages import ReadResult
 from clerk.core import Aborted, ClerkCore, Committed, Completion, Failed, Moved, ReadDone
+from clerk.timestamps import MICROSECONDS, HybridClock
 from raftline.workloads import OPENING_BALANCE
 from tests.sim.txn.truth import ABANDONED, ABORTED, COMMITTED, FAILED, Bank, ClerkRecord
 
@@ -140,7 +141,8 @@ class ClerkDriver:
         *,
         workload: Workload,
         rng: random.Random,
-        timestamps: Callable[[], int],
+        clock: Callable[[], float],
+        max_clock_offset: float,
         records: list[ClerkRecord],
         max_pause_ticks: int = 3,
         moved_wait_ticks: int = 20,
@@ -148,7 +150,9 @@ class ClerkDriver:
     ) -> None:
         self.workload = workload
         self.rng = rng
-        self.timestamps = timestamps
+        self.clock = clock
+        self.max_clock_offset = max_clock_offset
+        self.timestamps = HybridClock()
         self.records = records
         self.max_pause_ticks = max_pause_ticks
         self.moved_wait_ticks = moved_wait_ticks
@@ -163,6 +167,8 @@ class ClerkDriver:
         self._plan: TxnPlan | None = None
         self._txid = ""
         self._ts = 0
+        self._began = 0
+        self._held = False  # committed, answered once the clock is past the timestamp
         self._balances: dict[str, int] | None = None
         self._committing = False
         self._next_start = 0
@@ -200,6 +206,9 @@ class ClerkDriver:
         transaction when idle, active and the pause is over."""
         if self._core is None:
             return
+        if self._held:
+            self._acknowledge(now)
+            return
         if self._again is not None:
             if self._core.moved_past(self._again_epoch) or now >= self._again_at:
                 reads, writes = self._again
@@ -209,6 +218,7 @@ class ClerkDriver:
         if self.busy or not self.active or now < self._next_start:
             return
         self._started += 1
+        self._began = now
         self._op += 1
         self._plan = self.workload.plan(self.rng)
         self._txid = f"{self._clerk}/{self._started}"
@@ -225,8 +235,8 @@ class ClerkDriver:
                 self.read_failures += 1
                 self._reset(now)
             case Committed():
-                self._record(COMMITTED, "")
-                self._reset(now)
+                self._held = True
+                self._acknowledge(now)
             case Aborted(reason=reason):
                 self._record(ABORTED, reason)
                 self._reset(now)
@@ -259,12 +269,19 @@ class ClerkDriver:
         if self._retries:
             self._txid = f"{self._clerk}/{self._started}.{self._retries}"
         self._reads, self._writes = reads, writes
-        self._ts = self.timestamps()
+        self._ts = self.timestamps.take(self.clock(), reads.values())
         self._op += 1
         self._committing = True
         self._core.commit(self._op, txid=self._txid, ts=self._ts, reads=reads, writes=writes)
 
-    def _record(self, outcome: str, reason: str) -> None:
+    def _acknowledge(self, now: int) -> None:
+        """Commit wait, as the Clerk's: the commit counts as answered only once
+        this clerk's clock has passed its timestamp by the largest offset."""
+        if self.clock() * MICROSECONDS > self._ts + self.max_clock_offset * MICROSECONDS:
+            self._record(COMMITTED, "", acked=now)
+            self._reset(now)
+
+    def _record(self, outcome: str, reason: str, acked: int = 0) -> None:
         plan = self._plan
         self.records.append(
             ClerkRecord(
@@ -275,6 +292,8 @@ class ClerkDriver:
                 outcome=outcome,
                 reason=reason,
                 balances=self._balances,
+                began=self._began,
+                acked=acked,
             )
         )
 
@@ -283,6 +302,7 @@ class ClerkDriver:
         self._txid = ""
         self._balances = None
         self._committing = False
+        self._held = False
         self._again = None
         self._retries = 0
         self._next_start = now + self.rng.randint(0, self.max_pause_ticks)

@@ -22,11 +22,10 @@ from actors.messages import (
     ReadCheck,
     ReadKeys,
     ReadKeysResult,
-    TimestampReply,
     WrongEpoch,
 )
 from clerk.core import Aborted, Committed, Failed, Moved, ReadDone
-from clerk.session import AskTimestamps, ClerkSession, CriticalPath, Reply, Send, SessionConfig
+from clerk.session import ClerkSession, CriticalPath, Reply, Send, SessionConfig
 from tests.unit.clerk.clerk_helpers import (
     MOVED_SLOT,
     MOVED_SLOTS,
@@ -255,24 +254,12 @@ def test_a_vote_and_a_refusal_in_one_batch_reply_complete_moved_once():
 # -- the session around the core ---------------------------------------------------
 
 
-
-
-
-
-
-
-def session_at(now: float, **config) -> ClerkSession:
-    """A session with its first map and a block of timestamps from 100, granted at `now`."""
-    session = ClerkSession(SessionConfig(clerk="k", **config), random.Random(7))
-    session.on_map(map_update(1), now)
-    session.on_timestamps(TimestampReply(ts=100, count=16), now)
-    return session
-
-
 @pytest.fixture
 def session() -> ClerkSession:
-    # Timestamps stay fresh: the test decides when they run out.
-    return session_at(0.0, timestamp_fresh_seconds=float("inf"))
+    """A session with its first map at time 0, whose clock reads 100 µs of Unix time then."""
+    session = ClerkSession(SessionConfig(clerk="k", wall_offset=0.0001), random.Random(7))
+    session.on_map(map_update(1), 0.0)
+    return session
 
 
 def one_phase_commit(session: ClerkSession, key: str, now: float = 0.0) -> ClientBatch:
@@ -335,16 +322,11 @@ def test_the_clerk_answers_unavailable_once_the_move_budget_is_spent(session):
     assert of_kind(actions, Send) == []
 
 
-def test_the_clerk_waits_for_a_fresh_timestamp_block_before_a_rerun():
-    session = session_at(0.0, timestamp_fresh_seconds=0.05)
+def test_a_rerun_takes_a_fresh_timestamp_from_the_clock_at_once(session):
     first = one_phase_commit(session, key_in_slot(MOVED_SLOT), now=0.01)
-    # A second later the block granted at 0 is stale.
     actions = session.on_server_reply(refuse("c1-r0", first), 1.0)
-    actions += session.on_map(map_update(2, MOVED_SLOTS), 1.0)
-    assert of_kind(actions, Send) == []
-    assert of_kind(actions, AskTimestamps) == [AskTimestamps(count=16)]
-    [send] = of_kind(session.on_timestamps(TimestampReply(ts=500, count=16), 1.0), Send)
-    assert send.batch.requests[0].op.ts == 500
+    [send] = of_kind(actions + session.on_map(map_update(2, MOVED_SLOTS), 1.0), Send)
+    assert first.requests[0].op.ts == 10_100 and send.batch.requests[0].op.ts == 1_000_100
 
 
 def test_critical_path_counts_a_rerouted_read_through_the_cores_owner_of():

@@ -1,5 +1,5 @@
 """ClerkSession, the clerk's decisions around ClerkCore (docs/DESIGN.md
-section 4): requests before the first map, timestamp blocks, ticks counted
+section 4): requests before the first map, timestamps, ticks counted
 from real time, Moved re-runs and their budget, replies and their hops. Time
 is the `now` each call is given; the test plays application, coordinator and
 servers."""
@@ -7,8 +7,8 @@ servers."""
 import dataclasses
 import random
 
-from actors.messages import ClerkCommit, ClerkRead, CommitOnePhaseResult, ReadKeysResult, TimestampReply
-from clerk.session import AskTimestamps, ClerkSession, Reply, RerunDue, Send, SessionConfig, TickDue, WakeAfter
+from actors.messages import ClerkCommit, ClerkRead, CommitOnePhaseResult, ReadKeysResult
+from clerk.session import AnswerDue, ClerkSession, Reply, RerunDue, Send, SessionConfig, TickDue, WakeAfter
 from tests.unit.clerk.clerk_helpers import (
     MOVED_SLOT,
     MOVED_SLOTS,
@@ -23,20 +23,12 @@ from tests.unit.clerk.clerk_helpers import (
 )
 
 DEFAULTS = SessionConfig(clerk="k")
-ALWAYS_FRESH = float("inf")
 
 
 def mapped_session(**config) -> ClerkSession:
     """A session that has its first map (epoch 1) at time 0."""
     session = ClerkSession(SessionConfig(clerk="k", **config), random.Random(7))
     assert session.on_map(map_update(1), 0.0) == []
-    return session
-
-
-def stamped_session(ts: int = 100, count: int = 16, **config) -> ClerkSession:
-    """A mapped session granted `count` timestamps from `ts` at time 0."""
-    session = mapped_session(**config)
-    assert session.on_timestamps(TimestampReply(ts=ts, count=count), 0.0) == []
     return session
 
 
@@ -71,8 +63,10 @@ def test_requests_before_the_first_map_wait_for_it():
     assert session.on_app_request(commit(key, req=2), "app", 0.0) == []
 
     actions = session.on_map(map_update(1), 0.5)
-    assert [(send.address, send.batch.requests[0].op.keys) for send in of_kind(actions, Send)] == [("c2-r0", (key,))]
-    assert of_kind(actions, AskTimestamps) == [AskTimestamps(count=DEFAULTS.timestamp_block)]
+    # The read, and the commit (it needs no timestamp round trip), to c2's leader at once.
+    sends = of_kind(actions, Send)
+    [read, write] = sent_ops(sends)
+    assert {send.address for send in sends} == {"c2-r0"} and (read.keys, write.writes) == ((key,), {key: "v"})
     assert [wake.seconds for wake in tick_wakeups(actions)] == [DEFAULTS.wake_seconds]
 
 
@@ -135,7 +129,7 @@ def test_ticks_count_the_real_time_elapsed_since_the_tick_was_asked_for():
 
 
 def test_a_paused_clerk_sees_its_outcome_budget_run_out():
-    session = stamped_session()
+    session = mapped_session()
     [send] = of_kind(session.on_app_request(commit(keys_in("c1")[0]), "app", 0.0), Send)
     # One wakeup after a pause longer than the whole budget.
     actions = session.tick(DEFAULTS.outcome_budget_seconds + 10.0)
@@ -152,53 +146,38 @@ def test_a_tick_nobody_asked_for_does_nothing():
 # -- timestamps -----------------------------------------------------------------------
 
 
-def test_commits_take_consecutive_timestamps_from_the_block_then_ask_for_more():
-    session = stamped_session(ts=100, count=2, timestamp_fresh_seconds=ALWAYS_FRESH)
+def test_commits_take_unix_microseconds_from_the_clock_strictly_increasing():
+    session = mapped_session(wall_offset=1_000.0)
     keys = keys_in("c1", 3)
-    stamps = [
-        op.ts
-        for index, key in enumerate(keys)
-        for op in sent_ops(session.on_app_request(commit(key, req=index), "app", 0.0))
-    ]
-    assert stamps == [100, 101]
-    actions = session.on_timestamps(TimestampReply(ts=200, count=16), 0.1)
-    assert [op.ts for op in sent_ops(actions)] == [200]
+    stamps = [op.ts for index, key in enumerate(keys)
+              for op in sent_ops(session.on_app_request(commit(key, req=index), "app", 0.5))]
+    # One clock reading for all three: the later ones go one microsecond up.
+    assert stamps == [1_000_500_000, 1_000_500_001, 1_000_500_002]
+    [op] = sent_ops(session.on_app_request(commit(keys[0], req=9), "app", 2.0))
+    assert op.ts == 1_002_000_000
 
 
-def test_a_block_older_than_its_freshness_is_not_used():
-    session = stamped_session(ts=100, count=16)
-    actions = session.on_app_request(commit(keys_in("c1")[0]), "app", DEFAULTS.timestamp_fresh_seconds)
-    assert of_kind(actions, Send) == [] and of_kind(actions, AskTimestamps) == [AskTimestamps(count=16)]
-    assert [op.ts for op in sent_ops(session.on_timestamps(TimestampReply(ts=300, count=16), 0.2))] == [300]
+def test_a_commit_takes_a_timestamp_above_every_version_it_read_whatever_the_clock_says():
+    session = mapped_session(wall_offset=0.0)
+    key = keys_in("c1")[0]
+    read = ClerkCommit(req=1, reads={key: (5_000_000_000, "k9-1")}, writes={key: "v"})
+    [op] = sent_ops(session.on_app_request(read, "app", 1.0))
+    assert op.ts == 5_000_000_001
 
 
-def test_an_unanswered_timestamp_request_is_sent_again_after_the_retry_wait_for_every_commit_waiting():
+def test_a_commit_is_sent_at_once_and_costs_no_round_trip_for_its_timestamp():
     session = mapped_session()
-    keys = keys_in("c1", 20)
-    asked = []
-    for index, key in enumerate(keys):
-        asked += of_kind(session.on_app_request(commit(key, req=index), "app", 0.01 * index), AskTimestamps)
-    assert asked == [AskTimestamps(count=16)]
-    assert of_kind(session.tick(DEFAULTS.timestamp_retry_seconds), AskTimestamps) == []
-    assert of_kind(session.tick(DEFAULTS.timestamp_retry_seconds + 0.2), AskTimestamps) == [AskTimestamps(count=20)]
-
-
-def test_a_commit_that_waited_for_timestamps_counts_their_round_trip_in_its_hops():
-    session = mapped_session(timestamp_fresh_seconds=ALWAYS_FRESH)
-    waited, stamped = keys_in("c1", 2)
-    session.on_app_request(commit(waited, req=1), "app", 0.0)
-    [first] = of_kind(session.on_timestamps(TimestampReply(ts=100, count=16), 0.0), Send)
-    [second] = of_kind(session.on_app_request(commit(stamped, req=2), "app", 0.0), Send)
-    replies = of_kind(commit_one_phase(session, first, 0.1) + commit_one_phase(session, second, 0.1), Reply)
-    # The ask, one logged phase, and for the first the timestamp round trip.
-    assert [(answered.reply.req, answered.reply.hops) for answered in replies] == [(1, 2 + 2 + 4), (2, 2 + 4)]
+    [send] = of_kind(session.on_app_request(commit(keys_in("c1")[0]), "app", 0.0), Send)
+    [answered] = of_kind(commit_one_phase(session, send, 0.1), Reply)
+    # The ask and one logged phase.
+    assert answered.reply.hops == 2 + 4
 
 
 # -- replies ----------------------------------------------------------------------------
 
 
 def test_an_aborted_commit_is_answered_aborted_with_its_txid_and_reason():
-    session = stamped_session()
+    session = mapped_session()
     [send] = of_kind(session.on_app_request(commit(keys_in("c1")[0], req=9), "app", 0.0), Send)
     [answered] = of_kind(commit_one_phase(session, send, 0.1, committed=False, reason="read k0 is stale"), Reply)
     assert answered.asker == "app"
@@ -210,7 +189,7 @@ def test_an_aborted_commit_is_answered_aborted_with_its_txid_and_reason():
 
 
 def test_a_moved_commit_runs_again_under_numbered_txids_until_its_budget_is_spent():
-    session = stamped_session(timestamp_fresh_seconds=ALWAYS_FRESH)
+    session = mapped_session()
     [send] = of_kind(session.on_app_request(commit(key_in_slot(MOVED_SLOT)), "app", 0.0), Send)
     assert sent_ops([send])[0].txid == "k-1"
     txids = []
@@ -230,7 +209,7 @@ def test_a_moved_commit_runs_again_under_numbered_txids_until_its_budget_is_spen
 
 
 def test_a_newer_map_runs_every_moved_commit_waiting_for_it_and_a_map_no_newer_runs_none():
-    session = stamped_session(timestamp_fresh_seconds=ALWAYS_FRESH)
+    session = mapped_session()
     for req, prefix in enumerate(("a", "b"), start=1):
         [send] = of_kind(
             session.on_app_request(commit(key_in_slot(MOVED_SLOT, prefix=prefix), req=req), "app", 0.0), Send
@@ -241,3 +220,24 @@ def test_a_newer_map_runs_every_moved_commit_waiting_for_it_and_a_map_no_newer_r
     # Both run again in one batch to the new owner.
     [again] = of_kind(session.on_map(map_update(2, MOVED_SLOTS), 0.05), Send)
     assert again.address == "c3-r0" and [op.txid for op in sent_ops([again])] == ["k-1.1", "k-2.1"]
+
+
+def test_a_commit_is_answered_only_once_the_clock_passed_its_timestamp_by_the_largest_offset():
+    session = ClerkSession(SessionConfig(clerk="k", wall_offset=100.0), random.Random(7))
+    session.on_map(dataclasses.replace(map_update(1), max_clock_offset=0.01), 0.0)
+    [send] = of_kind(session.on_app_request(commit(keys_in("c1")[0]), "app", 0.0), Send)
+    assert sent_ops([send])[0].ts == 100_000_000
+    # Committed 4 ms later: held 6 ms more, so no clock 10 ms behind reads a lower time after the answer.
+    actions = commit_one_phase(session, send, 0.004)
+    assert of_kind(actions, Reply) == []
+    [wake] = [action for action in of_kind(actions, WakeAfter) if isinstance(action.wakeup, AnswerDue)]
+    assert abs(wake.seconds - 0.006) < 1e-5
+    [answered] = of_kind(session.on_answer_due(wake.wakeup, 0.0101), Reply)
+    assert answered.reply.outcome == "ok"
+    assert session.on_answer_due(wake.wakeup, 0.02) == []
+
+
+def test_with_one_clock_a_commit_is_answered_as_soon_as_it_is_done():
+    session = mapped_session(wall_offset=100.0)
+    [send] = of_kind(session.on_app_request(commit(keys_in("c1")[0]), "app", 0.0), Send)
+    assert len(of_kind(commit_one_phase(session, send, 0.001), Reply)) == 1

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.topology import (
+    HOSTS_CLOCK_OFFSET_MS,
     ClusterSpec,
     HostSpec,
     PlacementSettings,
@@ -53,7 +54,7 @@ def test_every_setting_can_be_changed():
         "hosts:\n  - {name: h1, address: 10.0.0.1}\n  - {name: h2, address: 10.0.0.2, admin_port: 19001}\n"
         "clusters:\n  a_1: {replicas: 1, spread: hosts}\n  b: {replicas: 9, spread: none}\n"
         "raft: {tick_ms: 10, heartbeat_ticks: 1, election_ticks: [2, 3], snapshot_entries: 5}\n"
-        "transactions: {prepare_timeout_ms: 10, read_from: follower}\n"
+        "transactions: {prepare_timeout_ms: 10, read_from: follower, max_clock_offset_ms: 3}\n"
         "storage: {engine: memory, fsync: false}\n")
     assert topology.admin_port == 19005 and topology.slots == 8
     assert topology.data_dir == Path("/srv/raftline")
@@ -63,8 +64,15 @@ def test_every_setting_can_be_changed():
     assert topology.cluster("b").replica_ids[-1] == "b-r8"
     assert topology.raft == RaftSettings(tick_ms=10, heartbeat_ticks=1, election_min=2, election_max=3,
                                          snapshot_entries=5)
-    assert topology.transactions == TransactionSettings(prepare_timeout_ms=10, read_from="follower")
+    assert topology.transactions == TransactionSettings(prepare_timeout_ms=10, read_from="follower",
+                                                        max_clock_offset_ms=3)
     assert topology.storage == StorageSettings(engine="memory", fsync=False)
+
+
+def test_with_hosts_commits_wait_out_a_clock_offset_by_default_and_on_one_host_none():
+    assert parse_topology(ONE_CLUSTER).transactions.max_clock_offset_ms == 0
+    hosts = parse_topology("hosts:\n  - {name: h1, address: 10.0.0.1}\nclusters:\n  c1: {replicas: 1}\n")
+    assert hosts.transactions.max_clock_offset_ms == HOSTS_CLOCK_OFFSET_MS
 
 
 def test_with_hosts_clusters_spread_over_them_by_default():

@@ -10,6 +10,10 @@ Rules:
   the directory and the holder's PID, and never touches the storage.
 - `holder_of` only looks: it takes the lock and gives it back at once, for a
   caller that must refuse before starting anything.
+- A forked child closes the lock files it inherited (without unlocking
+  them): a lock lives as long as any copy of its descriptor, and Thespian
+  forks each child actor from its parent, so a coordinator's servers would
+  otherwise keep the coordinator's directory locked after it was killed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,18 @@ from pathlib import Path
 from typing import IO
 
 LOCK_FILE = "LOCK"
+
+_held: list[IO[str]] = []
+"""The lock files this process holds."""
+
+
+def _close_inherited_locks() -> None:
+    for lock in _held:
+        lock.close()  # closes this copy only; the parent keeps its lock
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 class DataDirInUse(Exception):
@@ -48,6 +64,7 @@ def lock_data_dir(directory: str | os.PathLike) -> IO[str]:
     lock.truncate()
     lock.write(f"{os.getpid()}\n")
     lock.flush()
+    _held.append(lock)
     return lock
 
 

@@ -6,6 +6,10 @@ Everything a server decides lives in actors/replica.py. This shell only:
 - hands every message to the Replica and sends what it returns, resolving
   destinations through the coordinator's MapUpdate (the Replica persisted
   everything those messages depend on before returning them);
+- reports to every coordinator replica (ToCoordinator, ServerStarted,
+  ServerRefused), so whichever acts next knows this server: its address
+  and PID, its cluster's leader, the answers of a job in flight. A MapUpdate
+  from an older coordinator term than one already seen is ignored;
 - sleeps on request: while asleep it neither ticks nor processes messages
   (they are dropped, as a frozen peer's are), then wakes and repairs its log;
 - runs on the host the coordinator asked for: `actorSystemCapabilityCheck`
@@ -42,13 +46,15 @@ from actors.messages import (
     ReplicaStatusReply,
     ReplicaStatusRequest,
     ServerConfig,
+    ServerFailed,
+    ServerRefused,
     ServerStarted,
     Sleep,
 )
 from actors.process import DATA_DIR_CAPABILITY, set_process_title
 from actors.raft.messages import RAFT_MESSAGES, ConfState, RepairLogReply, RepairLogRequest
 from actors.raft.node import RaftConfig
-from actors.raft.storage import MemoryStorage
+from actors.raft.storage import MemoryStorage, StorageUnavailable
 from actors.replica import (
     Replica,
     ReplicaConfig,
@@ -75,7 +81,8 @@ class DatabaseServer(ActorTypeDispatcher):
         self.replica: Replica | None = None
         self.storage = None
         self.data_dir_lock = None
-        self.coordinator = None
+        self.coordinators: tuple[object, ...] = ()
+        self.coordinator_term = 0
         self.addresses: dict[str, object] = {}
         self.clients: dict[str, object] = {}  # reply token -> the address it stands for
         self.leaders: dict[str, str | None] = {}
@@ -96,7 +103,7 @@ class DatabaseServer(ActorTypeDispatcher):
                                    f"but this actor system has no {DATA_DIR_CAPABILITY!r} capability")
             config = replace(config, data_dir=os.path.join(self.home, config.data_dir))
         self.config = config
-        self.coordinator = sender
+        self.coordinators = config.coordinators or (sender,)
         set_process_title(f"raftline server {config.replica}")
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
         self.log = _replica_logger(config)
@@ -105,35 +112,44 @@ class DatabaseServer(ActorTypeDispatcher):
             self.data_dir_lock = lock_data_dir(config.data_dir)
         except DataDirInUse as error:
             self.log.error("%s: %s; exiting without opening its storage", config.replica, error)
+            self.send(sender, ServerRefused(replica=config.replica, holder_pid=error.holder or 0))
             self.send(self.myAddress, ActorExitRequest())
             return
-        if config.engine == "sqlite":
-            self.storage = SqliteStorage(os.path.join(config.data_dir, "raft.db"), fsync=config.fsync)
-        else:
-            self.storage = MemoryStorage()
+        try:
+            if config.engine == "sqlite":
+                self.storage = SqliteStorage(os.path.join(config.data_dir, "raft.db"), fsync=config.fsync)
+            else:
+                self.storage = MemoryStorage()
+        except StorageUnavailable as error:
+            self.fail(error)
+            return
         raft = RaftConfig(
             id=config.replica,
             election_min=config.election_min,
             election_max=config.election_max,
             heartbeat_ticks=config.heartbeat_ticks,
         )
-        self.replica = Replica(
-            ReplicaConfig(
-                cluster=config.cluster,
-                raft=raft,
-                initial_conf=ConfState(voters=config.voters),
-                snapshot_entries=config.snapshot_entries,
-                prepare_timeout_ticks=config.prepare_timeout_ticks,
-                retention_ticks=config.retention_ticks,
-                read_from_followers=config.read_from_followers,
-                slot_count=config.slot_count,
-                founding_slots=config.founding_slots,
-            ),
-            self.storage,
-            random.Random(config.seed),
-        )
+        try:
+            self.replica = Replica(
+                ReplicaConfig(
+                    cluster=config.cluster,
+                    raft=raft,
+                    initial_conf=ConfState(voters=config.voters),
+                    snapshot_entries=config.snapshot_entries,
+                    prepare_timeout_ticks=config.prepare_timeout_ticks,
+                    retention_ticks=config.retention_ticks,
+                    read_from_followers=config.read_from_followers,
+                    slot_count=config.slot_count,
+                    founding_slots=config.founding_slots,
+                ),
+                self.storage,
+                random.Random(config.seed),
+            )
+        except StorageUnavailable as error:
+            self.fail(error)
+            return
         self.event("started (pid %d), recovered from storage" % os.getpid())
-        self.send(sender, ServerStarted(replica=config.replica, pid=os.getpid()))
+        self.tell_coordinators(ServerStarted(replica=config.replica, pid=os.getpid()))
         self.schedule_tick()
 
     def schedule_tick(self) -> None:
@@ -142,8 +158,16 @@ class DatabaseServer(ActorTypeDispatcher):
     # -- routing ----------------------------------------------------------------
 
     def receiveMsg_MapUpdate(self, update: MapUpdate, sender) -> None:
+        if update.coordinator_term < self.coordinator_term:
+            return
+        self.coordinator_term = update.coordinator_term
+        self.coordinators = update.coordinators or self.coordinators
         self.addresses = dict(update.addresses)
         self.leaders = dict(update.leaders)
+
+    def tell_coordinators(self, message) -> None:
+        for coordinator in self.coordinators:
+            self.send(coordinator, message)
 
     def resolve(self, destination):
         if isinstance(destination, ToReplica):
@@ -153,8 +177,6 @@ class DatabaseServer(ActorTypeDispatcher):
         if isinstance(destination, ToLeaderOf):
             leader = self.leaders.get(destination.cluster)
             return self.addresses.get(leader) if leader else None
-        if isinstance(destination, ToCoordinator):
-            return self.coordinator
         raise TypeError(f"unknown destination {destination!r}")
 
     def flush(self) -> None:
@@ -164,6 +186,9 @@ class DatabaseServer(ActorTypeDispatcher):
                 continue
             if isinstance(message, RepairLogRequest):
                 self.event(f"found a gap after index {message.last_index}: asking the leader to repair the log")
+            if isinstance(destination, ToCoordinator):
+                self.tell_coordinators(message)
+                continue
             address = self.resolve(destination)
             if address is not None:
                 self.send(address, message)
@@ -202,6 +227,8 @@ class DatabaseServer(ActorTypeDispatcher):
         try:
             step()
             self.flush()
+        except StorageUnavailable as error:
+            self.fail(error)
         except Exception:
             self.log.exception("%s: crashed; exiting to be restarted from storage", self.config.replica)
             self.replica = None
@@ -209,6 +236,18 @@ class DatabaseServer(ActorTypeDispatcher):
                 self.storage.close()
                 self.storage = None
             self.send(self.myAddress, ActorExitRequest())
+
+    def fail(self, error: StorageUnavailable) -> None:
+        """Storage failed outside the process: say why to the coordinators, then
+        exit; the restart (with backoff) reopens the storage, which keeps
+        everything acknowledged, since nothing of a failed write took effect."""
+        self.log.error("%s: storage failed (%s); exiting to be restarted", self.config.replica, error.reason)
+        self.tell_coordinators(ServerFailed(replica=self.config.replica, reason=error.reason))
+        self.replica = None
+        if self.storage is not None:
+            self.storage.close()
+            self.storage = None
+        self.send(self.myAddress, ActorExitRequest())
 
     receiveMsg_VoteRequest = deliver
     receiveMsg_VoteReply = deliver

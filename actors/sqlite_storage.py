@@ -17,11 +17,15 @@ Rules (docs/DESIGN.md section 2):
   torn tail), and the stored commit index is lowered to fit. A checksum
   failure anywhere else, or in the log after opening, raises
   `CorruptStorage`: the replica must not start from it.
+- A failure outside the process (no space left, an I/O error, a file that
+  cannot be opened) raises `StorageUnavailable`, with the transaction rolled
+  back: nothing of the call took effect, and it may succeed later.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -31,7 +35,7 @@ import zlib
 from typing import Iterator, Sequence
 
 from actors.raft.messages import ConfState, Entry, HardState, Snapshot
-from actors.raft.storage import CorruptStorage, Storage
+from actors.raft.storage import CorruptStorage, Storage, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,17 @@ CREATE TABLE snapshot (
 """
 
 
+@contextlib.contextmanager
+def _unavailable_on_failure(path: str) -> Iterator[None]:
+    """SQLite's and the OS's own failures as StorageUnavailable."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as error:
+        text = str(error)
+        full = "full" in text or getattr(error, "errno", None) == errno.ENOSPC
+        raise StorageUnavailable("disk full" if full else f"{path}: {text}") from error
+
+
 def _text_field(text: str | None) -> bytes:
     """Length-prefixed, so adjacent fields cannot run into each other in a checksum."""
     if text is None:
@@ -91,11 +106,13 @@ class SqliteStorage(Storage):
         self.path = os.fspath(path)
         self._fsync = fsync
         self._depth = 0
-        # isolation_level=None: the module issues no implicit BEGIN/COMMIT;
-        # `_transaction` controls every transaction boundary itself.
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        with _unavailable_on_failure(self.path):
+            # isolation_level=None: the module issues no implicit BEGIN/COMMIT;
+            # `_transaction` controls every transaction boundary itself.
+            self._db = sqlite3.connect(self.path, isolation_level=None)
         try:
-            self._open(fsync)
+            with _unavailable_on_failure(self.path):
+                self._open(fsync)
             self._discard_torn_tail()
         except BaseException:
             self._db.close()
@@ -139,11 +156,13 @@ class SqliteStorage(Storage):
         if not commit_only:
             super().save(hard_state=hard_state, entries=entries, snapshot=snapshot)
             return
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        with _unavailable_on_failure(self.path):
+            self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             super().save(hard_state=hard_state)
         finally:
-            self._db.execute("PRAGMA synchronous=FULL")
+            with _unavailable_on_failure(self.path):
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def _same_term_and_vote(self, hard_state: HardState) -> bool:
         stored = self._read_hard_state()
@@ -183,21 +202,22 @@ class SqliteStorage(Storage):
             finally:
                 self._depth -= 1
             return
-        # IMMEDIATE takes the write lock now, so a transaction never fails
-        # halfway for want of it.
-        self._db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-            self._db.execute("COMMIT")
-        except BaseException:
-            # A failed COMMIT (a disk error, say) can leave the transaction
-            # open; roll it back so the next one can begin.
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        finally:
-            self._depth = 0
+        with _unavailable_on_failure(self.path):
+            # IMMEDIATE takes the write lock now, so a transaction never fails
+            # halfway for want of it.
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (a disk error, say) can leave the transaction
+                # open; roll it back so the next one can begin.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
 
     def close(self) -> None:
         self._db.close()

@@ -63,16 +63,8 @@ class Clerk(ActorTypeDispatcher):
         # Read once: timestamps are Unix time, the session's clock the monotonic one.
         config = SessionConfig(clerk=clerk_id, wall_offset=time.time() - time.monotonic())
         self.session = ClerkSession(config, random.Random())
-        self.coordinator = None
-
-    def ensure_subscribed(self) -> None:
-        if self.coordinator is None:
-            from coordinator.admin import COORDINATOR_NAME
-            from coordinator.coordinator import Coordinator
-
-            set_process_title("raftline clerk")
-            self.coordinator = self.createActor(Coordinator, globalName=COORDINATOR_NAME)
-            self.send(self.coordinator, Subscribe(pid=os.getpid()))
+        self.coordinators: tuple[object, ...] = ()
+        self.coordinator_term = 0
 
     def carry_out(self, actions: list[Action]) -> None:
         for action in actions:
@@ -87,16 +79,18 @@ class Clerk(ActorTypeDispatcher):
     # -- the application ------------------------------------------------------------
 
     def receiveMsg_ClerkOpen(self, message: ClerkOpen, sender) -> None:
-        self.ensure_subscribed()
+        if not self.coordinators:
+            set_process_title("raftline clerk")
+            self.coordinators = message.coordinators
+            for coordinator in self.coordinators:
+                self.send(coordinator, Subscribe(pid=os.getpid()))
         self.send(sender, ClerkOpenReply(pid=os.getpid()))
         self.wakeupAfter(OWNER_CHECK, payload=OwnerCheck(message.owner_pid))
 
     def receiveMsg_ClerkRead(self, message: ClerkRead, sender) -> None:
-        self.ensure_subscribed()
         self.carry_out(self.session.on_app_request(message, sender, time.monotonic()))
 
     def receiveMsg_ClerkCommit(self, message: ClerkCommit, sender) -> None:
-        self.ensure_subscribed()
         self.carry_out(self.session.on_app_request(message, sender, time.monotonic()))
 
     def check_owner(self, pid: int) -> None:
@@ -113,6 +107,10 @@ class Clerk(ActorTypeDispatcher):
     # -- the coordinator and the servers ----------------------------------------------
 
     def receiveMsg_MapUpdate(self, update: MapUpdate, sender) -> None:
+        if update.coordinator_term < self.coordinator_term:
+            return  # from a replica that acted earlier
+        self.coordinator_term = update.coordinator_term
+        self.coordinators = update.coordinators or self.coordinators
         self.carry_out(self.session.on_map(update, time.monotonic()))
 
     def receiveMsg_ClientBatchReply(self, message: ClientBatchReply, sender) -> None:
@@ -132,8 +130,8 @@ class Clerk(ActorTypeDispatcher):
     # -- lifecycle ----------------------------------------------------------------------
 
     def receiveMsg_ActorExitRequest(self, message: ActorExitRequest, sender) -> None:
-        if self.coordinator is not None:
-            self.send(self.coordinator, Unsubscribe())
+        for coordinator in self.coordinators:
+            self.send(coordinator, Unsubscribe())
 
     def receiveMsg_ChildActorExited(self, message: ChildActorExited, sender) -> None:
         """A clerk has no children."""

@@ -36,7 +36,7 @@ from actors.messages import (
     Stamp,
 )
 from clerk.errors import ClusterNotRunning, TransactionAborted, Unavailable
-from coordinator.admin import DEFAULT_BASE, LOOPBACK, attach, parse_admin
+from coordinator.admin import DEFAULT_BASE, LOOPBACK, attach, coordinator_addresses, parse_admin
 
 MAX_VALUE_BYTES = 32 * 1024
 """Largest JSON encoding of one value; keeps every message far under Thespian's 60 KB."""
@@ -122,8 +122,10 @@ class Store:
 
         self.admin = admin
         self._exit_request = ActorExitRequest
+        coordinators = tuple(coordinator_addresses(self._system, admin, base))
         self._clerk = self._system.createActor(Clerk)
-        opened = self._system.ask(self._clerk, ClerkOpen(owner_pid=os.getpid()), REQUEST_TIMEOUT)
+        opened = self._system.ask(self._clerk, ClerkOpen(owner_pid=os.getpid(), coordinators=coordinators),
+                                  REQUEST_TIMEOUT)
         if not isinstance(opened, ClerkOpenReply):
             raise Unavailable(f"the system at {admin} did not start a clerk within {REQUEST_TIMEOUT:g} s")
         self.clerk_pid = opened.pid

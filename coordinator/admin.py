@@ -5,6 +5,11 @@
   listens at "HOST:PORT" (never starting one: ClusterNotRunning when nothing
   listens there). `Cluster` is the operator's API on it: status, sleep,
   isolate, kill, reconfiguration jobs, stop. Applications use `clerk.connect`.
+- `coordinator_addresses` finds every coordinator replica by its global name
+  (their number is the actor system's `raftline coordinator replicas`
+  capability). `AdminClient` asks one; a replica that does not act passes
+  the request to the one that does, which answers; a replica that is dead
+  (its ask returns at once) or silent is skipped for the next.
 - `stop_system` asks the coordinator for every process it knows, shuts the
   actor system down, then SIGKILLs whatever survived, by PID and by session
   (Thespian's shutdown does not remove orphans; docs/DESIGN.md section 12,
@@ -28,6 +33,7 @@ from actors.messages import (
     AddCluster,
     AddReplica,
     AdminReply,
+    CoordinatorUnavailable,
     Isolate,
     Kill,
     ProcessList,
@@ -40,17 +46,19 @@ from actors.messages import (
 )
 from actors.process import DATA_DIR_CAPABILITY, process_running
 from coordinator.errors import AdminError, ClusterNotRunning, Unavailable
+from coordinator.state import PIDS_FILE
 
-COORDINATOR_NAME = "raftline-coordinator"
+COORDINATORS_CAPABILITY = "raftline coordinator replicas"
+"""The leader actor system's capability: how many coordinator replicas it runs."""
+
+REPLICA_WAIT = 3.0
+"""Seconds to wait for one coordinator replica before asking the next."""
 
 
 DEFAULT_BASE = "multiprocTCPBase"
 
 
 LOOPBACK = "127.0.0.1"
-
-
-PIDS_FILE = "pids.json"
 
 
 MEMBER_CAPABILITY = "raftline member of"
@@ -111,36 +119,79 @@ def how_to_start(admin: str) -> str:
 
 def attach(admin: str, base: str = DEFAULT_BASE):
     """A private ActorSystem handle on the running system at `admin` (never
-    starts one: ClusterNotRunning when nothing listens there)."""
+    starts one: ClusterNotRunning when nothing listens there, Unavailable
+    when its admin is dead)."""
     host, port = parse_admin(admin)
     if not admin_listening(host, port):
         raise ClusterNotRunning(how_to_start(admin))
-    prepare_environment()
-    from thespian.actors import ActorSystem
+    return _handle(port, base, admin)
 
-    return ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+
+def _handle(port: int, base: str, admin: str):
+    prepare_environment()
+    from thespian.actors import ActorSystem, InvalidActorAddress
+
+    try:
+        return ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+    except InvalidActorAddress:
+        # Its logger, forked from it, still holds the listening port.
+        raise Unavailable(f"the actor system's admin at {admin} is dead: the store keeps serving the clients "
+                          "already connected, but nobody new can attach; `raftline stop` then `raftline start` "
+                          "recovers") from None
+
+
+def coordinator_addresses(system, admin: str, base: str = DEFAULT_BASE) -> list:
+    """The address of every coordinator replica of the system at `admin`, in
+    replica order, looked up through `system` (an attached handle)."""
+    _, port = parse_admin(admin)
+    status = admin_status(port, base)
+    replicas = (status.capabilities if status is not None else {}).get(COORDINATORS_CAPABILITY)
+    if not replicas:
+        raise ClusterNotRunning(f"the actor system at {admin} runs no raftline coordinator "
+                                "(another program, a member host, or an older raftline); `raftline stop` stops it")
+    return [coordinator_address(system, index) for index in range(replicas)]
+
+
+def coordinator_address(system, index: int):
+    """Coordinator replica `index`'s current address, by its global name."""
+    from coordinator.coordinator import Coordinator, coordinator_name
+    from coordinator.topology import coordinator_replica_id
+
+    return system.createActor(Coordinator, globalName=coordinator_name(coordinator_replica_id(index)))
 
 
 class AdminClient:
-    """A handle on a running system, from outside it: asks the coordinator."""
+    """A handle on a running system, from outside it: asks the coordinator group."""
 
     def __init__(self, admin: str, base: str = DEFAULT_BASE):
         self.admin = admin
         self.system = attach(admin, base)
-        from coordinator.coordinator import Coordinator
-
-        self.coordinator = self.system.createActor(Coordinator, globalName=COORDINATOR_NAME)
+        self.coordinators = coordinator_addresses(self.system, admin, base)
+        self.preferred = 0
 
     def ask(self, message, expect: type, timeout: float = 10.0):
-        """Send `message` to the coordinator and wait for its reply of type `expect`
-        (a late answer to an earlier, timed-out question is skipped)."""
+        """Send `message` to a coordinator replica and wait for the reply of type
+        `expect` (a late answer to an earlier, timed-out question is skipped);
+        a replica that is dead or silent for REPLICA_WAIT is skipped for the next."""
         deadline = time.monotonic() + timeout
-        reply = self.system.ask(self.coordinator, message, timeout)
-        while reply is not None and not isinstance(reply, expect):
-            reply = self.system.listen(max(0.0, deadline - time.monotonic()))
-        if reply is None:
-            raise Unavailable(f"the coordinator at {self.admin} did not answer within {timeout:g} s")
-        return reply
+        for _ in range(max(1, len(self.coordinators)) * 3):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            wait = min(remaining, REPLICA_WAIT)
+            until = time.monotonic() + wait
+            reply = self.system.ask(self.coordinators[self.preferred], message, wait)
+            while reply is not None and not isinstance(reply, (expect, CoordinatorUnavailable)):
+                reply = self.system.listen(max(0.0, until - time.monotonic()))
+            if isinstance(reply, expect):
+                return reply
+            if reply is None and time.monotonic() < until:
+                # An ask to a dead actor ends at once: the replica was re-created elsewhere, or will be.
+                self.coordinators[self.preferred] = coordinator_address(self.system, self.preferred)
+                time.sleep(0.05)
+            self.preferred = (self.preferred + 1) % len(self.coordinators)
+        raise Unavailable(f"no coordinator replica at {self.admin} answered within {timeout:g} s "
+                          "(are most of them down? `raftline stop` then `raftline start` recovers)")
 
     def admin_request(self, message, timeout: float = 10.0):
         reply = self.ask(message, AdminReply, timeout)
@@ -272,11 +323,9 @@ class Cluster:
 def admin_status(port: int, base: str = DEFAULT_BASE, timeout: float = 5.0):
     """Thespian's own status of the actor system whose admin listens on `port`
     (capabilities, convention leader and members), or None without an answer."""
-    prepare_environment()
-    from thespian.actors import ActorSystem
     from thespian.system.messages.status import Thespian_StatusReq
 
-    system = ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+    system = _handle(port, base, f"{LOOPBACK}:{port}")
     # As thespian.shell does: the admin's address from its host and port.
     admin = system._systemBase.transport.getAddressFromString((LOOPBACK, port))
     return system.ask(admin, Thespian_StatusReq(), timeout)
@@ -284,7 +333,10 @@ def admin_status(port: int, base: str = DEFAULT_BASE, timeout: float = 5.0):
 
 def member_registered(port: int, base: str) -> bool:
     """Whether the member whose admin listens on `port` is in a convention with its leader."""
-    status = admin_status(port, base, timeout=2.0)
+    try:
+        status = admin_status(port, base, timeout=2.0)
+    except Unavailable:
+        return False  # not up yet
     return status is not None and bool(status.conventionLeader) and bool(status.conventionAttendees)
 
 
@@ -351,14 +403,24 @@ def _recorded_session(data_dir: Path | None) -> int:
 
 def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BASE, grace: float = 3.0) -> list[int]:
     """Shut the system at `admin` down and SIGKILL any survivor; returns the PIDs
-    that had to be killed. Raises ClusterNotRunning when nothing listens there.
+    that had to be killed. When nothing listens there, every process of the
+    session recorded in `data_dir` is killed (the admin died, its system
+    lives on); ClusterNotRunning when there is none.
     On a multi-host leader, the members' servers stop too; at a member's
     admin, that member and its servers stop."""
 
     host, port = parse_admin(admin)
+    # What the system recorded may run on without its admin (killed, its port
+    # closed or held by its orphaned logger).
+    recorded = session_processes(_recorded_session(data_dir)) if data_dir is not None else set()
     if not admin_listening(host, port):
-        raise ClusterNotRunning(how_to_start(admin))
-    status = admin_status(port, base)
+        if not recorded:
+            raise ClusterNotRunning(how_to_start(admin))
+        return _reap(sorted(recorded), grace)
+    try:
+        status = admin_status(port, base)
+    except Unavailable:
+        return _reap(sorted(recorded | session_processes(listener_session(port))), grace)
     capabilities = status.capabilities if status is not None else {}
     if capabilities.get(MEMBER_CAPABILITY):
         home = capabilities.get(DATA_DIR_CAPABILITY)
@@ -391,7 +453,7 @@ def _recorded_pids(data_dir: Path) -> list[int]:
 def _reap(pids: list[int], grace: float) -> list[int]:
     """Wait up to `grace` seconds for `pids` to exit, SIGKILL the rest and wait
     for them to be gone; returns the PIDs that had to be killed."""
-    pids = [pid for pid in pids if pid != os.getpid()]
+    pids = [pid for pid in pids if pid > 1 and pid != os.getpid()]  # never init, never this process
     _wait_gone(pids, grace)
     killed = []
     for pid in pids:

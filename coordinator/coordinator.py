@@ -1,11 +1,25 @@
-"""The Coordinator actor (docs/DESIGN.md sections 5 and 6): the Thespian shell
-around the coordinator's pure pieces.
+"""The coordinator replica actor (docs/DESIGN.md sections 5 and 6): the
+Thespian shell around the coordinator's pure pieces.
 
+- group.py: this replica's Raft; the coordinator's durable state (map, jobs,
+  placement; state.py names the values) is its replicated state machine;
 - supervisor.py: which servers run where, restarts, liveness, lost hosts and
   their replacement;
 - reconfig.py: reconfiguration jobs and the shard map they change;
-- status.py: the status dict built from a status round;
-- state.py: the map, jobs and placement in SQLite.
+- status.py: the status dict built from a status round.
+
+Every replica of the group (topology `coordinator: {replicas: N}`, global
+names `raftline-coordinator-0` ...) runs this actor; the one whose
+CoordinatorGroup is `acting` (its term's leader, caught up) acts: it
+supervises, routes, drives jobs and answers requests. The others only keep
+the Raft log and the reports every server and clerk sends to all of them
+(ServerStarted, LeaderChange, Subscribe), and pass each request on to the
+leader (CoordinatorForward), which answers the asker itself. When the
+acting replica changes, the new one rebuilds its pieces from the replicated
+values and those reports: it adopts the servers that run (Thespian tells
+only a parent of its child's exit, so the sweep checks PIDs and probes),
+starts the ones that do not, resumes every job, and re-creates a dead peer
+through its global name.
 
 What is left here: translating messages and timers into calls of those
 pieces and carrying out what they return (creating server actors, sending,
@@ -18,7 +32,9 @@ Clocks: a handler reads what it needs once, at its top, and passes it down:
 restarts and shown to people.
 
 Persistence comes first: what a reconfiguration round or a liveness sweep
-changed is saved before any action it decided is carried out.
+changed is proposed to the group, and what it decided is carried out only
+once that entry is applied (`save_then`); an acting replica that loses its
+lead drops what was waiting, and its successor decides again.
 
 It never blocks and never asks: every answer goes back to the asker's address
 when ready.
@@ -29,10 +45,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import signal
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 from thespian.actors import (
     ActorExitRequest,
@@ -51,6 +70,11 @@ from actors.messages import (
     AddReplica,
     AdminReply,
     Boot,
+    CoordinatorForward,
+    CoordinatorForwardTaken,
+    CoordinatorReports,
+    CoordinatorStarted,
+    CoordinatorUnavailable,
     Isolate,
     Kill,
     LeaderChange,
@@ -64,6 +88,8 @@ from actors.messages import (
     ReplicaStatusReply,
     ReplicaStatusRequest,
     ServerConfig,
+    ServerFailed,
+    ServerRefused,
     ServerStarted,
     Sleep,
     StatusReply,
@@ -74,11 +100,24 @@ from actors.messages import (
     WhoServesReply,
 )
 from actors.process import process_running, set_process_title
+from actors.raft.messages import (
+    AppendLog,
+    AppendLogReply,
+    RepairLogReply,
+    RepairLogRequest,
+    TimeoutNow,
+    VoteReply,
+    VoteRequest,
+)
+from actors.raft.node import NotLeader, RaftConfig
+from actors.raft.storage import MemoryStorage
+from actors.sqlite_storage import SqliteStorage
+from coordinator.group import CoordinatorGroup
 from coordinator.placement import PlacementError
 from coordinator.reconfig import ProbeReplicas, Reconfig, ReconfigError, SendToLeader, StartServer, StopServer
 from coordinator.shardmap import ShardMap
-from coordinator.state import CoordinatorState
-from coordinator.status import StatusRound, build_status
+from coordinator.state import PIDS_FILE, StateWriter, legacy_values, stored_dict, stored_map, stored_reconfig
+from coordinator.status import StatusRound, build_status, coordinator_shown
 from coordinator.supervisor import (
     Action,
     AskToExit,
@@ -91,7 +130,6 @@ from coordinator.supervisor import (
     Reap,
     ReplacementJobs,
     RestartLater,
-    ServerRecord,
     SetDataAside,
     Supervisor,
     WritePids,
@@ -109,21 +147,93 @@ RECONFIG_ROUND = 0
 """The ReplicaStatusRequest round of reconfiguration probes (status rounds count from 1)."""
 LIVENESS_ROUND = -1
 """The ReplicaStatusRequest round of the heartbeat to servers on other hosts."""
+PEER_RECREATE_WAIT = 1.0
+"""Seconds between two attempts to re-create a dead coordinator replica (a
+global name may point at the dead actor for a moment after its death), and
+the time a peer not heard from yet gets to say hello."""
+HELD_REQUEST_SECONDS = 10.0
+"""How long a replica keeps a request no leader has taken; the asker has given up by then."""
+FORWARD_TAKEN_WAIT = 0.3
+"""Seconds a request passed on to the leader may go untaken before it is
+taken to be lost with a leader that died (taking it costs one message)."""
+MAX_FORWARD_HOPS = 3
+"""Replicas a forwarded request may pass through (leaders change while it travels)."""
+MAX_ENTRY_BYTES = 4_000_000
+"""The largest coordinator log entry: the whole map and every job, never near it."""
+
+
+@dataclass(slots=True)
+class PendingRequest:
+    """A request kept by a replica that does not act.
+
+    Fields:
+        message, asker: the request and who asked.
+        hops: replicas it went through before this one.
+        since: when this replica took it (monotonic).
+        sent_at: when it last went to a leader; 0 before.
+    """
+
+    message: object
+    asker: object
+    hops: int
+    since: float
+    sent_at: float = 0.0
+
+
+def coordinator_name(replica: str) -> str:
+    """The Thespian global name of coordinator replica `replica` (`raftline-coordinator-0`, ...)."""
+    return f"raftline-{replica}"
+
+
+def raft_sender(message) -> str:
+    """The id of the replica that sent a Raft message."""
+    match message:
+        case VoteRequest(candidate=sender) | VoteReply(voter=sender):
+            return sender
+        case AppendLogReply(follower=sender) | RepairLogRequest(follower=sender):
+            return sender
+        case AppendLog(leader=sender) | RepairLogReply(leader=sender) | TimeoutNow(leader=sender):
+            return sender
+    raise TypeError(f"not a Raft message: {type(message).__name__}")
 
 
 class Coordinator(ActorTypeDispatcher):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.boot: Boot | None = None
+        self.admin_pid = 0
         self.topology: Topology | None = None
         self.data_dir: Path | None = None
-        self.state: CoordinatorState | None = None
+        self.replica_id = ""
+        self.group: CoordinatorGroup | None = None
+        self.storage = None
         self.data_dir_lock = None
-        self.map: ShardMap | None = None
-        self.reconfig: Reconfig | None = None
-        self.supervisor: Supervisor | None = None
+        self.peers: dict[str, object] = {}
+        """Coordinator replica id -> its address (this one's included)."""
+        self.peer_pids: dict[str, int] = {}
+        self.peer_recreated_at: dict[str, float] = {}
+        self.stopping = False
+        self.storage_failure = ""
+        # What servers and clerks report to every replica, for whichever acts next.
+        self.server_processes: dict[str, tuple[object, int]] = {}
+        """Replica -> (address, pid) of its latest ServerStarted."""
         self.leaders: dict[str, str | None] = {}
         self.terms: dict[str, int] = {}
         self.subscribers: list[tuple[object, int]] = []  # (address, pid); addresses are not hashable
+        self.pending: dict[int, PendingRequest] = {}
+        """Requests this replica took and no acting replica has taken yet, by token."""
+        self.next_token = 0
+        self.leader_heard_at = 0.0
+        """When the group's leader last sent this replica anything (monotonic)."""
+        # While acting (acting_term > 0):
+        self.acting_term = 0
+        self.map: ShardMap | None = None
+        self.reconfig: Reconfig | None = None
+        self.supervisor: Supervisor | None = None
+        self.writer: StateWriter | None = None
+        self.proposed_index = 0
+        self.waiting: list[tuple[int, Callable[[], None]]] = []
+        """Actions decided after a proposal, carried out once its index is applied."""
         self.status_round: StatusRound | None = None
         self.round_counter = 0
         self.last_reports: dict[str, dict] = {}
@@ -132,51 +242,282 @@ class Coordinator(ActorTypeDispatcher):
     # -- boot -----------------------------------------------------------------
 
     def receiveMsg_Boot(self, message: Boot, sender) -> None:
-        if self.topology is not None:
-            return  # a re-run handler or a second launcher: already booted
-        now = time.monotonic()
+        if self.group is not None:
+            # A repeat, from the acting replica that re-created a peer: say who runs here.
+            self.send(sender, CoordinatorStarted(replica=self.replica_id, pid=os.getpid()))
+            return
         topology = self.topology = load_topology(message.topology)
+        self.boot = message
         self.data_dir = Path(message.data_dir)
-        set_process_title("raftline coordinator")
+        self.replica_id = message.replica
+        set_process_title(f"raftline {message.replica}")
+        directory = self.data_dir / message.replica
         try:
-            # Held until this process ends: a second coordinator on this data never opens it.
-            self.data_dir_lock = lock_data_dir(self.data_dir / "coordinator")
+            # Held until this process ends: a second replica on this data never opens it.
+            self.data_dir_lock = lock_data_dir(directory)
         except DataDirInUse as error:
-            log.error("%s; this coordinator exits without opening its state", error)
+            log.error("%s: %s; exiting without opening its storage", message.replica, error)
             self.send(self.myAddress, ActorExitRequest())
             return
-        self.state = CoordinatorState(self.data_dir / "coordinator" / "coordinator.db")
-        self.map = self.state.stored_map() or ShardMap.initial(topology.cluster_names, topology.members(),
-                                                               topology.slots)
-        grace = 2 * topology.transactions.prepare_timeout_ms / 1000
-        # First boot: the map is the epoch-1 one, every cluster's founding membership.
-        self.reconfig = self.state.stored_reconfig(self.map, grace) or Reconfig.fresh(self.map, grace)
-        self.supervisor = Supervisor(topology, self.state.stored_dict("placement"),
-                                     self.state.stored_dict("replacements"))
-        self.carry_out(self.supervisor.place_unplaced(self.map))
+        if topology.storage.engine == "sqlite":
+            self.storage = SqliteStorage(os.fspath(directory / "raft.db"), fsync=topology.storage.fsync)
+        else:
+            self.storage = MemoryStorage()
+        config = RaftConfig(id=message.replica, election_min=topology.raft.election_min,
+                            election_max=topology.raft.election_max,
+                            heartbeat_ticks=topology.raft.heartbeat_ticks, max_batch_bytes=MAX_ENTRY_BYTES)
+        self.group = CoordinatorGroup(config, topology.coordinator.replica_ids, self.storage,
+                                      random.Random(os.urandom(8)))
+        self.peers = {**message.peers, self.replica_id: self.myAddress}
+        self.peer_pids[self.replica_id] = os.getpid()
+        self.admin_pid = os.getppid()  # read now: once the admin dies, the parent is init
+        hello = CoordinatorStarted(replica=self.replica_id, pid=os.getpid())
+        for peer, address in self.peers.items():
+            if peer != self.replica_id:
+                self.send(address, hello)
         if topology.hosts:
             # Members that joined before this boot are announced right away.
             self.notifyOnSystemRegistrationChanges(True)
-        self.save()
-        self.leaders = {cluster: None for cluster in self.map.clusters}
-        self.terms = {cluster: 0 for cluster in self.map.clusters}
+        self.wakeupAfter(timedelta(milliseconds=topology.raft.tick_ms), payload=("tick",))
+        log.warning("%s booted (pid %d) from %s", self.replica_id, os.getpid(), message.topology)
+
+    def receiveMsg_CoordinatorStarted(self, message: CoordinatorStarted, sender) -> None:
+        self.peers[message.replica] = sender
+        self.peer_pids[message.replica] = message.pid
+        if self.acting_term:
+            self.write_pids()
+            # A peer that (re)started missed the reports: it may act next.
+            self.send(sender, CoordinatorReports(servers=dict(self.server_processes), leaders=dict(self.leaders),
+                                                 terms=dict(self.terms), subscribers=tuple(self.subscribers)))
+
+    def receiveMsg_CoordinatorReports(self, message: CoordinatorReports, sender) -> None:
+        for replica, process in message.servers.items():
+            self.server_processes.setdefault(replica, process)
+        for cluster, term in message.terms.items():
+            if term > self.terms.get(cluster, 0):
+                self.leaders[cluster], self.terms[cluster] = message.leaders.get(cluster), term
+        for address, pid in message.subscribers:
+            if all(known != address for known, _ in self.subscribers):
+                self.subscribers.append((address, pid))
+
+    # -- the group ------------------------------------------------------------
+
+    def receive_raft(self, message, sender) -> None:
+        if self.group is None:
+            return
+        peer = raft_sender(message)
+        if peer in self.peers:
+            self.peers[peer] = sender
+        self.guarded(lambda: self.group.receive(message))
+        if self.group is not None and peer == self.group.leader:
+            self.leader_heard_at = time.monotonic()
+
+    receiveMsg_VoteRequest = receive_raft
+    receiveMsg_VoteReply = receive_raft
+    receiveMsg_AppendLog = receive_raft
+    receiveMsg_AppendLogReply = receive_raft
+    receiveMsg_RepairLogRequest = receive_raft
+    receiveMsg_RepairLogReply = receive_raft
+    receiveMsg_TimeoutNow = receive_raft
+
+    def guarded(self, step: Callable[[], None]) -> None:
+        """Run one step of the group, then what follows from it. An exception
+        is a bug or a storage failure that may have left the group
+        half-updated: exit, to be re-created from storage by the acting peer."""
+        try:
+            step()
+        except Exception:
+            log.exception("%s: crashed; exiting to be re-created from its storage", self.replica_id)
+            self.group = None
+            self.close_storage()
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        self.after_group_step()
+
+    def after_group_step(self) -> None:
+        """Send the group's messages, act or stop acting as its role says, carry
+        out what waited for an applied entry, pass on kept requests."""
+        for peer, message in self.group.take_output():
+            address = self.peers.get(peer)
+            if address is not None:
+                self.send(address, message)
+        if self.group.storage_failure != self.storage_failure:
+            self.storage_failure = self.group.storage_failure
+            if self.storage_failure:
+                log.error("%s: its storage fails (%s); it keeps running and retries", self.replica_id,
+                          self.storage_failure)
+            else:
+                log.warning("%s: its storage works again", self.replica_id)
+        if self.group.acting and self.acting_term != self.group.term and not self.stopping:
+            self.take_over(time.monotonic())
+        elif not self.group.acting and self.acting_term:
+            self.step_down()
+        if self.waiting and self.group.applied >= self.waiting[0][0]:
+            due = [action for index, action in self.waiting if index <= self.group.applied]
+            self.waiting = [(index, action) for index, action in self.waiting if index > self.group.applied]
+            for action in due:
+                action()
+        if self.pending:
+            self.pass_on_pending()
+
+    def take_over(self, now: float) -> None:
+        """This replica acts from now on: its pieces from the replicated values
+        and the reports it kept; every server supervised, running ones adopted."""
+        topology = self.topology
+        values = self.group.values or legacy_values(self.data_dir)
+        self.acting_term = self.group.term
+        self.writer = StateWriter(self.group.values)
+        self.map = stored_map(values) or ShardMap.initial(topology.cluster_names, topology.members(), topology.slots)
+        grace = 2 * topology.transactions.prepare_timeout_ms / 1000
+        # First boot: the map is the epoch-1 one, every cluster's founding membership.
+        self.reconfig = stored_reconfig(values, self.map, grace) or Reconfig.fresh(self.map, grace)
+        self.supervisor = Supervisor(topology, stored_dict(values, "placement"), stored_dict(values, "replacements"))
+        self.forget_clusters_gone()
+        actions = self.supervisor.place_unplaced(self.map)
         removing = self.reconfig.removing()
-        actions = []
         for cluster in self.map.clusters:
             for replica in self.map.replicas(cluster):
-                if replica not in removing:
+                if replica in removing:
+                    continue
+                known = self.server_processes.get(replica)
+                if known is not None:
+                    actions += self.supervisor.adopt(cluster, replica, known[0], known[1], now)
+                else:
                     actions += self.supervisor.supervise(cluster, replica, now)
-        self.carry_out(actions)
-        self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness",))
-        self.wakeupAfter(RECONFIG_INTERVAL, payload=("reconfig",))
-        log.warning("coordinator booted %d servers from %s (epoch %d, %d reconfiguration jobs to resume)",
-                    len(self.supervisor.servers), message.topology, self.map.epoch, len(self.reconfig.running()))
+        for peer in self.peers:
+            if not self.peer_pids.get(peer):
+                self.peer_recreated_at.setdefault(peer, now)  # a peer gets time to say hello first
+        self.save_then(lambda: self.carry_out(actions + [BroadcastMap()]))
+        self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness", self.acting_term))
+        self.wakeupAfter(RECONFIG_INTERVAL, payload=("reconfig", self.acting_term))
+        log.warning("%s acts in term %d: epoch %d, %d servers adopted, %d reconfiguration jobs to resume",
+                    self.replica_id, self.acting_term, self.map.epoch,
+                    sum(1 for record in self.supervisor.servers.values() if record.pid),
+                    len(self.reconfig.running()))
+
+    def step_down(self) -> None:
+        """This replica lost the lead: it stops acting; what waited is dropped
+        (the next acting replica decides again from the replicated values)."""
+        log.warning("%s stops acting (term %d)", self.replica_id, self.acting_term)
+        self.acting_term = 0
+        self.map = self.reconfig = self.supervisor = self.writer = None
+        self.waiting = []
+        self.status_round = None
+
+    def save_then(self, action: Callable[[], None]) -> None:
+        """Propose what changed, then `action` once every proposal so far is applied."""
+        changes = self.writer.changes(self.reconfig, self.supervisor.placement, self.supervisor.replacements)
+        if changes:
+            try:
+                self.proposed_index = self.group.propose(changes)
+            except NotLeader:
+                self.step_down()
+                return
+        self.once_persisted(action)
+
+    def once_persisted(self, action: Callable[[], None]) -> None:
+        """`action` once every proposal so far is applied: an answer about jobs
+        or the map never shows what could still be lost."""
+        if self.group.applied >= self.proposed_index:
+            action()
+        else:
+            self.waiting.append((self.proposed_index, action))
+
+    def forget_clusters_gone(self) -> None:
+        for cluster in self.map.clusters:
+            self.leaders.setdefault(cluster, None)
+            self.terms.setdefault(cluster, 0)
+        for cluster in set(self.leaders) - set(self.map.clusters):
+            del self.leaders[cluster], self.terms[cluster]
+
+    # -- requests: answered by the acting replica, passed on by the others ------
+
+    def request(self, message, sender) -> None:
+        self.take_request(message, sender, 0)
+
+    def receiveMsg_CoordinatorForward(self, message: CoordinatorForward, sender) -> None:
+        # Taken: from now on this replica answers for it (the sender stops waiting).
+        self.send(sender, CoordinatorForwardTaken(token=message.token))
+        self.take_request(message.message, message.asker, message.hops)
+
+    def receiveMsg_CoordinatorForwardTaken(self, message: CoordinatorForwardTaken, sender) -> None:
+        self.pending.pop(message.token, None)
+
+    def take_request(self, message, asker, hops: int) -> None:
+        """Serve while acting; else keep the request until a peer that leads takes it."""
+        if self.acting_term:
+            self.serve(message, asker)
+        elif self.group is None:
+            self.send(asker, CoordinatorUnavailable(replica=self.replica_id, reason="not booted yet"))
+        elif hops < MAX_FORWARD_HOPS:
+            self.next_token += 1
+            self.pending[self.next_token] = PendingRequest(message=message, asker=asker, hops=hops,
+                                                           since=time.monotonic())
+            self.pass_on_pending()
+
+    def pass_on_pending(self) -> None:
+        """Serve the kept requests while acting. Otherwise pass each on to the
+        leader once it was heard from after the request last went out; one
+        passed on and not taken within FORWARD_TAKEN_WAIT went to a leader that
+        died, and goes out again once a live leader is heard from."""
+        now = time.monotonic()
+        leader = self.group.leader if self.group is not None else None
+        address = self.peers.get(leader) if leader and leader != self.replica_id else None
+        for token, request in list(self.pending.items()):
+            if self.acting_term:
+                del self.pending[token]
+                self.serve(request.message, request.asker)
+            elif now - request.since > HELD_REQUEST_SECONDS:
+                del self.pending[token]  # its asker gave up long ago
+            elif request.sent_at and now - request.sent_at < FORWARD_TAKEN_WAIT:
+                continue  # on its way
+            elif address is not None and self.leader_heard_at > request.sent_at:
+                request.sent_at = now
+                self.send(address, CoordinatorForward(message=request.message, asker=request.asker,
+                                                      hops=request.hops + 1, token=token))
+
+    def serve(self, message, asker) -> None:
+        match message:
+            case StatusRequest():
+                self.serve_status(asker)
+            case Sleep() | Isolate():
+                self.serve_sleep_or_isolate(message, asker)
+            case Kill():
+                self.serve_kill(message, asker)
+            case ProcessList():
+                self.serve_process_list(asker)
+            case AddReplica():
+                self.serve_add_replica(message, asker)
+            case RemoveReplica(server=server):
+                self.submit(asker, lambda wall: self.reconfig.remove_replica(server, wall))
+            case AddCluster():
+                self.serve_add_cluster(message, asker)
+            case RemoveCluster(cluster=cluster):
+                self.submit(asker, lambda wall: self.reconfig.remove_cluster(cluster, wall))
+            case ReconfigStatus():
+                self.serve_reconfig_status(message, asker)
+            case WhoServes(keys=keys):
+                owners = {key: self.map.owner(key) for key in keys}
+                self.send(asker, WhoServesReply(epoch=self.map.epoch, owners=owners, leaders=dict(self.leaders)))
+
+    receiveMsg_StatusRequest = request
+    receiveMsg_Sleep = request
+    receiveMsg_Isolate = request
+    receiveMsg_Kill = request
+    receiveMsg_AddReplica = request
+    receiveMsg_RemoveReplica = request
+    receiveMsg_AddCluster = request
+    receiveMsg_RemoveCluster = request
+    receiveMsg_ReconfigStatus = request
+    receiveMsg_WhoServes = request
 
     # -- supervision ------------------------------------------------------------
 
     def carry_out(self, actions: list[Action]) -> None:
         """Carry out the supervisor's actions in order; the PID file and the
         map go out once, after the rest."""
+        if not self.acting_term:
+            return
         write_pids = broadcast = False
         for action in actions:
             match action:
@@ -187,9 +528,10 @@ class Coordinator(ActorTypeDispatcher):
                 case Probe(address=address):
                     self.send(address, ReplicaStatusRequest(round=LIVENESS_ROUND))
                 case RestartLater(replica=replica, generation=generation, delay=delay):
-                    self.wakeupAfter(timedelta(seconds=delay), payload=("restart", replica, generation))
+                    self.wakeupAfter(timedelta(seconds=delay),
+                                     payload=("restart", replica, generation, self.acting_term))
                 case Reap(pid=pid):
-                    self.wakeupAfter(REAP_GRACE, payload=("reap", pid))
+                    self.wakeupAfter(REAP_GRACE, payload=("reap", pid, self.acting_term))
                 case KillProcess(pid=pid):
                     kill(pid)
                 case SetDataAside(replica=replica):
@@ -238,8 +580,12 @@ class Coordinator(ActorTypeDispatcher):
                 seed=int.from_bytes(os.urandom(4), "big"),
                 slot_count=len(self.map.slots),
                 founding_slots=founding.slots,
+                coordinators=self.coordinator_addresses(),
             ),
         )
+
+    def coordinator_addresses(self) -> tuple[object, ...]:
+        return tuple(self.peers[peer] for peer in sorted(self.peers))
 
     def set_data_aside(self, replica: str) -> None:
         """A stopped replica's data goes under `removed/`, never deleted."""
@@ -257,49 +603,78 @@ class Coordinator(ActorTypeDispatcher):
         log.warning("server %s stopped; its data is in %s", replica, target)
 
     def receiveMsg_ServerStarted(self, message: ServerStarted, sender) -> None:
-        self.carry_out(self.supervisor.started(message.replica, sender, message.pid, time.monotonic()))
+        self.server_processes[message.replica] = (sender, message.pid)
+        if self.acting_term:
+            self.carry_out(self.supervisor.started(message.replica, sender, message.pid, time.monotonic()))
+
+    def receiveMsg_ServerFailed(self, message: ServerFailed, sender) -> None:
+        if self.acting_term:
+            self.carry_out(self.supervisor.failed(message.replica, message.reason, time.monotonic()))
+
+    def receiveMsg_ServerRefused(self, message: ServerRefused, sender) -> None:
+        if self.acting_term:
+            holder = message.holder_pid
+            self.carry_out(self.supervisor.refused(message.replica, sender, holder, ours=in_this_session(holder)))
 
     def receiveMsg_ChildActorExited(self, message: ChildActorExited, sender) -> None:
-        self.carry_out(self.supervisor.exited(message.childAddress))
+        if self.acting_term:
+            self.carry_out(self.supervisor.exited(message.childAddress))
 
     def receiveMsg_ActorSystemConventionUpdate(self, message: ActorSystemConventionUpdate, sender) -> None:
-        node = (message.remoteCapabilities or {}).get("node")
-        self.carry_out(self.supervisor.convention_changed(node, message.remoteAdded, str(message.remoteAdminAddress),
-                                                          time.monotonic()))
+        if self.acting_term:
+            node = (message.remoteCapabilities or {}).get("node")
+            self.carry_out(self.supervisor.convention_changed(node, message.remoteAdded,
+                                                              str(message.remoteAdminAddress), time.monotonic()))
 
     def sweep(self, now: float, wall: float) -> None:
         """The liveness sweep: the PIDs of this host's servers are checked here
         (I/O), the rest is the supervisor's; a replacement it started is
-        persisted before anything else happens."""
+        persisted before anything else happens. Dead peers are re-created."""
         processes = self.supervisor.local_processes()
         exited = {replica for replica, pid in processes.items() if not process_running(pid)}
         actions = self.supervisor.sweep(now, exited, ReplacementJobs(reconfig=self.reconfig, job_time=wall))
-        self.save()
-        self.carry_out(actions)
-        self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness",))
+        self.save_then(lambda: self.carry_out(actions))
+        for peer in self.topology.coordinator.replica_ids:
+            pid = self.peer_pids.get(peer, 0)
+            if (not pid or not process_running(pid)) and now - self.peer_recreated_at.get(peer, 0.0) > PEER_RECREATE_WAIT:
+                self.recreate_peer(peer, now)
+
+    def recreate_peer(self, peer: str, now: float) -> None:
+        """Look the dead peer up by its global name (the actor system creates a
+        fresh one when the name is free) and boot it; it says hello when up."""
+        self.peer_recreated_at[peer] = now
+        self.peer_pids.pop(peer, None)
+        address = self.createActor(Coordinator, globalName=coordinator_name(peer))
+        self.peers[peer] = address
+        log.warning("coordinator replica %s is not running; re-creating it", peer)
+        self.send(address, Boot(topology=self.boot.topology, data_dir=self.boot.data_dir, replica=peer,
+                                peers=dict(self.peers)))
 
     # -- routing --------------------------------------------------------------
 
     def receiveMsg_LeaderChange(self, message: LeaderChange, sender) -> None:
-        if message.cluster not in self.terms or message.term < self.terms[message.cluster]:
+        if message.term < self.terms.get(message.cluster, 0):
             return
-        if self.leaders.get(message.cluster) == message.leader and self.terms[message.cluster] == message.term:
+        if self.leaders.get(message.cluster) == message.leader and self.terms.get(message.cluster) == message.term:
             return
         self.leaders[message.cluster] = message.leader
         self.terms[message.cluster] = message.term
-        log.warning("cluster %s: leader %s in term %d", message.cluster, message.leader, message.term)
-        self.broadcast_map()
+        if self.acting_term:
+            log.warning("cluster %s: leader %s in term %d", message.cluster, message.leader, message.term)
+            self.broadcast_map()
 
     def map_update(self) -> MapUpdate:
         return MapUpdate(
             epoch=self.map.epoch,
             slots=self.map.slots,
             members={cluster: self.map.replicas(cluster) for cluster in self.map.clusters},
-            leaders=dict(self.leaders),
-            terms=dict(self.terms),
+            leaders={cluster: self.leaders.get(cluster) for cluster in self.map.clusters},
+            terms={cluster: self.terms.get(cluster, 0) for cluster in self.map.clusters},
             addresses={r.replica: r.address for r in self.supervisor.servers.values() if r.address is not None},
             read_from_followers=self.topology.transactions.read_from == "follower",
             max_clock_offset=self.topology.transactions.max_clock_offset_ms / 1000,
+            coordinators=self.coordinator_addresses(),
+            coordinator_term=self.acting_term,
         )
 
     def broadcast_map(self) -> None:
@@ -312,108 +687,110 @@ class Coordinator(ActorTypeDispatcher):
     def receiveMsg_Subscribe(self, message: Subscribe, sender) -> None:
         if all(address != sender for address, _ in self.subscribers):
             self.subscribers.append((sender, message.pid))
+        if self.acting_term:
             self.write_pids()
-        if self.map is not None:
             self.send(sender, self.map_update())
 
     def receiveMsg_Unsubscribe(self, message: Unsubscribe, sender) -> None:
         self.subscribers = [(address, pid) for address, pid in self.subscribers if address != sender]
-        self.write_pids()
-
-    def receiveMsg_WhoServes(self, message: WhoServes, sender) -> None:
-        owners = {key: self.map.owner(key) for key in message.keys}
-        self.send(sender, WhoServesReply(epoch=self.map.epoch, owners=owners, leaders=dict(self.leaders)))
+        if self.acting_term:
+            self.write_pids()
 
     # -- administration ---------------------------------------------------------
 
-    def supervised(self, server: str) -> ServerRecord | None:
-        return self.supervisor.servers.get(server) if self.supervisor is not None else None
-
     def unknown_server(self, server: str) -> AdminReply:
-        known = ", ".join(sorted(self.supervisor.servers if self.supervisor is not None else ())) or "none"
+        known = ", ".join(sorted(self.supervisor.servers)) or "none"
         return AdminReply(ok=False, message=f"unknown server {server!r} (servers: {known})")
 
-    def receiveMsg_Sleep(self, message: Sleep, sender) -> None:
-        record = self.supervised(message.server)
+    def serve_sleep_or_isolate(self, message: Sleep | Isolate, asker) -> None:
+        record = self.supervisor.servers.get(message.server)
+        what = "sleep" if isinstance(message, Sleep) else "isolate"
         if record is None:
-            self.send(sender, self.unknown_server(message.server))
+            self.send(asker, self.unknown_server(message.server))
             return
         if not 0 < message.seconds <= 3600:
-            self.send(sender, AdminReply(ok=False, message=f"sleep seconds must be in (0, 3600], got {message.seconds:g}"))
+            self.send(asker, AdminReply(ok=False, message=f"{what} seconds must be in (0, 3600], got {message.seconds:g}"))
             return
-        self.supervisor.asleep_for(message.server, message.seconds, time.monotonic())
+        now = time.monotonic()
+        if isinstance(message, Sleep):
+            self.supervisor.asleep_for(message.server, message.seconds, now)
+            answer = f"{message.server} sleeps for {message.seconds:g} s"
+        else:
+            self.supervisor.isolated_for(message.server, message.seconds, now)
+            answer = f"{message.server} is cut off from its peers for {message.seconds:g} s"
         self.send(record.address, message)
-        self.send(sender, AdminReply(ok=True, message=f"{message.server} sleeps for {message.seconds:g} s"))
+        self.send(asker, AdminReply(ok=True, message=answer))
 
-    def receiveMsg_Isolate(self, message: Isolate, sender) -> None:
-        record = self.supervised(message.server)
+    def serve_kill(self, message: Kill, asker) -> None:
+        record = self.supervisor.servers.get(message.server)
         if record is None:
-            self.send(sender, self.unknown_server(message.server))
-            return
-        if not 0 < message.seconds <= 3600:
-            self.send(sender, AdminReply(ok=False, message=f"isolate seconds must be in (0, 3600], got {message.seconds:g}"))
-            return
-        self.supervisor.isolated_for(message.server, message.seconds, time.monotonic())
-        self.send(record.address, message)
-        self.send(sender, AdminReply(ok=True, message=f"{message.server} is cut off from its peers for {message.seconds:g} s"))
-
-    def receiveMsg_Kill(self, message: Kill, sender) -> None:
-        record = self.supervised(message.server)
-        if record is None:
-            self.send(sender, self.unknown_server(message.server))
+            self.send(asker, self.unknown_server(message.server))
             return
         if not record.alive or not record.pid:
-            self.send(sender, AdminReply(ok=False, message=f"{message.server} is not running right now (restarting?)"))
+            self.send(asker, AdminReply(ok=False, message=f"{message.server} is not running right now (restarting?)"))
             return
         if not self.supervisor.is_local(record):
             # Its PID is on another machine: ask it to exit instead; it is restarted all the same.
             self.send(record.address, ActorExitRequest())
-            self.send(sender, AdminReply(ok=True, message=f"asked {message.server} on host {record.host} to exit; "
-                                                          "it will be restarted"))
+            self.send(asker, AdminReply(ok=True, message=f"asked {message.server} on host {record.host} to exit; "
+                                                        "it will be restarted"))
             return
         kill(record.pid)
-        self.send(sender, AdminReply(ok=True, message=f"killed {message.server} (pid {record.pid}); it will be restarted"))
+        self.send(asker, AdminReply(ok=True, message=f"killed {message.server} (pid {record.pid}); it will be restarted"))
+
+    def serve_process_list(self, asker) -> None:
+        # Only `stop` asks: nothing is restarted from now on, by this replica or
+        # a peer, and members' servers stop with the system (the members'
+        # actor systems keep running).
+        self.stopping = True
+        for peer, address in self.peers.items():
+            if peer != self.replica_id:
+                self.send(address, ProcessList())
+        self.carry_out(self.supervisor.shut_down())
+        self.send(asker, AdminReply(ok=True, value={"data_dir": os.fspath(self.data_dir), "pids": self.pids()}))
 
     def receiveMsg_ProcessList(self, message: ProcessList, sender) -> None:
-        # Only `stop` asks: nothing is restarted from now on, and members' servers
-        # stop with the system (the members' actor systems keep running).
-        if self.supervisor is not None:
-            self.carry_out(self.supervisor.shut_down())
-        self.send(sender, AdminReply(ok=True, value={"data_dir": os.fspath(self.data_dir or ""), "pids": self.pids()}))
+        if self.acting_term or sender not in self.peers.values():
+            self.request(message, sender)
+        else:
+            self.stopping = True  # the acting peer is stopping the system
 
     def pids(self) -> list[int]:
-        pids = [os.getpid(), os.getppid()]  # this actor and the actor system's admin
+        pids = [self.admin_pid]
+        pids += [pid for pid in self.peer_pids.values() if pid]
         pids += self.supervisor.local_pids() if self.supervisor is not None else []
         pids += [pid for _, pid in self.subscribers if pid]
         return sorted(set(pids))
 
     def write_pids(self) -> None:
-        if self.data_dir is None:
-            return
-        path = self.data_dir / "pids.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"pids": self.pids()}))
-        temporary.replace(path)
+        """Every process this system runs on this host, and its session, for `stop`."""
+        path = self.data_dir / PIDS_FILE
+        temporary = path.with_suffix(f".{self.replica_id}.tmp")
+        try:
+            temporary.write_text(json.dumps({"pids": self.pids(), "session": os.getsid(0)}))
+            temporary.replace(path)
+        except OSError as error:
+            # Supervision goes on: stop also finds every process by its session.
+            log.error("%s: cannot write %s: %s", self.replica_id, path, error)
 
     # -- status ---------------------------------------------------------------
 
-    def receiveMsg_StatusRequest(self, message: StatusRequest, sender) -> None:
-        if self.map is None:
-            self.send(sender, StatusReply(status={"epoch": 0, "clusters": {}, "booting": True}))
-            return
+    def serve_status(self, asker) -> None:
         if self.status_round is not None:
-            self.status_round.askers.append(sender)
+            self.status_round.askers.append(asker)
             return
         now = time.monotonic()
         self.round_counter += 1
-        self.status_round = StatusRound(round=self.round_counter, askers=[sender])
+        self.status_round = StatusRound(round=self.round_counter, askers=[asker])
         probe = ReplicaStatusRequest(round=self.round_counter)
         for record in self.supervisor.answering(now):
             self.send(record.address, probe)
-        self.wakeupAfter(STATUS_DEADLINE, payload=("status", self.round_counter))
+        self.wakeupAfter(STATUS_DEADLINE, payload=("status", self.round_counter, self.acting_term))
         self.finish_status(now)
 
     def receiveMsg_ReplicaStatusReply(self, message: ReplicaStatusReply, sender) -> None:
+        if not self.acting_term:
+            return
         now, wall = time.monotonic(), time.time()
         self.carry_out(self.supervisor.answered(message.replica, now))
         if message.round == LIVENESS_ROUND:
@@ -438,66 +815,66 @@ class Coordinator(ActorTypeDispatcher):
         # Only supervised replicas are shown with a last report: one a job stopped never comes back.
         self.last_reports = {replica: report for replica, report in {**self.last_reports, **current.reports}.items()
                              if replica in self.supervisor.servers}
-        status = build_status(shard_map=self.map, supervisor=self.supervisor, reports=current.reports,
-                              last_reports=self.last_reports, leaders=self.leaders, terms=self.terms,
-                              jobs=self.reconfig.jobs, now=now, admin_pid=os.getppid(), clerks=len(self.subscribers))
-        for asker in current.askers:
-            self.send(asker, StatusReply(status=status))
         self.status_round = None
+
+        def answer() -> None:
+            running = {peer: bool(pid) and process_running(pid) for peer, pid in self.peer_pids.items()}
+            pids = {peer: self.peer_pids.get(peer, 0) for peer in self.topology.coordinator.replica_ids}
+            status = build_status(shard_map=self.reconfig.map, supervisor=self.supervisor, reports=current.reports,
+                                  last_reports=self.last_reports, leaders=self.leaders, terms=self.terms,
+                                  jobs=self.reconfig.jobs, now=now, admin_pid=self.admin_pid,
+                                  clerks=len(self.subscribers),
+                                  coordinator=coordinator_shown(self.group.status(), pids, running))
+            for asker in current.askers:
+                self.send(asker, StatusReply(status=status))
+
+        self.once_persisted(answer)
 
     # -- reconfiguration ----------------------------------------------------------------
 
-    def receiveMsg_AddReplica(self, message: AddReplica, sender) -> None:
-        if self.supervisor is not None and message.cluster in self.map.clusters:
+    def serve_add_replica(self, message: AddReplica, asker) -> None:
+        if message.cluster in self.map.clusters:
             try:
                 self.supervisor.check_replica_fits(message.cluster, self.map.replicas(message.cluster))
             except PlacementError as error:
-                self.send(sender, AdminReply(ok=False, message=str(error)))
+                self.send(asker, AdminReply(ok=False, message=str(error)))
                 return
-        self.submit(sender, lambda wall: self.reconfig.add_replica(message.cluster, wall))
+        self.submit(asker, lambda wall: self.reconfig.add_replica(message.cluster, wall))
 
-    def receiveMsg_RemoveReplica(self, message: RemoveReplica, sender) -> None:
-        self.submit(sender, lambda wall: self.reconfig.remove_replica(message.server, wall))
-
-    def receiveMsg_AddCluster(self, message: AddCluster, sender) -> None:
-        if self.supervisor is not None:
-            try:
-                self.supervisor.check_cluster_fits(message.replicas)
-            except PlacementError as error:
-                self.send(sender, AdminReply(ok=False, message=str(error)))
-                return
-        self.submit(sender, lambda wall: self.reconfig.add_cluster(message.replicas, wall))
-
-    def receiveMsg_RemoveCluster(self, message: RemoveCluster, sender) -> None:
-        self.submit(sender, lambda wall: self.reconfig.remove_cluster(message.cluster, wall))
-
-    def submit(self, sender, start) -> None:
-        """Start a job and answer at once; the reconfig wakeup carries it out."""
-        if self.reconfig is None:
-            self.send(sender, AdminReply(ok=False, message="the coordinator is still booting; retry in a moment"))
+    def serve_add_cluster(self, message: AddCluster, asker) -> None:
+        try:
+            self.supervisor.check_cluster_fits(message.replicas)
+        except PlacementError as error:
+            self.send(asker, AdminReply(ok=False, message=str(error)))
             return
+        self.submit(asker, lambda wall: self.reconfig.add_cluster(message.replicas, wall))
+
+    def submit(self, asker, start) -> None:
+        """Start a job and answer once it is persisted; the reconfig wakeup carries it out."""
         now, wall = time.monotonic(), time.time()
         try:
             job = start(wall)
         except ReconfigError as error:
-            self.send(sender, AdminReply(ok=False, message=str(error)))
+            self.send(asker, AdminReply(ok=False, message=str(error)))
             return
         log.warning("job %s started: %s", job.id, job.doing)
         self.drive_jobs(now, wall)
-        self.send(sender, AdminReply(ok=True, message=f"{job.id}: {job.doing}", value={"job": job.id}))
+        reply = AdminReply(ok=True, message=f"{job.id}: {job.doing}", value={"job": job.id})
+        self.save_then(lambda: self.send(asker, reply))
 
-    def receiveMsg_ReconfigStatus(self, message: ReconfigStatus, sender) -> None:
-        if self.reconfig is None:
-            self.send(sender, AdminReply(ok=True, value={"jobs": []}))
-            return
-        jobs = [job.to_dict() for job in self.reconfig.jobs if not message.job or job.id == message.job]
-        if message.job and not jobs:
-            self.send(sender, AdminReply(ok=False, message=f"no job {message.job!r} (finished jobs are forgotten after a while)"))
-            return
-        self.send(sender, AdminReply(ok=True, value={"jobs": jobs}))
+    def serve_reconfig_status(self, message: ReconfigStatus, asker) -> None:
+        def answer() -> None:
+            jobs = [job.to_dict() for job in self.reconfig.jobs if not message.job or job.id == message.job]
+            if message.job and not jobs:
+                self.send(asker, AdminReply(ok=False, message=f"no job {message.job!r} "
+                                                             "(finished jobs are forgotten after a while)"))
+            else:
+                self.send(asker, AdminReply(ok=True, value={"jobs": jobs}))
+
+        self.once_persisted(answer)
 
     def receiveMsg_MoveProgress(self, message: MoveProgress, sender) -> None:
-        if self.reconfig is not None:
+        if self.acting_term:
             now, wall = time.monotonic(), time.time()
             self.reconfig.observe_move(message, wall)
             self.reconfig_changed()
@@ -505,7 +882,7 @@ class Coordinator(ActorTypeDispatcher):
                 self.drive_jobs(now, wall)  # start the next move now rather than at the next poll
 
     def receiveMsg_MembershipReport(self, message: MembershipReport, sender) -> None:
-        if self.reconfig is not None:
+        if self.acting_term:
             self.reconfig.observe_membership(message, time.time())
             self.reconfig_changed()
 
@@ -515,11 +892,13 @@ class Coordinator(ActorTypeDispatcher):
             if isinstance(action, StartServer):
                 self.carry_out(self.supervisor.assign_host(action.cluster, action.replica,
                                                            self.reconfig.map.replicas(action.cluster)))
-        self.reconfig_changed()  # persisted before anything it decided happens
+        self.reconfig_changed(then=lambda: self.carry_out_jobs(actions, now))
+
+    def carry_out_jobs(self, actions: list, now: float) -> None:
         for action in actions:
             match action:
                 case SendToLeader(cluster=cluster, message=request):
-                    record = self.supervised(self.leaders.get(cluster) or "")
+                    record = self.supervisor.servers.get(self.leaders.get(cluster) or "")
                     if record is not None and record.alive and record.address is not None:
                         self.send(record.address, request)
                 case StartServer(cluster=cluster, replica=replica):
@@ -531,51 +910,72 @@ class Coordinator(ActorTypeDispatcher):
                     for record in self.supervisor.running(cluster):
                         self.send(record.address, probe)
 
-    def reconfig_changed(self) -> None:
-        """Persist what reconfiguration changed; a new map also goes to every subscriber."""
-        self.save()
+    def reconfig_changed(self, then: Callable[[], None] | None = None) -> None:
+        """Persist what reconfiguration changed, then carry out `then`; a new
+        map also goes to every subscriber once persisted."""
         new_map = self.reconfig.map
-        if new_map is not self.map:
-            self.map = new_map
-            for cluster in self.map.clusters:
-                self.leaders.setdefault(cluster, None)
-                self.terms.setdefault(cluster, 0)
-            for cluster in set(self.leaders) - set(self.map.clusters):
-                del self.leaders[cluster], self.terms[cluster]
-            log.warning("shard map epoch %d", self.map.epoch)
-            self.broadcast_map()
 
-    def save(self) -> None:
-        self.state.save(self.reconfig, self.supervisor.placement, self.supervisor.replacements)
+        def persisted() -> None:
+            if new_map is not self.map and new_map.epoch > self.map.epoch:
+                self.map = new_map
+                self.forget_clusters_gone()
+                log.warning("shard map epoch %d", self.map.epoch)
+                self.broadcast_map()
+            if then is not None:
+                then()
+
+        self.save_then(persisted)
 
     # -- timers and lifecycle ------------------------------------------------------
 
     def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
         now, wall = time.monotonic(), time.time()
         match message.payload:
-            case ("status", number):
+            case ("tick",):
+                if self.group is not None:
+                    self.guarded(self.group.tick)
+                    self.wakeupAfter(timedelta(milliseconds=self.topology.raft.tick_ms), payload=("tick",))
+                return
+        if self.acting_term == 0 or message.payload[-1] != self.acting_term:
+            return  # a timer of an earlier turn at acting
+        match message.payload:
+            case ("status", number, _):
                 if self.status_round is not None and self.status_round.round == number:
                     self.finish_status(now, deadline_passed=True)
-            case ("restart", replica, generation):
+            case ("restart", replica, generation, _):
                 self.carry_out(self.supervisor.restart(replica, generation, now))
-            case ("liveness",):
+            case ("liveness", _):
                 self.sweep(now, wall)
-            case ("reconfig",):
+                self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness", self.acting_term))
+            case ("reconfig", _):
                 if not self.supervisor.stopping:
                     self.drive_jobs(now, wall)
-                self.wakeupAfter(RECONFIG_INTERVAL, payload=("reconfig",))
-            case ("reap", pid):
+                self.wakeupAfter(RECONFIG_INTERVAL, payload=("reconfig", self.acting_term))
+            case ("reap", pid, _):
                 self.carry_out(self.supervisor.reap(pid))
 
     def receiveMsg_ActorExitRequest(self, message: ActorExitRequest, sender) -> None:
+        self.stopping = True
         if self.supervisor is not None:
             self.supervisor.stop()
-        if self.state is not None:
-            self.state.close()
-            self.state = None
+        self.close_storage()
+
+    def close_storage(self) -> None:
+        if self.storage is not None and hasattr(self.storage, "close"):
+            self.storage.close()
+        self.storage = None
 
     def receiveMsg_PoisonMessage(self, message: PoisonMessage, sender) -> None:
         log.warning("undeliverable message %s", type(message.poisonMessage).__name__)
+
+
+def in_this_session(pid: int) -> bool:
+    """Whether process `pid` is one of this system's on this host: in the
+    admin's session, which every actor it forks inherits."""
+    try:
+        return pid > 0 and os.getsid(pid) == os.getsid(0)
+    except OSError:
+        return False
 
 
 def kill(pid: int) -> None:

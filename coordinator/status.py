@@ -49,8 +49,10 @@ def build_status(
     now: float,
     admin_pid: int,
     clerks: int,
+    coordinator: dict,
 ) -> dict:
-    """The status dict from a round's `reports` (and each silent server's last report)."""
+    """The status dict from a round's `reports` (and each silent server's last
+    report); `coordinator` is the coordinator group's own part."""
     clusters = {}
     for cluster in shard_map.clusters:
         leader_report = reports.get(leaders.get(cluster) or "") or {}
@@ -71,10 +73,27 @@ def build_status(
         "epoch": shard_map.epoch,
         "admin_pid": admin_pid,
         "clerks": clerks,
+        "coordinator": coordinator,
         "clusters": clusters,
         "hosts": hosts_shown(supervisor, now),
         "jobs": jobs_shown(jobs),
     }
+
+
+def coordinator_shown(group: dict, pids: Mapping[str, int], running: Mapping[str, bool]) -> dict:
+    """The coordinator group as its acting replica sees it: `group` is that
+    replica's CoordinatorGroup.status(); `pids` and `running` say what it
+    knows of each replica's process."""
+    lag = group["lag"]
+    replicas = {}
+    for replica in sorted(pids):
+        if replica == group["replica"]:
+            role = "leader"
+        else:
+            role = "follower" if running.get(replica) else "down"
+        replicas[replica] = {"role": role, "pid": pids[replica], "lag": lag.get(replica, 0)}
+    return {"leader": group["replica"], "term": group["term"], "commit": group["commit"],
+            "storage_failure": group.get("storage_failure", ""), "replicas": replicas}
 
 
 def replica_shown(record: ServerRecord, report: dict | None, last_report: dict, now: float, *,
@@ -91,6 +110,7 @@ def replica_shown(record: ServerRecord, report: dict | None, last_report: dict, 
     entry["restarts"] = record.restarts
     if report is None and not entry["asleep"]:
         entry["role"] = "down" if not record.alive else "unresponsive"
+    entry["failing"] = record.failing(now)
     entry["learner"] = learner
     entry["host"] = record.host or "local"
     entry["host_down"] = not host_up

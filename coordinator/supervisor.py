@@ -11,7 +11,13 @@ Rules:
   readings matter. Checking a PID is I/O: the shell checks the ones
   `local_processes` names and reports the dead to `sweep`.
 - A replica is supervised from boot (or the job that starts it) until a job
-  stops it (`release`). Its record holds the actor address of its current
+  stops it (`release`). When the coordinator replica that acts changes,
+  the new one adopts every server that reported to it (`adopt`): no new
+  process, and its liveness comes from the sweep (PIDs here, probes
+  elsewhere), since Thespian tells only a parent of its child's exit. A
+  server that finds its data directory held (`refused`) names the holder:
+  an orphan whose report never arrived, which is killed so the replica
+  restarts on its storage. Its record holds the actor address of its current
   process, opaque here. ChildActorExited can arrive twice, and after the
   sweep saw the exit: only the first exit of a running server's current
   address counts, and each restart names the generation (`restarts`) it was
@@ -43,7 +49,12 @@ from coordinator.shardmap import ShardMap
 from coordinator.topology import Topology
 
 RESTART_BACKOFF = 0.2
-"""Seconds between a server's exit and its restart."""
+"""Seconds between a server's exit and its restart; doubled for every exit in
+a row of a process that never started (its data directory held, its storage
+failing), up to MAX_RESTART_BACKOFF."""
+MAX_RESTART_BACKOFF = 5.0
+FAILING_SHOWN = 10.0
+"""Seconds a server's storage failure is shown after it was last reported."""
 SERVER_SILENCE = 3.0
 """Seconds without an answer after which a server on another host is unreachable."""
 
@@ -59,6 +70,8 @@ class ServerRecord:
         pid: its process id, once the server reported it (0 before).
         alive: believed running (started and not seen exiting, its host not lost).
         restarts: exits so far; a scheduled restart carries this generation.
+        failed_starts: exits in a row of processes that never reported started.
+        failure, failed_at: its storage's last failure (ServerFailed) and when.
         asleep_until, isolated_until: an admin Sleep or Isolate lasts until then.
         last_seen: its last answer (servers on other hosts; sleeping counts).
         unreachable: alive, yet silent for more than SERVER_SILENCE.
@@ -72,6 +85,9 @@ class ServerRecord:
     pid: int = 0
     alive: bool = False
     restarts: int = 0
+    failed_starts: int = 0
+    failure: str = ""
+    failed_at: float = 0.0
     asleep_until: float = 0.0
     isolated_until: float = 0.0
     last_seen: float = 0.0
@@ -80,6 +96,10 @@ class ServerRecord:
 
     def asleep(self, now: float) -> bool:
         return self.asleep_until > now
+
+    def failing(self, now: float) -> str:
+        """Its storage's failure, while recent; "" otherwise."""
+        return self.failure if self.failure and now - self.failed_at < FAILING_SHOWN else ""
 
 
 @dataclass
@@ -381,6 +401,43 @@ class Supervisor:
         record.unreachable = record.lost = False
         return [CreateServer(replica=record.replica)]
 
+    def adopt(self, cluster: str, replica: str, address: object, pid: int, now: float) -> list[Action]:
+        """Supervise `replica`, whose process an earlier acting coordinator
+        started and which reported from `address` as `pid`; nothing when it is
+        supervised already."""
+        if replica in self.servers:
+            return []
+        self.servers[replica] = ServerRecord(cluster=cluster, replica=replica, host=self.placement.get(replica, ""),
+                                             address=address, pid=pid, alive=True, last_seen=now)
+        return [WritePids()]
+
+    def refused(self, replica: str, address: object, holder: int, ours: bool) -> list[Action]:
+        """The server just created for `replica` at `address` found its data
+        directory held by process `holder` and exits (its exit restarts the
+        replica, with backoff). A holder that is a process of this system
+        (`ours`: the shell checked its session) on this host, and no
+        supervised server's current process, is an orphan of an earlier
+        coordinator: it is killed, so the restart gets the directory."""
+        record = self.servers.get(replica)
+        if record is None or record.address != address or self.stopping:
+            return []
+        current = {r.pid for r in self.servers.values() if r.replica != replica and r.alive}
+        if holder and ours and self.is_local(record) and holder not in current:
+            return [KillProcess(pid=holder),
+                    Log(text=f"server {replica}: its data directory was held by process {holder}, an orphan "
+                             "of this system; killed it")]
+        return [Log(text=f"server {replica}: its data directory is held by process {holder or 'unknown'}, "
+                         "not one of this system's; it will be retried")]
+
+    def failed(self, replica: str, reason: str, now: float) -> list[Action]:
+        """ServerFailed: `replica`'s storage failed; it exits, and its exit
+        restarts it with backoff. The reason is shown while failures go on."""
+        record = self.servers.get(replica)
+        if record is None:
+            return []
+        record.failure, record.failed_at = reason, now
+        return [Log(text=f"server {replica}: storage failed ({reason})")]
+
     def created(self, replica: str, address: object) -> None:
         """The shell created `replica`'s server actor at `address`."""
         self.servers[replica].address = address
@@ -404,10 +461,12 @@ class Supervisor:
             return []
         record.alive = False
         record.restarts += 1
+        record.failed_starts = 0 if record.pid else record.failed_starts + 1
+        delay = min(RESTART_BACKOFF * 2 ** record.failed_starts, MAX_RESTART_BACKOFF)
         where = f" on {record.host}" if record.host else ""
         return [ForgetLeader(cluster=record.cluster, replica=record.replica),
-                Log(text=f"server {record.replica} (pid {record.pid}{where}) exited; restarting it"),
-                RestartLater(replica=record.replica, generation=record.restarts, delay=RESTART_BACKOFF)]
+                Log(text=f"server {record.replica} (pid {record.pid}{where}) exited; restarting it in {delay:g} s"),
+                RestartLater(replica=record.replica, generation=record.restarts, delay=delay)]
 
     def restart(self, replica: str, generation: int, now: float) -> list[Action]:
         """A RestartLater came due: start the server unless it was restarted,

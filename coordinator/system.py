@@ -6,8 +6,8 @@ How a system runs:
 - `start` spawns a detached launcher process (`python -m coordinator.system
   serve ...`) whose output goes to `<data_dir>/raftline.log`, never to the
   caller's terminal or pipes. The launcher starts the Thespian actor system
-  (its admin keeps running after the launcher exits), creates the
-  Coordinator under its global name and sends it `Boot`.
+  (its admin keeps running after the launcher exits), creates every
+  coordinator replica under its global name and sends each `Boot`.
 - Anyone can then attach through the admin port: `Cluster` for operators,
   `clerk.connect` for applications.
 
@@ -44,11 +44,10 @@ from actors.datadir import DataDirInUse, holder_of
 from actors.messages import Boot
 from actors.process import DATA_DIR_CAPABILITY
 from coordinator.admin import (
-    COORDINATOR_NAME,
+    COORDINATORS_CAPABILITY,
     DEFAULT_BASE,
     LOOPBACK,
     MEMBER_CAPABILITY,
-    PIDS_FILE,
     Cluster,
     admin_listening,
     free_port,
@@ -61,6 +60,7 @@ from coordinator.admin import (
     stop_member,
 )
 from coordinator.errors import AlreadyRunning, Unavailable
+from coordinator.state import PIDS_FILE
 from coordinator.topology import HOST_NAME, Topology, load_topology
 
 LOG_FILE = "raftline.log"
@@ -87,10 +87,12 @@ def start(
     if admin_listening(LOOPBACK, port):
         raise AlreadyRunning(f"something already listens on {admin}: a raftline system? (`raftline stop` stops it)")
     data = Path(data_dir if data_dir is not None else topo.data_dir).absolute()
-    holder = holder_of(data / "coordinator")
-    if holder is not None:
-        # Refused before anything starts: two systems on one data directory lose writes.
-        raise AlreadyRunning(f"{DataDirInUse(data, holder)}: a raftline system runs on it (`raftline stop` stops it)")
+    for directory in ("coordinator", *topo.coordinator.replica_ids):  # "coordinator": an older version's
+        holder = holder_of(data / directory)
+        if holder is not None:
+            # Refused before anything starts: two systems on one data directory lose writes.
+            raise AlreadyRunning(f"{DataDirInUse(data, holder)}: a raftline system runs on it "
+                                 "(`raftline stop` stops it)")
     data.mkdir(parents=True, exist_ok=True)
     env = host_environment(leader.address if leader else None)
     with open(data / LOG_FILE, "ab") as log:
@@ -200,10 +202,10 @@ def _serve(topology: str, data_dir: str, port: int) -> int:
     prepare_environment()
     from thespian.actors import ActorSystem
 
-    from coordinator.coordinator import Coordinator
+    from coordinator.coordinator import Coordinator, coordinator_name
 
     topo: Topology = load_topology(topology)
-    capabilities: dict = {"Admin Port": port}
+    capabilities: dict = {"Admin Port": port, COORDINATORS_CAPABILITY: topo.coordinator.replicas}
     if topo.leader_host is not None:
         capabilities.update({
             "Convention Address.IPv4": (topo.leader_host.address, port),
@@ -211,10 +213,26 @@ def _serve(topology: str, data_dir: str, port: int) -> int:
             DATA_DIR_CAPABILITY: data_dir,
         })
     system = ActorSystem(topo.base, capabilities, logDefs=log_definitions(Path(data_dir)))
-    coordinator = system.createActor(Coordinator, globalName=COORDINATOR_NAME)
-    system.tell(coordinator, Boot(topology=topology, data_dir=data_dir))
-    print(f"raftline: actor system up on {LOOPBACK}:{port}, coordinator booting", flush=True)
+    record_session(Path(data_dir), port)
+    peers = {replica: system.createActor(Coordinator, globalName=coordinator_name(replica))
+             for replica in topo.coordinator.replica_ids}
+    for replica, address in peers.items():
+        system.tell(address, Boot(topology=topology, data_dir=data_dir, replica=replica, peers=peers))
+    print(f"raftline: actor system up on {LOOPBACK}:{port}, {len(peers)} coordinator replicas booting", flush=True)
     return 0
+
+
+def record_session(data_dir: Path, port: int) -> None:
+    """Record the processes of the actor system whose admin listens on `port`,
+    before any of them can do anything, for `stop`: Thespian starts the admin
+    in a session of its own, which its logger and every actor it forks
+    inherit, so even after the admin dies `stop` finds them all."""
+    session = listener_session(port)
+    pids = sorted(session_processes(session) - {os.getpid()})
+    path = data_dir / PIDS_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"pids": pids, "session": session}))
+    temporary.replace(path)
 
 
 def _member(name: str, data_dir: str, port: int, leader_host: str, leader_port: int, base: str) -> int:
@@ -231,14 +249,7 @@ def _member(name: str, data_dir: str, port: int, leader_host: str, leader_port: 
         MEMBER_CAPABILITY: f"{leader_host}:{leader_port}",
     }
     ActorSystem(base, capabilities, logDefs=log_definitions(Path(data_dir)))
-    # Thespian starts the admin in a session of its own, which its logger and
-    # every server placed here inherit.
-    session = listener_session(port)
-    pids = sorted(session_processes(session) - {os.getpid()})
-    path = Path(data_dir) / PIDS_FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"pids": pids, "session": session}))
-    temporary.replace(path)
+    record_session(Path(data_dir), port)
     print(f"raftline: member {name} up on {LOOPBACK}:{port}, joining {leader_host}:{leader_port}", flush=True)
     return 0
 

@@ -200,6 +200,30 @@ class PlacementSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CoordinatorSettings:
+    """From the `coordinator` section (docs/DESIGN.md section 5, "The coordinator group").
+
+    Fields:
+        replicas: coordinator replicas, agreeing through Raft; 3 survive the
+            death of any one, 1 survives none.
+    """
+
+    replicas: int = 3
+
+    @property
+    def replica_ids(self) -> tuple[str, ...]:
+        return tuple(coordinator_replica_id(index) for index in range(self.replicas))
+
+
+def coordinator_replica_id(index: int) -> str:
+    """The id of coordinator replica `index`: its data directory's name, its process title."""
+    return f"coordinator-{index}"
+
+
+MAX_COORDINATOR_REPLICAS = 7
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Topology:
     """A validated deployment description.
 
@@ -215,7 +239,7 @@ class Topology:
             of the deployment.
         hosts: the machines of a multi-host deployment, the convention leader
             first; empty for one host.
-        raft, transactions, storage, placement: the sections of the same names.
+        coordinator, raft, transactions, storage, placement: the sections of the same names.
     """
 
     clusters: tuple[ClusterSpec, ...]
@@ -225,6 +249,7 @@ class Topology:
     data_dir: Path = Path("data")
     slots: int = 64
     hosts: tuple[HostSpec, ...] = ()
+    coordinator: CoordinatorSettings = CoordinatorSettings()
     raft: RaftSettings = RaftSettings()
     transactions: TransactionSettings = TransactionSettings()
     storage: StorageSettings = StorageSettings()
@@ -419,6 +444,7 @@ class _Parser:
             data_dir=top.get("data_dir", self.resolve(_DEFAULT.data_dir), self.directory),
             slots=slots,
             hosts=hosts,
+            coordinator=self.coordinator(top.section("coordinator", _COORDINATOR_KEYS)),
             raft=self.raft(top.section("raft", _RAFT_KEYS)),
             transactions=self.transactions(top.section("transactions", _TRANSACTION_KEYS), bool(hosts)),
             storage=self.storage(top.section("storage", _STORAGE_KEYS)),
@@ -515,6 +541,13 @@ class _Parser:
             election_max=election[1],
             snapshot_entries=section.get("snapshot_entries", default.snapshot_entries, positive),
         )
+
+    def coordinator(self, section: _Section | None) -> CoordinatorSettings:
+        default = CoordinatorSettings()
+        if section is None:
+            return default
+        return CoordinatorSettings(replicas=section.get(
+            "replicas", default.replicas, lambda n, k: self.integer(n, k, 1, MAX_COORDINATOR_REPLICAS)))
 
     def transactions(self, section: _Section | None, have_hosts: bool) -> TransactionSettings:
         default = TransactionSettings(max_clock_offset_ms=HOSTS_CLOCK_OFFSET_MS if have_hosts else 0)
@@ -617,8 +650,9 @@ class _Parser:
 
 _DEFAULT = Topology(clusters=())
 _TOP_KEYS = (
-    "admin_port", "base", "data_dir", "slots", "clusters", "hosts", "raft", "transactions", "storage",
-    "placement")
+    "admin_port", "base", "data_dir", "slots", "clusters", "hosts", "coordinator", "raft", "transactions",
+    "storage", "placement")
+_COORDINATOR_KEYS = ("replicas",)
 _CLUSTER_KEYS = ("replicas", "spread")
 _HOST_KEYS = ("name", "address", "admin_port")
 _RAFT_KEYS = ("tick_ms", "heartbeat_ticks", "election_ticks", "snapshot_entries")

@@ -58,6 +58,18 @@ def admin_of(args) -> tuple[str, str]:
     return resolve_admin(args.topology, args.admin)
 
 
+def topology_data_dir(args) -> Path | None:
+    """The data directory of the topology the command names (or ./topology.yaml), if any."""
+    from coordinator.topology import TopologyError, load_topology
+
+    if args.admin is not None:
+        return None
+    try:
+        return load_topology(args.topology or "topology.yaml").data_dir
+    except (TopologyError, OSError):
+        return None
+
+
 def open_store(args):
     from clerk.client import connect
 
@@ -123,7 +135,7 @@ def cmd_stop(args) -> int:
     from coordinator.admin import stop_system
 
     admin, base = admin_of(args)
-    killed = stop_system(admin, Path(args.data_dir) if args.data_dir else None, base)
+    killed = stop_system(admin, Path(args.data_dir) if args.data_dir else topology_data_dir(args), base)
     extra = f" (killed {len(killed)} leftover process{'es' if len(killed) != 1 else ''})" if killed else ""
     print(f"raftline at {admin} stopped{extra}")
     return 0
@@ -147,6 +159,12 @@ def cmd_status(args) -> int:
 
 def format_status(status: dict) -> str:
     lines = [f"epoch {status['epoch']}"]
+    coordinator = status.get("coordinator")
+    if coordinator:
+        replicas = ", ".join(f"{name} {info['role']} (pid {info['pid'] or '-'})"
+                             for name, info in coordinator["replicas"].items())
+        failing = f"; its storage fails: {coordinator['storage_failure']}" if coordinator.get("storage_failure") else ""
+        lines.append(f"coordinator: leader {coordinator['leader']}, term {coordinator['term']}; {replicas}{failing}")
     jobs = [job for job in status.get("jobs", []) if job["state"] == "running"]
     header = (f"  {'replica':<10} {'role':<13} {'term':>5} {'commit':>7} {'applied':>7} {'last':>7} {'lag':>5}"
               f"  {'pid':>7}  {'host':<10} state")
@@ -158,7 +176,9 @@ def format_status(status: dict) -> str:
         head = leader.get("last_index", 0)
         for replica, info in cluster["replicas"].items():
             state = "asleep" if info.get("asleep") else ("alive" if info.get("alive") else "down")
-            if info.get("host_down"):
+            if info.get("failing"):
+                state = f"failing: {info['failing']}"
+            elif info.get("host_down"):
                 state = "host down"
             elif info.get("unreachable"):
                 state = "unreachable"

@@ -16,9 +16,12 @@ class ClerkOpen:
     Fields:
         owner_pid: the application's process id; the clerk exits when that
             process is gone (an application that died without closing).
+        coordinators: every coordinator replica's address: the clerk
+            subscribes to each, so whichever acts sends it MapUpdates.
     """
 
     owner_pid: int
+    coordinators: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -34,6 +34,9 @@ class ServerConfig:
         founding_slots: the slots the cluster owned when it was created, the
             same forever (the log's slot moves apply on top of it); empty for
             a cluster added later.
+        coordinators: every coordinator replica's address: where the server
+            sends its reports (ServerStarted, LeaderChange, MoveProgress,
+            MembershipReport), so whichever replica acts next knows them.
     """
 
     cluster: str
@@ -53,6 +56,7 @@ class ServerConfig:
     seed: int
     slot_count: int = 0
     founding_slots: tuple[int, ...] = ()
+    coordinators: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -83,6 +87,9 @@ class MapUpdate:
             `transactions.read_from: follower`).
         max_clock_offset: seconds a clerk holds a commit's answer past its
             timestamp (topology `transactions.max_clock_offset_ms`).
+        coordinators: every coordinator replica's address, as the acting one knows them.
+        coordinator_term: the acting replica's term; a receiver ignores a
+            MapUpdate from an older term (a deposed replica's late one).
     """
 
     epoch: int
@@ -93,6 +100,8 @@ class MapUpdate:
     addresses: dict[str, object]
     read_from_followers: bool = False
     max_clock_offset: float = 0.0
+    coordinators: tuple[object, ...] = ()
+    coordinator_term: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -235,15 +244,123 @@ class AdminReply:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Boot:
-    """Start the deployment: sent once to the coordinator by the launcher.
+    """Start a coordinator replica: sent by the launcher to each, and by the
+    acting replica to one it re-created. A booted replica answers a repeat
+    with CoordinatorStarted.
 
     Fields:
         topology: the topology file's path.
         data_dir: the data directory (overrides the topology's).
+        replica: this replica's id ("coordinator-0", ...).
+        peers: coordinator replica id -> address, for every replica.
     """
 
     topology: str
     data_dir: str
+    replica: str
+    peers: dict[str, object]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CoordinatorStarted:
+    """A coordinator replica's hello to its peers once its storage is open.
+
+    Fields:
+        replica: its id.
+        pid: its OS process id (for liveness, status and stop).
+    """
+
+    replica: str
+    pid: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CoordinatorReports:
+    """What the acting coordinator replica knows from reports, for a peer
+    that (re)started and missed them, so it could act next.
+
+    Fields:
+        servers: replica -> (address, pid) of its server's latest ServerStarted.
+        leaders: cluster -> leader replica id (or None).
+        terms: cluster -> that leader's term.
+        subscribers: (address, pid) of every subscribed clerk.
+    """
+
+    servers: dict[str, tuple[object, int]]
+    leaders: dict[str, str | None]
+    terms: dict[str, int]
+    subscribers: tuple[tuple[object, int], ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CoordinatorForward:
+    """A request that reached a coordinator replica that does not act, passed
+    on to the one that does, which answers `asker` itself.
+
+    Fields:
+        message: the request (a StatusRequest, an admin or reconfiguration
+            request, WhoServes).
+        asker: who sent it.
+        hops: replicas it went through; dropped after a few (leaders change).
+        token: the sender's id for it, echoed in CoordinatorForwardTaken.
+    """
+
+    message: object
+    asker: object
+    hops: int = 1
+    token: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CoordinatorForwardTaken:
+    """The receiver of a CoordinatorForward took it: the sender stops keeping it.
+
+    Fields:
+        token: the CoordinatorForward's token.
+    """
+
+    token: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CoordinatorUnavailable:
+    """A coordinator replica that cannot pass a request on (it has not booted
+    yet): the asker should ask another replica at once.
+
+    Fields:
+        replica: the replica's id ("" before it booted).
+        reason: why, for people.
+    """
+
+    replica: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerFailed:
+    """A server's storage failed (no space left, an I/O error): it exits, to
+    be restarted with backoff once its storage may work again.
+
+    Fields:
+        replica: the replica id.
+        reason: why, for people ("disk full", ...).
+    """
+
+    replica: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerRefused:
+    """A server could not lock its data directory (another process holds it).
+
+    Fields:
+        replica: the replica id.
+        holder_pid: the holder's process id (0 when unknown).
+    """
+
+    replica: str
+    holder_pid: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -47,6 +47,16 @@ class CorruptStorage(Exception):
     replica must not start from it (an operator has to intervene)."""
 
 
+class StorageUnavailable(Exception):
+    """A read or write failed for a reason outside the process (no space left,
+    an I/O error): nothing of it took effect, and the same call may succeed
+    later. `reason` says why, for people ("disk full", ...)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StoredState:
     """Everything a replica restarts from; the arguments `RaftNode` takes.

@@ -6,12 +6,13 @@
     raftline bench sweep --replicas 3,5,7
     raftline bench reconfig --keys 10000
     raftline bench catchup --duration 30
+    raftline bench failover --target coordinator --trials 5
     python3 -m raftline.bench.storage       (no system: what one SqliteStorage.save costs)
 
 How a run works:
 - A workload (put, get, txn, bank, mixed; raftline/workloads.py) runs on a
   system of raftline/harness.py: its own unless --admin names a running one.
-  Experiments (election, sweep, reconfig, catchup) always start their own.
+  Experiments (election, sweep, reconfig, catchup, failover) always start their own.
 - Each client is its own OS process (raftline/bench/client.py). It
   connects, warms up, runs its workload from "go" until its deadline, writes
   one record per operation (start, latency, outcome, attempts, hops) to a
@@ -35,11 +36,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from raftline.bench.experiments import run_catchup, run_election, run_reconfig, run_sweep
+from raftline.bench.experiments import (
+    FAILOVER_TARGETS,
+    run_catchup,
+    run_election,
+    run_failover,
+    run_reconfig,
+    run_sweep,
+)
 from raftline.bench.measure import run_workload
 from raftline.bench.report import (
     format_catchup,
     format_election,
+    format_failover,
     format_reconfig,
     format_sweep,
     format_workload,
@@ -48,7 +57,7 @@ from raftline.bench.report import (
 from raftline.harness import DEFAULT_CLUSTERS
 from raftline.workloads import BENCH_ACCOUNTS, BENCH_KEYS, BENCH_WORKLOADS
 
-EXPERIMENTS = ("election", "sweep", "reconfig", "catchup")
+EXPERIMENTS = ("election", "sweep", "reconfig", "catchup", "failover")
 HELP = (
     f"throughput, latency, aborts and hops of a workload ({', '.join(BENCH_WORKLOADS)})"
     f" or an experiment ({', '.join(EXPERIMENTS)})"
@@ -84,7 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeouts", default="300-600", help="election: election timeout ranges in ms, e.g. 150-300,300-500"
     )
-    parser.add_argument("--trials", type=int, default=3, help="election: leader kills per setting (default 3)")
+    parser.add_argument("--trials", type=int, default=5,
+                        help="election: leader kills per setting; failover: kills (default 5)")
+    parser.add_argument("--target", choices=FAILOVER_TARGETS, default="coordinator",
+                        help="failover: kill the acting coordinator replica or c1's leader (default coordinator)")
     parser.add_argument("--seed", type=int, default=1, help="seeds every client's key choices")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument(
@@ -132,7 +144,7 @@ def check_arguments(args) -> tuple[list[int], list[tuple[int, int]]]:
         raise BenchUsageError(f"{args.workload} takes one --replicas count, got {args.replicas}")
     if args.workload in EXPERIMENTS and args.admin:
         raise BenchUsageError(f"bench {args.workload} starts its own systems: --admin does not apply")
-    if args.workload == "election" and args.trials < 1:
+    if args.workload in ("election", "failover") and args.trials < 1:
         raise BenchUsageError(f"--trials must be at least 1, got {args.trials}")
     if args.workload == "catchup" and replicas[0] < 3:
         raise BenchUsageError("catchup needs --replicas 3 or more: a follower sleeps while the others commit")
@@ -162,6 +174,9 @@ def run(args) -> int:
         elif args.workload == "catchup":
             result = run_catchup(args, replicas[0], directory)
             print(format_catchup(result))
+        elif args.workload == "failover":
+            result = run_failover(args, replicas[0], directory)
+            print(format_failover(result))
         else:
             result = run_workload(args, replicas[0], directory)
             print(format_workload(result["summary"]))

@@ -1,11 +1,14 @@
 """Bench experiments, each on systems of its own: election (leader kills per
 timeout range and cluster size), sweep (serial put and get per cluster size),
 reconfig (a replica and a cluster added under writers), catchup (a sleeping
-follower repairing its log)."""
+follower repairing its log), failover (SIGKILL of the acting coordinator
+replica or a cluster leader, and the time until puts, 2-cluster
+transactions and status work again)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import threading
 import time
@@ -288,3 +291,117 @@ def run_catchup(args, replicas: int, directory: Path) -> dict:
     }
 
 
+
+
+# -- failover ------------------------------------------------------------------------------------
+
+
+FAILOVER_TARGETS = ("coordinator", "leader")
+
+
+def run_failover(args, replicas: int, directory: Path) -> dict:
+    """Per trial: SIGKILL the acting coordinator replica (--target coordinator)
+    or c1's leader (--target leader), then time, from the kill, the first
+    committed put, the first committed 2-cluster transaction and the first
+    status answer, each from its own client connected beforehand."""
+    with system_for_run(directory / "system", admin=None, clusters=2, replicas=replicas) as cluster:
+        keys = keys_per_cluster(cluster.status())
+        puts, txns, statuses = [], [], []
+        for trial in range(1, args.trials + 1):
+            put_s, txn_s, status_s = kill_once(cluster, args.target, keys, trial)
+            puts.append(put_s * 1000)
+            txns.append(txn_s * 1000)
+            statuses.append(status_s * 1000)
+            progress_line(f"failover {args.target}: trial {trial}/{args.trials}: put {put_s * 1000:.0f} ms, "
+                          f"2-cluster txn {txn_s * 1000:.0f} ms, status {status_s * 1000:.0f} ms")
+
+    def summary(values: list[float]) -> dict:
+        return {"p50": round(statistics.median(values), 1), "max": round(max(values), 1)}
+
+    return {"workload": "failover", "target": args.target, "replicas": replicas, "trials": args.trials,
+            "put_ms": summary(puts), "txn_ms": summary(txns), "status_ms": summary(statuses),
+            "load": round(os.getloadavg()[0], 2)}
+
+
+def keys_per_cluster(status: dict) -> tuple[str, str]:
+    """A key owned by c1 and one owned by c2."""
+    from actors.keyspace import slot_of
+
+    owner = {slot: name for name, info in status["clusters"].items() for slot in info["slots"]}
+    found: dict[str, str] = {}
+    number = 0
+    while len(found) < 2:
+        key = f"failover-{number}"
+        found.setdefault(owner[slot_of(key, len(owner))], key)
+        number += 1
+    return found["c1"], found["c2"]
+
+
+def kill_once(cluster, target: str, keys: tuple[str, str], trial: int) -> tuple[float, float, float]:
+    """(put, 2-cluster transaction, status) seconds from one kill to each's first success."""
+    from clerk.client import connect
+    from clerk.errors import RaftlineError
+    from coordinator.admin import Cluster
+
+    victim = wait_for_whole_system(cluster, target)
+    probes = {"put": lambda store: store.put(keys[0], trial),
+              "txn": lambda store: store.transactional(retries=100)(lambda txn: [txn.put(key, trial) for key in keys])(),
+              "status": None}
+    ready = threading.Barrier(len(probes) + 1)
+    killed = threading.Event()
+    taken: dict[str, float] = {}
+
+    def probe(name: str) -> None:
+        # Each with its own connection (Thespian handles are per thread), made
+        # and used once before the kill, as a client that was already working.
+        handle = Cluster(cluster.admin) if name == "status" else connect(admin=cluster.admin)
+        handle.status() if name == "status" else probes[name](handle)
+        ready.wait()
+        killed.wait()
+        deadline = killed_at[0] + ELECTION_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if name == "status":
+                    handle.status(timeout=5.0)
+                else:
+                    probes[name](handle)
+                taken[name] = time.monotonic() - killed_at[0]
+                break
+            except RaftlineError:
+                continue
+        if name != "status":
+            handle.close()
+
+    killed_at = [0.0]
+    threads = [threading.Thread(target=probe, args=(name,), daemon=True) for name in probes]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    killed_at[0] = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    killed.set()
+    for thread in threads:
+        thread.join(ELECTION_TIMEOUT + 5)
+    missing = [name for name in probes if name not in taken]
+    if missing:
+        raise TimeoutError(f"no {', '.join(missing)} succeeded within {ELECTION_TIMEOUT:g} s of the kill")
+    return taken["put"], taken["txn"], taken["status"]
+
+
+def wait_for_whole_system(cluster, target: str) -> int:
+    """The PID to kill, once every coordinator replica and server runs again
+    (the previous trial's victim re-created), so each trial starts whole."""
+    deadline = time.monotonic() + ELECTION_TIMEOUT
+    while time.monotonic() < deadline:
+        status = cluster.status()
+        group = status["coordinator"]
+        servers_up = all(replica["alive"] for info in status["clusters"].values()
+                         for replica in info["replicas"].values())
+        group_up = all(info["role"] != "down" and info["pid"] for info in group["replicas"].values())
+        leader = status["clusters"]["c1"]["leader"]
+        if servers_up and group_up and leader:
+            if target == "coordinator":
+                return group["replicas"][group["leader"]]["pid"]
+            return status["clusters"]["c1"]["replicas"][leader]["pid"]
+        time.sleep(0.2)
+    raise TimeoutError(f"the system was not whole again within {ELECTION_TIMEOUT:g} s")

@@ -109,6 +109,22 @@ def format_reconfig(result: dict) -> str:
     )
 
 
+def format_failover(result: dict) -> str:
+    victim = "the acting coordinator replica" if result["target"] == "coordinator" else "c1's leader"
+    def line(what: str, ms: dict) -> str:
+        return f"  {what:<28} p50 {ms['p50']:.0f} ms, max {ms['max']:.0f} ms"
+    return "\n".join(
+        [
+            f"bench failover: 2 clusters x {result['replicas']} replicas; SIGKILL of {victim}, "
+            f"{result['trials']} trials; time from the kill to the first success",
+            line("put", result["put_ms"]),
+            line("2-cluster transaction", result["txn_ms"]),
+            line("status", result["status_ms"]),
+            load_line(result["load"]),
+        ]
+    )
+
+
 def format_catchup(result: dict) -> str:
     return "\n".join(
         [

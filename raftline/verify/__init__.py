@@ -328,6 +328,7 @@ def run(args) -> int:
         "faults": scheduler.counts(),
         "fault_log": [fault.describe() for fault in scheduler.injected],
         "fault_errors": scheduler.errors,
+        "fault_notes": scheduler.notes(),
         "checker_s": round(checker_s, 3),
     }
     print(format_report(report, result))
@@ -344,6 +345,7 @@ def format_report(report: dict, result: CheckResult) -> str:
         f"  history     {report['history']}",
         f"  operations  {report['operations']} (ok {outcomes['ok']}, fail {outcomes['fail']}, info {outcomes['info']})",
         f"  faults      {sum(report['faults'].values())} injected ({faults})",
+        *[f"  note        {note}" for note in report.get("fault_notes", [])],
         f"  checker     {report['checker_s']:.3f} s",
         f"  verdict     {'valid' if result.valid else f'INVALID: {len(result.anomalies)} anomalies'}",
     ]

@@ -7,7 +7,13 @@ Rules and invariants:
   the cluster when it returns), `kill` (SIGKILL a server; the coordinator restarts it),
   `clerk` (SIGKILL one client process and its clerk actor mid-run, as when
   the client's machine dies; the runner records its open operation as
-  `info` and the servers recover the clerk's transaction). `all` is every kind, mixed at random.
+  `info` and the servers recover the clerk's transaction), `coordinator`
+  (SIGKILL the acting coordinator replica; another takes over and re-creates
+  it), `admin` (SIGKILL the Thespian admin, once: the store serves on, but
+  nothing new can attach, so from then on killed clients are not replaced
+  and `clerk` faults stop; a dead coordinator replica is not re-created
+  either, since that goes through the admin's global names). `all` is every
+  kind, mixed at random.
 - One fault every FAULT_INTERVAL seconds, the first after FIRST_FAULT_DELAY.
   What and whom is drawn from the injected `random.Random` alone; only the
   status it is shown (and so the moment) varies between runs.
@@ -22,13 +28,19 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-FAULT_KINDS = ("sleep", "isolate", "kill", "clerk")
+from actors.process import process_running
+
+FAULT_KINDS = ("sleep", "isolate", "kill", "clerk", "coordinator", "admin")
+PROCESS_KINDS = ("coordinator", "admin")
+"""Faults that SIGKILL a process of this host by its PID."""
 TIMED_KINDS = ("sleep", "isolate")
 FAULT_INTERVAL = 1.5
 FIRST_FAULT_DELAY = 0.5
@@ -59,8 +71,9 @@ class Fault:
     """One fault, chosen or injected.
 
     Fields:
-        kind: "sleep", "isolate", "kill" or "clerk".
-        target: the server name, or for "clerk" the client's process number.
+        kind: one of FAULT_KINDS.
+        target: the server or coordinator replica, the client's process
+            number for "clerk", "admin" for the admin.
         role: the server's role when chosen ("leader", "follower"); "" for a clerk.
         seconds: how long a sleep or an isolation lasts; 0 otherwise.
         time: when it was injected (monotonic ns); 0 while only chosen.
@@ -71,10 +84,15 @@ class Fault:
     role: str = ""
     seconds: float = 0.0
     time: int = 0
+    pid: int = 0
 
     def describe(self) -> str:
         if self.kind == "clerk":
             return f"clerk: killed client process {self.target} and its clerk"
+        if self.kind == "coordinator":
+            return f"coordinator: killed the acting replica {self.target} (pid {self.pid})"
+        if self.kind == "admin":
+            return f"admin: killed the Thespian admin (pid {self.pid})"
         extra = f" for {self.seconds:.1f} s" if self.kind in TIMED_KINDS else ""
         return f"{self.kind}: {self.role} {self.target}{extra}"
 
@@ -96,6 +114,15 @@ def choose_fault(rng: random.Random, kinds: Sequence[str], status: dict, clients
     kind = rng.choice(list(kinds))
     if kind == "clerk":
         return Fault(kind="clerk", target=rng.choice(list(clients))) if clients else None
+    if kind == "coordinator":
+        group = status.get("coordinator") or {}
+        replicas = group.get("replicas", {})
+        if len(replicas) < 2 or any(info["role"] == "down" for info in replicas.values()):
+            return None  # one replica down already: another death would cost the group its quorum
+        leader = group["leader"]
+        return Fault(kind="coordinator", target=leader, role="leader", pid=replicas[leader]["pid"])
+    if kind == "admin":
+        return Fault(kind="admin", target="admin", pid=status.get("admin_pid", 0))
     servers = healthy_servers(status)
     if not servers:
         return None
@@ -133,6 +160,7 @@ class FaultScheduler:
         self.interval = interval
         self.injected: list[Fault] = []
         self.errors: list[str] = []
+        self.admin_dead = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
 
@@ -156,8 +184,10 @@ class FaultScheduler:
         delay = FIRST_FAULT_DELAY
         while not self._stop.wait(delay):
             delay = self.interval
+            # Without the admin, a killed client cannot be replaced, nor the admin killed twice.
+            kinds = [kind for kind in self.kinds if not (self.admin_dead and kind in ("clerk", "admin"))]
             try:
-                fault = choose_fault(self.rng, self.kinds, cluster.status(), self.clients())
+                fault = choose_fault(self.rng, kinds, cluster.status(), self.clients())
                 if fault is not None:
                     self._inject(cluster, fault)
             except RaftlineError as error:
@@ -171,10 +201,19 @@ class FaultScheduler:
             cluster.isolate(fault.target, fault.seconds)
         elif fault.kind == "kill":
             cluster.kill(fault.target)
+        elif fault.kind in PROCESS_KINDS:
+            if not process_running(fault.pid):
+                self.errors.append(f"{fault.kind}: pid {fault.pid} does not run on this host; not injected")
+                return
+            os.kill(fault.pid, signal.SIGKILL)
+            self.admin_dead = self.admin_dead or fault.kind == "admin"
         else:
             self.kill_client(fault.target)
-        self.injected.append(
-            Fault(
-                kind=fault.kind, target=fault.target, role=fault.role, seconds=fault.seconds, time=time.monotonic_ns()
-            )
-        )
+        self.injected.append(replace(fault, time=time.monotonic_ns()))
+
+    def notes(self) -> list[str]:
+        """What the run could not do because of the faults it injected."""
+        if not self.admin_dead:
+            return []
+        return ["after the admin's death nothing new could attach: killed clients were not replaced and no "
+                "clerk fault followed; a dead coordinator replica could not be re-created (global names)"]

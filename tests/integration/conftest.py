@@ -55,10 +55,12 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.1):
 
 
 def system_pids(cluster) -> set[int]:
-    """Every process of a running system on this host: those its status names,
-    and every process of its admin's session (the logger is named nowhere)."""
+    """Every process of a running system on this host: those its status names
+    (admin, coordinator replicas, servers), and every process of its admin's
+    session (the logger is named nowhere)."""
     status = cluster.status()
     pids = {status["admin_pid"]}
+    pids |= {replica["pid"] for replica in status["coordinator"]["replicas"].values() if replica["pid"]}
     for info in status["clusters"].values():
         pids |= {replica["pid"] for replica in info["replicas"].values() if replica["pid"]}
     return pids | session_processes(listener_session(parse_admin(cluster.admin)[1]))

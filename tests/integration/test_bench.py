@@ -86,6 +86,13 @@ def test_catchup_times_a_sleeping_follower_repairing_its_log():
     assert report["entries_missed"] > 0 and report["caught_up_s"] >= 0
 
 
+def test_failover_times_puts_transactions_and_status_after_the_acting_coordinator_dies():
+    report = last_json_line(bench("failover", "--target", "coordinator", "--trials", "2", "--json"))
+    assert report["workload"] == "failover" and report["trials"] == 2
+    for measured in ("put_ms", "txn_ms", "status_ms"):
+        assert 0 < report[measured]["p50"] <= report[measured]["max"]
+
+
 def test_inconsistent_arguments_are_one_line_errors():
     result = bench("put", "--replicas", "3,5")
     assert result.returncode == 1

@@ -18,8 +18,7 @@ from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subs
 from actors.process import process_running
 from clerk import TransactionAborted, connect
 from clerk.errors import AlreadyRunning
-from coordinator.admin import COORDINATOR_NAME
-from coordinator.coordinator import Coordinator
+from coordinator.admin import coordinator_addresses
 from coordinator.system import start
 from tests.integration.conftest import unique, wait_for, write_topology
 
@@ -143,7 +142,9 @@ def test_prepared_keys_unblock_after_the_clerk_dies(cluster, store):
     ask the primary, which aborts; the keys are writable again."""
     keys = keys_on_each_cluster(cluster, unique("orphan"))
     system = ActorSystem("multiprocTCPBase", {"Admin Port": int(cluster.admin.rsplit(":", 1)[1])}, transientUnique=True)
-    routing = system.ask(system.createActor(Coordinator, globalName=COORDINATOR_NAME), Subscribe(pid=0), 10)
+    for coordinator in coordinator_addresses(system, cluster.admin):
+        system.tell(coordinator, Subscribe(pid=0))  # the acting replica answers
+    routing = system.listen(10)
     assert isinstance(routing, MapUpdate)
     participants = tuple(sorted(keys))
     primary = min(participants, key=lambda name: keys[name])

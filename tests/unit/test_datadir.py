@@ -48,3 +48,31 @@ def test_the_lock_of_a_killed_holder_is_free_at_once(tmp_path):
         holder.kill()
         holder.wait()
         holder.stdout.close()
+
+
+HOLD_AND_FORK = (
+    "import os, sys, time; from actors.datadir import lock_data_dir; "
+    "lock = lock_data_dir(sys.argv[1]); child = os.fork(); "
+    "child or time.sleep(60); print('locked', child, flush=True); time.sleep(60)"
+)
+
+
+def test_a_child_forked_by_the_holder_does_not_keep_the_lock_after_the_holder_is_killed(tmp_path):
+    """Thespian forks a coordinator's servers from it: killed, it must not leave its directory locked."""
+    directory = tmp_path / "coordinator-0"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_FORK, str(directory)], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        word, child_pid = holder.stdout.readline().split()
+        assert word == "locked"
+        child = int(child_pid)
+        assert holder_of(directory) == holder.pid
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        assert holder_of(directory) is None
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+        if child:
+            os.kill(child, signal.SIGKILL)

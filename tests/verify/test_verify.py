@@ -153,6 +153,19 @@ def test_faults_never_hit_a_cluster_already_faulted():
     assert choose_fault(rng, ("clerk",), dead, clients=[4]).target == 4
 
 
+def test_the_acting_coordinator_replica_is_killed_only_while_every_replica_runs():
+    replicas = {"coordinator-0": {"role": "follower", "pid": 10}, "coordinator-1": {"role": "leader", "pid": 11},
+                "coordinator-2": {"role": "follower", "pid": 12}}
+    status = {"clusters": {}, "admin_pid": 5, "coordinator": {"leader": "coordinator-1", "replicas": replicas}}
+    fault = choose_fault(random.Random(1), ("coordinator",), status, clients=[])
+    assert (fault.target, fault.pid) == ("coordinator-1", 11)
+    assert fault.describe() == "coordinator: killed the acting replica coordinator-1 (pid 11)"
+    replicas["coordinator-2"]["role"] = "down"
+    assert choose_fault(random.Random(1), ("coordinator",), status, clients=[]) is None
+    admin = choose_fault(random.Random(1), ("admin",), status, clients=[])
+    assert (admin.target, admin.pid, admin.describe()) == ("admin", 5, "admin: killed the Thespian admin (pid 5)")
+
+
 # -- histories -----------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ and lost servers, hosts and jobs shown."""
 
 from coordinator.reconfig import ADD_REPLICA, DONE, RUNNING, Job, Reconfig
 from coordinator.shardmap import ShardMap
-from coordinator.status import FINISHED_JOBS_SHOWN, build_status, jobs_shown
+from coordinator.status import FINISHED_JOBS_SHOWN, build_status, coordinator_shown, jobs_shown
 from coordinator.supervisor import CreateServer, Supervisor
 from coordinator.topology import parse_topology
 
@@ -25,11 +25,33 @@ def booted(text: str) -> tuple[Supervisor, Reconfig]:
     return supervisor, Reconfig.fresh(shard_map, 1.0)
 
 
+GROUP = {"replica": "coordinator-1", "term": 4, "commit": 9, "lag": {"coordinator-0": 0, "coordinator-2": 3}}
+COORDINATOR = coordinator_shown(GROUP, {"coordinator-0": 10, "coordinator-1": 11, "coordinator-2": 0},
+                                {"coordinator-0": True, "coordinator-1": True})
+
+
+def test_the_coordinator_group_shows_its_leader_and_each_replica_with_its_role_and_lag():
+    assert COORDINATOR == {
+        "leader": "coordinator-1", "term": 4, "commit": 9, "storage_failure": "",
+        "replicas": {"coordinator-0": {"role": "follower", "pid": 10, "lag": 0},
+                     "coordinator-1": {"role": "leader", "pid": 11, "lag": 0},
+                     "coordinator-2": {"role": "down", "pid": 0, "lag": 3}},
+    }
+
+
+def test_a_server_whose_storage_failed_shows_failing_with_the_reason_while_failures_go_on():
+    supervisor, reconfig = booted("clusters:\n  c1: {replicas: 3}\n")
+    supervisor.failed("c1-r1", "disk full", NOW - 1)
+    assert status_of(supervisor, reconfig, {})["clusters"]["c1"]["replicas"]["c1-r1"]["failing"] == "disk full"
+    later = status_of(supervisor, reconfig, {}, now=NOW + 60)
+    assert later["clusters"]["c1"]["replicas"]["c1-r1"]["failing"] == ""
+
+
 def status_of(supervisor: Supervisor, reconfig: Reconfig, reports: dict, last_reports=None, now=NOW) -> dict:
     leaders = {cluster: reconfig.map.replicas(cluster)[0] for cluster in reconfig.map.clusters}
     return build_status(shard_map=reconfig.map, supervisor=supervisor, reports=reports,
                         last_reports=last_reports or {}, leaders=leaders, terms=dict.fromkeys(leaders, 3),
-                        jobs=reconfig.jobs, now=now, admin_pid=11, clerks=2)
+                        jobs=reconfig.jobs, now=now, admin_pid=11, clerks=2, coordinator=COORDINATOR)
 
 
 def report(role: str, commit: int = 120, **more) -> dict:

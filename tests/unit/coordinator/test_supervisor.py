@@ -112,7 +112,7 @@ def test_an_exited_server_restarts_after_the_backoff_and_only_once():
     supervisor.started("c1-r0", "c1-r0@0", pid=4242, now=START)
     actions = supervisor.exited("c1-r0@0")
     assert actions == [ForgetLeader(cluster="c1", replica="c1-r0"),
-                       Log(text="server c1-r0 (pid 4242) exited; restarting it"),
+                       Log(text="server c1-r0 (pid 4242) exited; restarting it in 0.2 s"),
                        RestartLater(replica="c1-r0", generation=1, delay=RESTART_BACKOFF)]
     assert supervisor.exited("c1-r0@0") == [], "ChildActorExited twice"
     assert shell.sweep(START + 0.1, exited={"c1-r0"}) == [], "the sweep saw the same exit"
@@ -342,3 +342,44 @@ def test_one_host_supervises_everything_here_whatever_was_placed_before():
     supervisor = Supervisor(parse_topology(ONE_HOST), {"c1-r0": "b"}, {"c1-r0": "add:j1"})
     assert (supervisor.placement, supervisor.replacements, supervisor.hosts) == ({}, {}, {})
     assert supervisor.supervise("c1", "c1-r0", START) == [CreateServer(replica="c1-r0"), WritePids()]
+
+
+# -- hand-over between coordinator replicas and held data directories ------------------------
+
+
+def test_a_new_acting_coordinator_adopts_running_servers_without_starting_them_and_watches_their_pids():
+    topology = parse_topology(ONE_HOST)
+    supervisor = Supervisor(topology, {}, {})
+    assert supervisor.adopt("c1", "c1-r0", "c1-r0@old", pid=500, now=START) == [WritePids()]
+    assert supervisor.adopt("c1", "c1-r0", "c1-r0@other", pid=501, now=START) == [], "supervised already"
+    record = supervisor.servers["c1-r0"]
+    assert (record.alive, record.address, record.pid) == (True, "c1-r0@old", 500)
+    assert supervisor.local_processes() == {"c1-r0": 500}
+    jobs = ReplacementJobs(reconfig=Reconfig.fresh(ShardMap.initial(("c1",), topology.members(), 64), GRACE),
+                           job_time=JOB_TIME)
+    actions = supervisor.sweep(START + 0.5, {"c1-r0"}, jobs)
+    assert actions[-1] == RestartLater(replica="c1-r0", generation=1, delay=RESTART_BACKOFF)
+
+
+def test_a_server_refused_its_directory_by_an_orphan_of_this_system_gets_the_orphan_killed():
+    shell = Shell(ONE_HOST)
+    supervisor = shell.supervisor
+    supervisor.started("c1-r1", "c1-r1@0", pid=41, now=START)
+    assert supervisor.refused("c1-r0", "c1-r0@0", holder=99, ours=True)[0] == KillProcess(pid=99)
+    # Not this system's, a supervised server's own process, or an earlier address: never killed.
+    assert of_type(supervisor.refused("c1-r0", "c1-r0@0", holder=99, ours=False), KillProcess) == []
+    assert of_type(supervisor.refused("c1-r0", "c1-r0@0", holder=41, ours=True), KillProcess) == []
+    assert supervisor.refused("c1-r0", "c1-r0@stale", holder=99, ours=True) == []
+
+
+def test_a_server_that_keeps_failing_to_start_is_restarted_with_a_growing_backoff_until_it_starts():
+    shell = Shell(ONE_HOST)
+    supervisor = shell.supervisor
+    delays = []
+    for generation in range(1, 7):
+        [*_, restart] = supervisor.exited(f"c1-r0@{generation - 1}")
+        delays.append(restart.delay)
+        shell.carry_out(supervisor.restart("c1-r0", generation, START + generation))
+    assert delays == [0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    supervisor.started("c1-r0", "c1-r0@6", pid=7, now=START + 10)
+    assert supervisor.exited("c1-r0@6")[-1].delay == RESTART_BACKOFF

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 from actors.raft.messages import ENTRY_CONF, ENTRY_NOOP, ConfState, Entry, HardState, Snapshot
-from actors.raft.storage import CorruptStorage, MemoryStorage, Storage, StoredState
+from actors.raft.storage import CorruptStorage, MemoryStorage, Storage, StorageUnavailable, StoredState
 from actors.sqlite_storage import SqliteStorage
 
 CONF = ConfState(voters=("c1-r0", "c1-r1", "c1-r2"))
@@ -174,7 +174,8 @@ def test_a_batch_is_atomic_when_the_save_fails_midway(disk, monkeypatch):
     # The hard state is written last in a batch, after the snapshot and the
     # entries: failing there proves the earlier writes are undone.
     monkeypatch.setattr(store, "_write_hard_state", crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    # SQLite's storage reports the failure as StorageUnavailable: nothing took effect.
+    with pytest.raises((OSError, StorageUnavailable), match="simulated crash"):
         store.save(
             snapshot=snapshot(2, term=1),
             entries=entries(3, 5, term=2),
@@ -183,6 +184,25 @@ def test_a_batch_is_atomic_when_the_save_fails_midway(disk, monkeypatch):
     monkeypatch.undo()
     assert store.load() == before
     assert disk.reopen().load() == before
+
+
+def test_a_full_disk_is_reported_as_storage_unavailable_and_the_next_save_works(tmp_path, monkeypatch):
+    store = SqliteStorage(tmp_path / "c1-r0.db")
+    store.save(hard_state=HardState(term=1, voted_for="c1-r1", commit=2), entries=entries(1, 3, term=1))
+    before = store.load()
+
+    def full(entries):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "_write_entries", full)
+    with pytest.raises(StorageUnavailable) as failed:
+        store.save(entries=entries(4, 5, term=1))
+    assert failed.value.reason == "disk full"
+    monkeypatch.undo()
+    assert store.load() == before
+    store.save(entries=entries(4, 5, term=1))  # space came back
+    assert store.last_index() == 5
+    store.close()
 
 
 def test_stored_values_do_not_change_when_the_caller_mutates_its_buffers(disk):

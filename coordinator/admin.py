@@ -131,13 +131,15 @@ def _handle(port: int, base: str, admin: str):
     prepare_environment()
     from thespian.actors import ActorSystem, InvalidActorAddress
 
+    dead = Unavailable(f"the actor system's admin at {admin} is dead: the store keeps serving the clients "
+                       "already connected, but nobody new can attach; `raftline stop` then `raftline start` "
+                       "recovers")
+    if admin_dead(port):
+        raise dead
     try:
         return ActorSystem(base, {"Admin Port": port}, transientUnique=True)
     except InvalidActorAddress:
-        # Its logger, forked from it, still holds the listening port.
-        raise Unavailable(f"the actor system's admin at {admin} is dead: the store keeps serving the clients "
-                          "already connected, but nobody new can attach; `raftline stop` then `raftline start` "
-                          "recovers") from None
+        raise dead from None
 
 
 def coordinator_addresses(system, admin: str, base: str = DEFAULT_BASE) -> list:
@@ -371,8 +373,37 @@ def session_processes(session: int) -> set[int]:
 
 
 def listener_session(port: int) -> int:
-    """The session of the process listening on TCP `port` (an actor system's
-    admin: Thespian starts it in a session of its own), or 0 when none is found."""
+    """The session of the processes listening on TCP `port` (an actor system's
+    admin and its logger: Thespian starts the admin in a session of its own),
+    or 0 when none is found."""
+    listeners = _listeners(port)
+    if not listeners:
+        return 0
+    try:
+        return int((Path("/proc") / str(listeners[0]) / "stat").read_text().rsplit(")", 1)[1].split()[3])
+    except OSError:
+        return 0
+
+
+ADMIN_TITLE = "MultiProcAdmin"
+"""How Thespian titles an actor system's admin process (setproctitle)."""
+
+
+def admin_dead(port: int) -> bool:
+    """Whether `port` is held by an actor system whose admin died: its logger,
+    forked from it, keeps the listening socket (attaching would then take
+    ~15 s to fail)."""
+    titles = []
+    for pid in _listeners(port):
+        try:
+            titles.append((Path("/proc") / str(pid) / "cmdline").read_text())
+        except OSError:
+            continue
+    return bool(titles) and not any(title.startswith(ADMIN_TITLE) for title in titles)
+
+
+def _listeners(port: int) -> list[int]:
+    """The processes holding a socket that listens on TCP `port`, by PID."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -383,15 +414,16 @@ def listener_session(port: int) -> int:
             fields = row.split()
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
                 inodes.add(f"socket:[{fields[9]}]")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    found = []
+    for entry in sorted(Path("/proc").iterdir(), key=lambda path: path.name):
+        if not entry.name.isdigit() or not inodes:
             continue
         try:
             if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
-                return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+                found.append(int(entry.name))
         except OSError:
             continue
-    return 0
+    return found
 
 
 def _recorded_session(data_dir: Path | None) -> int:
@@ -417,10 +449,9 @@ def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BA
         if not recorded:
             raise ClusterNotRunning(how_to_start(admin))
         return _reap(sorted(recorded), grace)
-    try:
-        status = admin_status(port, base)
-    except Unavailable:
+    if admin_dead(port):
         return _reap(sorted(recorded | session_processes(listener_session(port))), grace)
+    status = admin_status(port, base)
     capabilities = status.capabilities if status is not None else {}
     if capabilities.get(MEMBER_CAPABILITY):
         home = capabilities.get(DATA_DIR_CAPABILITY)

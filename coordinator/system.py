@@ -87,12 +87,7 @@ def start(
     if admin_listening(LOOPBACK, port):
         raise AlreadyRunning(f"something already listens on {admin}: a raftline system? (`raftline stop` stops it)")
     data = Path(data_dir if data_dir is not None else topo.data_dir).absolute()
-    for directory in ("coordinator", *topo.coordinator.replica_ids):  # "coordinator": an older version's
-        holder = holder_of(data / directory)
-        if holder is not None:
-            # Refused before anything starts: two systems on one data directory lose writes.
-            raise AlreadyRunning(f"{DataDirInUse(data, holder)}: a raftline system runs on it "
-                                 "(`raftline stop` stops it)")
+    refuse_data_in_use(data, ["coordinator", *topo.coordinator.replica_ids])  # "coordinator": an older version's
     data.mkdir(parents=True, exist_ok=True)
     env = host_environment(leader.address if leader else None)
     with open(data / LOG_FILE, "ab") as log:
@@ -116,6 +111,17 @@ def start(
         cluster.stop()
         raise
     return cluster
+
+
+def refuse_data_in_use(data: Path, directories: list[str]) -> None:
+    """AlreadyRunning when a process holds one of `directories` under `data`:
+    refused before anything starts, since two systems on one data directory
+    lose acknowledged writes."""
+    for directory in sorted(directories):
+        holder = holder_of(data / directory)
+        if holder is not None:
+            raise AlreadyRunning(f"{DataDirInUse(data / directory, holder)}: a raftline system runs on it "
+                                 "(`raftline stop` stops it)")
 
 
 def join(
@@ -144,6 +150,7 @@ def join(
         raise AlreadyRunning(f"something already listens on {admin}: a raftline member? "
                              f"(`raftline stop --admin {admin}` stops it)")
     data = Path(data_dir).absolute()
+    refuse_data_in_use(data, [path.name for path in data.iterdir() if path.is_dir()] if data.exists() else [])
     data.mkdir(parents=True, exist_ok=True)
     with open(data / LOG_FILE, "ab") as log:
         launcher = subprocess.Popen(

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from actors.messages import AddCluster
 from actors.process import process_running
-from clerk import connect
+from clerk import Unavailable, connect
 from coordinator.admin import stop_system
 from coordinator.system import start
 from raftline.workloads import OPENING_BALANCE
@@ -131,6 +133,9 @@ def test_the_admins_death_leaves_connected_clients_working_and_stop_ends_everyth
         os.kill(cluster.status()["admin_pid"], signal.SIGKILL)
         store.put("kept", "after the admin died")
         assert store.get("kept") == "after the admin died"
+        # Nothing new can attach, and it says so at once (not after Thespian's ~15 s).
+        with pytest.raises(Unavailable, match="admin at .* is dead.*raftline stop"):
+            connect(admin=cluster.admin)
     stop_system(cluster.admin, tmp_path / "data")
     assert_all_gone(pids)
     again = start_system(tmp_path)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -69,6 +70,10 @@ def test_a_child_forked_by_the_holder_does_not_keep_the_lock_after_the_holder_is
         assert holder_of(directory) == holder.pid
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=10)
+        # The child closes its copy as soon as it first runs, which may be a moment after the fork.
+        deadline = time.monotonic() + 10
+        while holder_of(directory) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert holder_of(directory) is None
     finally:
         holder.kill()
@@ -76,3 +81,17 @@ def test_a_child_forked_by_the_holder_does_not_keep_the_lock_after_the_holder_is
         holder.stdout.close()
         if child:
             os.kill(child, signal.SIGKILL)
+
+
+def test_joining_a_host_whose_data_directory_is_in_use_is_refused_before_anything_starts(tmp_path):
+    from coordinator.admin import free_port
+    from coordinator.errors import AlreadyRunning
+    from coordinator.system import join
+
+    held = lock_data_dir(tmp_path / "data" / "c1-r1")
+    try:
+        with pytest.raises(AlreadyRunning, match=rf"c1-r1 is in use by process {os.getpid()}"):
+            join("127.0.0.1:1", "b", "127.0.0.1", tmp_path / "data", free_port())
+        assert not (tmp_path / "data" / "raftline.log").exists()
+    finally:
+        held.close()

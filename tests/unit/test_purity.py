@@ -22,6 +22,7 @@ PURE_CORES = [
     "clerk/core.py",
     "clerk/session.py",
     "clerk/timestamps.py",
+    "coordinator/group.py",
     "coordinator/placement.py",
     "coordinator/reconfig.py",
     "coordinator/shardmap.py",

@@ -1,9 +1,11 @@
 """`raftline check HISTORY --model M`: judge a recorded history (docs/DESIGN.md section 8).
 
-Prints "valid", or "INVALID: N anomalies" and one line per anomaly (or the
-verdict as JSON with --json). Exit status 0 when valid, 1 when invalid, 2
-when the file cannot be read or is not a history: one line on stderr naming
-the line at fault, never a traceback.
+Prints "valid" (saying so when the history held nothing to check), or
+"INVALID: N anomalies" and one line per anomaly, or "UNDETERMINED" with the
+limit a search hit and how to raise it (or the verdict as JSON with --json).
+Exit status: 0 valid, 1 anomalies found, 2 when the file cannot be read or is
+not a history (one line on stderr naming the line at fault, never a
+traceback), 3 undetermined.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import sys
 from raftline.check.bank import check_bank_history
 from raftline.check.elle import check_list_append
 from raftline.check.history import HistoryError, Operation, read_operations
-from raftline.check.linearizable import check_linearizable
+from raftline.check.linearizable import MAX_SEARCH_STATES, check_linearizable
 from raftline.check.result import DEFAULT_LIMIT, CheckResult
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_NO_VERDICT = 2
 """No verdict: the history could not be read (check) or the run that records it failed (verify)."""
+EXIT_UNDETERMINED = 3
+"""The checker could not decide within its limits: neither valid nor invalid."""
 MODELS = ("list-append", "bank", "register")
 HELP = "judge a recorded history (JSON Lines) against a model"
 
@@ -38,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--process-order", action="store_true", help="list-append: also require each process's own order"
     )
     parser.add_argument("--limit", type=int, default=50, help="print at most this many anomalies (default 50)")
+    parser.add_argument("--max-states", type=int, default=MAX_SEARCH_STATES,
+                        help=f"register: states one key's linearizability search may explore before it gives up"
+                             f" as undetermined (default {MAX_SEARCH_STATES:,})")
     parser.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
 
 
@@ -50,20 +57,48 @@ def judge(
     realtime: bool = False,
     process_order: bool = False,
     limit: int = DEFAULT_LIMIT,
+    max_states: int = MAX_SEARCH_STATES,
 ) -> CheckResult:
     """The verdict of `model`'s checker; `total` and `accounts` are the bank's,
-    `realtime` and `process_order` list-append's extra orders."""
+    `realtime` and `process_order` list-append's extra orders, `max_states`
+    the register search's budget."""
     if model == "list-append":
         return check_list_append(operations, realtime=realtime, process_order=process_order, limit=limit)
     if model == "bank":
         return check_bank_history(operations, total, accounts, limit=limit)
-    return check_linearizable(operations, "register", limit=limit)
+    return check_linearizable(operations, "register", limit=limit, max_states=max_states)
+
+
+def outcome(result: CheckResult) -> str:
+    """"valid", "invalid" (anomalies found, proven) or "undetermined"."""
+    if result.anomalies or (not result.valid and not result.undetermined):
+        return "invalid"
+    return "undetermined" if result.undetermined else "valid"
+
+
+def exit_status(result: CheckResult) -> int:
+    return {"valid": EXIT_VALID, "invalid": EXIT_INVALID, "undetermined": EXIT_UNDETERMINED}[outcome(result)]
+
+
+def verdict_lines(result: CheckResult) -> list[str]:
+    """The verdict for people: a headline, then one line per anomaly or per undecided part."""
+    match outcome(result):
+        case "valid":
+            return ["valid" if result.checked else "valid: the history holds no operation, so nothing was checked"]
+        case "undetermined":
+            return ["UNDETERMINED: no anomaly found, but not everything could be decided",
+                    *(f"  {line}" for line in result.undetermined)]
+    count = len(result.anomalies) or len(result.violations)
+    lines = [f"INVALID: {count} {'anomaly' if count == 1 else 'anomalies'}", *(f"  {line}" for line in result.violations)]
+    return lines + [f"  undetermined: {line}" for line in result.undetermined]
 
 
 def verdict_json(result: CheckResult, model: str, operations: int) -> dict:
     return {
         "model": model,
         "valid": result.valid,
+        "outcome": outcome(result),
+        "undetermined": list(result.undetermined),
         "operations": operations,
         "anomalies": [
             {
@@ -102,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             realtime=args.realtime,
             process_order=args.process_order,
             limit=args.limit,
+            max_states=args.max_states,
         )
     except OSError as error:
         print(f"raftline check: cannot read {args.history}: {error.strerror}", file=sys.stderr)
@@ -114,10 +150,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_NO_VERDICT
     if args.json:
         print(json.dumps(verdict_json(result, args.model, len(operations))))
-    elif result.valid:
-        print("valid")
     else:
-        print(f"INVALID: {len(result.anomalies)} anomalies")
-        for line in result.violations:
-            print(f"  {line}")
-    return EXIT_VALID if result.valid else EXIT_INVALID
+        print("\n".join(verdict_lines(result)))
+    return exit_status(result)

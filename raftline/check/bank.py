@@ -40,7 +40,9 @@ def check_bank_history(
     """
     names = {str(number) for number in range(accounts)} if isinstance(accounts, int) else set(accounts)
     anomalies = []
+    checked = 0
     for operation in operations:
+        checked += 1
         if operation.f == "transfer":
             value = operation.invoke_value
             if not (isinstance(value, dict) and {"from", "to", "amount"} <= value.keys()):
@@ -88,5 +90,5 @@ def check_bank_history(
                     operations=(operation,),
                 )
             )
-    return verdict(anomalies, limit)
+    return verdict(anomalies, limit, checked=checked)
 

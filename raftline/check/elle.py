@@ -4,11 +4,14 @@ Rules and invariants:
 - Input is a recorded list-append history (raftline/check/history.py): what
   clients observed; the checker never trusts the store's own bookkeeping.
 - Each key's version order is its longest read, which every other read must
-  be a prefix of; ww/wr/rw edges follow from it; each strongly connected
+  be a prefix of; ww/wr/rw edges follow from it. A committed append that no
+  read observed comes after that whole order (see `_unobserved_appends`);
+  each strongly connected
   component yields one short cycle named by the weakest edges that close it
   (G0: ww only, G1c: ww+wr, G-single: exactly one rw, G2: more).
 - Non-cyclic anomalies (aborted and intermediate reads, duplicates,
-  incompatible orders, internal inconsistency, garbage reads) need no graph.
+  incompatible orders, internal inconsistency, future reads, garbage reads)
+  need no graph.
 - Appended values are unique per key, as Elle requires of its generator.
 - Every graph walk is iterative: histories are far deeper than Python's stack.
 """
@@ -63,10 +66,21 @@ def _micro_ops(operation: Operation) -> list[tuple[str, Any, Any]]:
 
 
 def _internal_anomaly(operation: Operation, ops: list[tuple[str, Any, Any]]) -> Anomaly | None:
-    """A read that disagrees with what the txn itself read or appended before."""
+    """A read that disagrees with what the txn itself read or appended before,
+    or that holds an element the txn appends only later (a future read)."""
     known: dict[Any, list] = {}  # key -> the whole list, once the txn has read it
     appended: dict[Any, list] = {}  # key -> the txn's own appends, before any read of it
-    for f, key, value in ops:
+    for position, (f, key, value) in enumerate(ops):
+        if f == "r":
+            later = {element for g, other, element in ops[position + 1:] if g == "append" and other == key}
+            future = [element for element in value if element in later]
+            if future:
+                return Anomaly(
+                    name="future-read",
+                    detail=f"{operation.describe()} read key {key!r} as {value}, holding {future}, which it"
+                    " appends only afterwards",
+                    operations=(operation,),
+                )
         if f == "append":
             (known[key] if key in known else appended.setdefault(key, [])).append(value)
             continue
@@ -143,7 +157,7 @@ def check_list_append(
     anomalies += order_anomalies
     graph = _dependency_graph(history, orders, realtime=realtime, process_order=process_order)
     anomalies += _cycle_anomalies(history, graph)
-    return verdict(anomalies, limit)
+    return verdict(anomalies, limit, checked=len(history.ops))
 
 
 def _read_anomalies(history: _AppendHistory) -> list[Anomaly]:
@@ -270,6 +284,7 @@ def _dependency_graph(
             following = committed_writer(key, order[len(read)])
             if following is not None:
                 graph.add(reader, following, RW, key)
+    _unobserved_appends(history, orders, graph)
     if realtime:
         _add_realtime_edges(ops, graph)
     if process_order:
@@ -282,6 +297,36 @@ def _dependency_graph(
             if operation.type == "ok":
                 last_ok[operation.process] = position
     return graph
+
+
+def _unobserved_appends(history: _AppendHistory, orders: dict[Any, list], graph: _Graph) -> None:
+    """Edges to committed appends that no read observed, as Elle infers them.
+
+    Why that is sound: a key's value only grows at its end, every read
+    returns a prefix of its final list, and a committed append is in that
+    list. Had an unobserved append come before an element some read
+    returned, that read would have returned it too. So each one follows
+    every element of the longest read: a ww edge from the writer of its last
+    element, and an rw edge from every txn that read that whole order (it
+    saw a version the append came after). Their order among themselves is
+    unknown, so they get no edge between them. A key no txn read gets none.
+    """
+    ops, writer = history.ops, history.writer
+    observed = {(key, element) for key, order in orders.items() for element in order}
+    readers_of_whole: dict[Any, list[int]] = {}
+    for reader, key, read in history.reads:
+        if read == orders[key]:
+            readers_of_whole.setdefault(key, []).append(reader)
+    for (key, element), source in writer.items():
+        if key not in orders or (key, element) in observed or ops[source].type != "ok":
+            continue
+        order = orders[key]
+        if order:
+            last = writer.get((key, order[-1]))
+            if last is not None and ops[last].type != "fail":
+                graph.add(last, source, WW, key)
+        for reader in readers_of_whole.get(key, ()):
+            graph.add(reader, source, RW, key)
 
 
 def _add_realtime_edges(ops: list[Operation], graph: _Graph) -> None:

@@ -2,9 +2,11 @@
 
 Rules and invariants:
 - One event per line: `{"process": P, "type": "invoke"|"ok"|"fail"|"info",
-  "f": F, "value": V, "time": NS}`. Lines come in the order things happened;
-  `time` is in nanoseconds and never decreases from one line to the next.
-  Blank lines are skipped.
+  "f": F, "value": V, "time": NS}`. Lines come in the order things happened,
+  and that order alone is real time, as in Jepsen: an operation precedes
+  another when its completion's line comes before the other's invoke.
+  `time` (nanoseconds) is for people; it may go backwards (Jepsen's own
+  histories do) and is never used to order anything. Blank lines are skipped.
 - Each process has at most one outstanding operation: an `invoke` opens it,
   the next `ok`, `fail` or `info` of that process (same `f`) completes it.
 - `ok` means it happened and `value` is what the client observed; `fail`
@@ -63,9 +65,9 @@ class Operation:
         invoke_value: the argument it was invoked with.
         result_value: the value its completion carried (None when it has none).
         type: "ok", "fail" or "info" (outcome unknown).
-        start: invoke time, nanoseconds.
-        end: completion time, nanoseconds; None for an info operation, which
-            may take effect at any time after `start`.
+        start: its invoke's position among the history's events (real-time order).
+        end: its completion's position; None for an info operation, which may
+            take effect at any time after `start`.
         line: the history line of its invoke (0 when not read from a file).
     """
 
@@ -120,18 +122,8 @@ def parse_event(text: str, *, line: int | None = None) -> Event:
 
 
 def read_numbered(lines: Iterable[str]) -> list[tuple[int, Event]]:
-    """(line number, Event) for each non-blank line, checking that time never decreases."""
-    numbered: list[tuple[int, Event]] = []
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        event = parse_event(text, line=number)
-        if numbered and event.time < numbered[-1][1].time:
-            raise HistoryError(
-                f"time {event.time} is earlier than the previous event's {numbered[-1][1].time}", line=number
-            )
-        numbered.append((number, event))
-    return numbered
+    """(line number, Event) for each non-blank line."""
+    return [(number, parse_event(text, line=number)) for number, text in enumerate(lines, start=1) if text.strip()]
 
 
 def read_history(lines: Iterable[str]) -> list[Event]:
@@ -160,24 +152,24 @@ def pair_operations(events: Sequence[Event], lines: Sequence[int] | None = None)
     """
     numbers = lines if lines is not None else range(1, len(events) + 1)
     operations: list[Operation | None] = []
-    open_by_process: dict[int, tuple[int, Event, int]] = {}  # process -> (slot, invoke, line)
-    for event, number in zip(events, numbers):
+    open_by_process: dict[int, tuple[int, Event, int, int]] = {}  # process -> (slot, invoke, line, position)
+    for position, (event, number) in enumerate(zip(events, numbers)):
         if event.type == "invoke":
             if event.process in open_by_process:
-                _, pending, pending_line = open_by_process[event.process]
+                _, pending, pending_line, _ = open_by_process[event.process]
                 raise HistoryError(
                     f"process {event.process} invokes {event.f} while its {pending.f} from line"
                     f" {pending_line} is still outstanding",
                     line=number,
                 )
-            open_by_process[event.process] = (len(operations), event, number)
+            open_by_process[event.process] = (len(operations), event, number, position)
             operations.append(None)
             continue
         if event.process not in open_by_process:
             raise HistoryError(
                 f"{event.type} for process {event.process}, which has no outstanding operation", line=number
             )
-        slot, invoke, invoke_line = open_by_process.pop(event.process)
+        slot, invoke, invoke_line, invoked_at = open_by_process.pop(event.process)
         if event.f != invoke.f:
             raise HistoryError(
                 f"{event.type} {event.f} does not match process {event.process}'s invoke of {invoke.f}"
@@ -191,11 +183,11 @@ def pair_operations(events: Sequence[Event], lines: Sequence[int] | None = None)
             invoke_value=invoke.value,
             result_value=event.value,
             type=event.type,
-            start=invoke.time,
-            end=None if event.type == "info" else event.time,
+            start=invoked_at,
+            end=None if event.type == "info" else position,
             line=invoke_line,
         )
-    for slot, invoke, invoke_line in open_by_process.values():
+    for slot, invoke, invoke_line, invoked_at in open_by_process.values():
         operations[slot] = Operation(
             index=slot,
             process=invoke.process,
@@ -203,7 +195,7 @@ def pair_operations(events: Sequence[Event], lines: Sequence[int] | None = None)
             invoke_value=invoke.value,
             result_value=None,
             type="info",
-            start=invoke.time,
+            start=invoked_at,
             end=None,
             line=invoke_line,
         )

@@ -108,8 +108,8 @@ def check_linearizable(
     the value is old (an ok cas did; a failed one did nothing). Each key is
     searched on its own; every key that cannot be linearized is reported
     with the operation the search got stuck at and what preceded it. A key
-    whose search outgrows `max_states` is reported "undetermined": the
-    checker could not decide, which is not a pass.
+    whose search outgrows `max_states` is left undetermined (the result says
+    which and how to raise the limit): not a pass, and not a violation.
     """
     if model != "register":
         raise ValueError(f"unknown model {model!r}: only 'register' is supported")
@@ -123,20 +123,30 @@ def check_linearizable(
         by_key.setdefault(key, []).append(
             _RegisterOp(operation=operation, f=operation.f, argument=_frozen(argument), required=operation.type == "ok")
         )
-    anomalies = []
+    anomalies, undetermined = [], []
+    checked = 0
     for key, ops in by_key.items():
-        anomaly = _linearize(key, ops, max_states)
+        checked += len(ops)
+        try:
+            anomaly = _linearize(key, ops, max_states)
+        except _GaveUp:
+            undetermined.append(f"key {key!r}: the search gave up after exploring {max_states} states of"
+                                f" {len(ops)} operations (raise the limit with --max-states)")
+            continue
         if anomaly:
             anomalies.append(anomaly)
-    return verdict(anomalies, limit)
+    return verdict(anomalies, limit, checked=checked, undetermined=undetermined)
+
+
+class _GaveUp(Exception):
+    """One key's search outgrew its state limit."""
 
 
 def _linearize(key: Any, ops: list[_RegisterOp], max_states: int) -> Anomaly | None:
     """Wing and Gong's search with Lowe's memoization, over one key's operations.
 
-    Entries (calls and returns) sit in a linked list in time order, calls
-    first at equal times (touching operations count as concurrent); an info
-    operation returns after everything. The search linearizes the first call
+    Entries (calls and returns) sit in a linked list in history order; an
+    info operation returns after everything. The search linearizes the first call
     it can, lifting it and its return out of the list; meeting a return means
     that operation was not linearized in time, so it backtracks. A
     (linearized set, state) pair already explored is never explored again.
@@ -185,11 +195,7 @@ def _linearize(key: Any, ops: list[_RegisterOp], max_states: int) -> Anomaly | N
             bit = 1 << entry.op
             if possible and (linearized | bit, after) not in explored:
                 if len(explored) >= max_states:
-                    return Anomaly(
-                        name="undetermined",
-                        detail=f"key {key!r}: gave up after exploring {max_states} states of {len(ops)} operations",
-                        operations=(),
-                    )
+                    raise _GaveUp
                 explored.add((linearized | bit, after))
                 stack.append((entry, state))
                 state, linearized = after, linearized | bit

@@ -15,18 +15,24 @@ class CheckResult:
     """A checker's verdict.
 
     Fields:
-        valid: True when no violation was found.
+        valid: True when the history was checked whole and no violation was found.
         violations: one human-readable line per violation, a cycle first
             (at most the checker's `limit`, then a line counting the rest).
         cycle: txids of one dependency cycle, when one was found.
         anomalies: every anomaly found, uncapped, for the checkers of
             recorded histories (empty for `check_bank`, `check_serializable`).
+        undetermined: why part of the history could not be decided (a search
+            limit hit, and how to raise it); no anomaly found and this set
+            means neither valid nor invalid.
+        checked: how many operations were judged (0: nothing was checked).
     """
 
     valid: bool
     violations: list[str]
     cycle: tuple[str, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
+    undetermined: tuple[str, ...] = ()
+    checked: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,10 +76,12 @@ class Violations:
         return CheckResult(valid=not lines, violations=lines, cycle=cycle)
 
 
-def verdict(anomalies: list[Anomaly], limit: int) -> CheckResult:
-    """The verdict on a recorded history: its anomalies, the first `limit` spelled out."""
+def verdict(anomalies: list[Anomaly], limit: int, *, checked: int, undetermined: list[str] = ()) -> CheckResult:
+    """The verdict on a recorded history of `checked` operations: its anomalies,
+    the first `limit` spelled out; valid only when nothing was left undecided."""
     found = Violations(limit)
     for anomaly in anomalies:
         found.add(anomaly.line())
     result = found.result()
-    return CheckResult(valid=result.valid, violations=result.violations, anomalies=tuple(anomalies))
+    return CheckResult(valid=result.valid and not undetermined, violations=result.violations,
+                       anomalies=tuple(anomalies), undetermined=tuple(undetermined), checked=checked)

@@ -17,7 +17,10 @@ How a run works:
 - After the run the files are merged by time into one history (default
   `history.jsonl` in a new temporary directory, kept; the path is printed),
   and the checker of the workload's model (raftline/check) judges it.
-- Exit status as `raftline check`'s: 0 valid, 1 invalid, 2 no verdict (the
+- List-append histories are judged for strict serializability (real-time
+  edges), registers for linearizability, bank runs by the bank's invariant;
+  the report says which.
+- Exit status as `raftline check`'s: 0 valid, 1 invalid, 3 undetermined, 2 no verdict (the
   run itself failed; one line on stderr).
 """
 
@@ -235,9 +238,20 @@ def merge_histories(histories: list[tuple[list[Event], int | None]]) -> list[Eve
     return sorted(events, key=lambda event: event.time)  # stable: each process's own order is kept
 
 
+CONSISTENCY = {
+    "list-append": "strict serializability",
+    "bank": "the bank's invariant (every read sums to the total)",
+    "register": "linearizability",
+}
+"""What verify judges each workload's history against."""
+
+
 def judge(workload: str, operations: list[Operation]) -> CheckResult:
-    """The verdict of the workload's model; a bank opened every account with OPENING_BALANCE."""
-    return check.judge(workload, operations, total=OPENING_BALANCE * VERIFY_ACCOUNTS, accounts=VERIFY_ACCOUNTS)
+    """The verdict of the workload's model; a bank opened every account with
+    OPENING_BALANCE. List-append histories are judged with real-time edges:
+    strict serializability, what users of etcd and FoundationDB rely on."""
+    return check.judge(workload, operations, total=OPENING_BALANCE * VERIFY_ACCOUNTS, accounts=VERIFY_ACCOUNTS,
+                       realtime=workload == "list-append")
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -280,7 +294,7 @@ def run_clients(
 
 def run(args) -> int:
     """Run what `args` (from add_arguments) asks and print the report; the
-    exit status: 0 valid, 1 invalid, 2 no verdict (the run failed)."""
+    exit status: 0 valid, 1 invalid, 3 undetermined, 2 no verdict (the run failed)."""
     from clerk.errors import RaftlineError
 
     try:
@@ -319,6 +333,7 @@ def run(args) -> int:
     checker_s = time.perf_counter() - checked_at
     report = {
         **check.verdict_json(result, args.workload, len(operations)),
+        "consistency": CONSISTENCY[args.workload],
         "workload": args.workload,
         "history": os.fspath(history_path),
         "clients": args.clients,
@@ -334,7 +349,7 @@ def run(args) -> int:
     print(format_report(report, result))
     if args.json:
         print(json.dumps(report, sort_keys=True))
-    return check.EXIT_VALID if result.valid else check.EXIT_INVALID
+    return check.exit_status(result)
 
 
 def format_report(report: dict, result: CheckResult) -> str:
@@ -347,7 +362,8 @@ def format_report(report: dict, result: CheckResult) -> str:
         f"  faults      {sum(report['faults'].values())} injected ({faults})",
         *[f"  note        {note}" for note in report.get("fault_notes", [])],
         f"  checker     {report['checker_s']:.3f} s",
-        f"  verdict     {'valid' if result.valid else f'INVALID: {len(result.anomalies)} anomalies'}",
+        f"  checked     {report['consistency']}",
+        f"  verdict     {check.verdict_lines(result)[0]}",
     ]
-    lines += [f"    {line}" for line in result.violations]
+    lines += [f"  {line}" for line in check.verdict_lines(result)[1:]]
     return "\n".join(lines)

@@ -45,7 +45,7 @@ def test_an_invalid_history_lists_each_anomaly(tmp_path, capsys):
     history = write(tmp_path / "h.jsonl", WRITE_SKEW)
     assert check([history, "--model", "list-append"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "INVALID: 1 anomalies"
+    assert out[0] == "INVALID: 1 anomaly"
     assert out[1].startswith("  G2: cycle op ")
 
 
@@ -74,6 +74,27 @@ def test_bank_model(tmp_path, capsys):
     assert out[0] == "INVALID: 2 anomalies"
     assert [line.split(":")[0].strip() for line in out[1:]] == ["negative-balance", "wrong-total"]
     assert check([write(tmp_path / "ok.jsonl", events[:4]), "--model", "bank", "--total", "20", "--accounts", "2"]) == 0
+
+
+def test_an_empty_history_is_valid_and_says_nothing_was_checked(tmp_path, capsys):
+    assert check([write(tmp_path / "h.jsonl", []), "--model", "list-append"]) == 0
+    assert capsys.readouterr().out == "valid: the history holds no operation, so nothing was checked\n"
+
+
+def test_a_search_that_hits_its_limit_is_undetermined_with_its_own_exit_status(tmp_path, capsys):
+    writes = [event for n in range(4) for event in
+              ({"process": n, "type": "invoke", "f": "write", "value": {"key": "a", "value": n}, "time": 0},)]
+    writes += [{"process": n, "type": "ok", "f": "write", "value": {"key": "a", "value": n}, "time": 1}
+               for n in range(4)]
+    read = [{"process": 9, "type": "invoke", "f": "read", "value": {"key": "a", "value": None}, "time": 2},
+            {"process": 9, "type": "ok", "f": "read", "value": {"key": "a", "value": 9}, "time": 3}]
+    history = write(tmp_path / "h.jsonl", writes + read)
+    assert check([history, "--model", "register", "--max-states", "3"]) == 3
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "UNDETERMINED: no anomaly found, but not everything could be decided"
+    assert "gave up after exploring 3 states" in out[1] and "--max-states" in out[1]
+    # Given room, the search proves it.
+    assert check([history, "--model", "register"]) == 1
 
 
 def test_bank_model_needs_total_and_accounts(tmp_path, capsys):
@@ -120,4 +141,4 @@ def test_runs_as_a_module(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "raftline.cli", "check", history, "--model", "list-append"], capture_output=True, text=True
     )
-    assert done.returncode == 1 and done.stdout.startswith("INVALID: 1 anomalies")
+    assert done.returncode == 1 and done.stdout.startswith("INVALID: 1 anomaly")

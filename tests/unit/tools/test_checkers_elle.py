@@ -210,6 +210,38 @@ def test_garbage_read():
     assert names(check_list_append(ops_of([("r", "x", [7])]))) == ["garbage-read"]
 
 
+def test_a_future_read_of_the_txns_own_later_append():
+    # Elle's internal anomaly: the read returns an element the txn appends only afterwards.
+    assert names(check_list_append(ops_of([("r", "x", [1]), ("a", "x", 1)]))) == ["future-read"]
+
+
+# -- committed appends no read observed (Elle infers where they go) ------------------------
+
+
+def test_an_unobserved_append_comes_after_the_longest_read_and_closes_a_g_single():
+    """T1 appends x and y; T2 sees T1's y but not its x, the only read of x.
+    T1's x was never read, yet it follows x's whole observed order (empty):
+    T2 -rw-> T1 -wr-> T2. Without the inference nothing links T2 to T1's x."""
+    history = ops_of([("a", "x", 1), ("a", "y", 1)], [("r", "y", [1]), ("r", "x", [])])
+    assert names(check_list_append(history)) == ["G-single"]
+
+
+def test_unobserved_appends_on_both_sides_close_a_write_skew():
+    """Each reads the other's key empty and appends to its own; nobody reads the appends."""
+    history = ops_of([("r", "x", []), ("a", "y", 1)], [("r", "y", []), ("a", "x", 1)])
+    assert names(check_list_append(history)) == ["G2"]
+
+
+def test_an_unobserved_append_after_everything_read_is_fine():
+    history = ops_of([("a", "x", 1)], [("r", "x", [1])], [("a", "x", 2)], [("r", "y", [])])
+    assert check_list_append(history).valid
+
+
+def test_unobserved_appends_are_not_ordered_among_themselves():
+    history = ops_of([("r", "x", [])], [("a", "x", 1)], [("a", "x", 2)])
+    assert check_list_append(history).valid
+
+
 def test_anomalies_name_the_operations_involved():
     result = check_list_append(ops_of(([("a", "x", 1)], "fail"), [("r", "x", [1])]))
     assert result.violations[0].startswith("G1a: op 1 (process 1, ok txn")

@@ -21,6 +21,9 @@ Rules and invariants:
     the transaction; values are `process * VALUES_PER_PROCESS + counter`,
     unique per key. Keys rotate every KEY_ROTATION_SECONDS (from the run's
     common start) so no list outgrows the value size limit in a long run.
+  - rw-register: transactions of 1-4 micro-ops `["r", key, None]` /
+    `["w", key, value]` over a few keys, values unique per key as
+    list-append's; a read records the whole value (null: never written).
   - bank: transfers `{"from", "to", "amount"}` and whole-bank reads.
   - register: `{"key": k, "value": v}` per operation, cas `[old, new]`; the
     initial value of every register is null (never written).
@@ -36,7 +39,7 @@ from typing import Any, Callable
 from actors.keyspace import slot_of
 
 BENCH_WORKLOADS = ("put", "get", "txn", "bank", "mixed")
-VERIFY_WORKLOADS = ("list-append", "bank", "register")
+VERIFY_WORKLOADS = ("list-append", "rw-register", "bank", "register")
 
 OPENING_BALANCE = 100
 """Every account's balance before the first transfer, in every tool."""
@@ -178,6 +181,28 @@ class ListAppendGenerator:
         return "txn", micro_ops
 
 
+class RwRegisterGenerator:
+    """Transactions of 1-4 micro-ops `["r", key, None]` / `["w", key, value]`."""
+
+    def __init__(self, rng: random.Random, process: int, *, prefix: str = "", keys: int = REGISTER_KEYS):
+        self.rng = rng
+        self.process = process
+        self.prefix = prefix
+        self.keys = keys
+        self.counter = 0
+
+    def next(self, elapsed_s: float) -> tuple[str, Any]:
+        micro_ops = []
+        for _ in range(self.rng.randint(1, MAX_MICRO_OPS)):
+            key = f"{self.prefix}rw-{self.rng.randrange(self.keys)}"
+            if self.rng.random() < 0.5:
+                micro_ops.append(["r", key, None])
+            else:
+                self.counter += 1
+                micro_ops.append(["w", key, self.process * VALUES_PER_PROCESS + self.counter])
+        return "txn", micro_ops
+
+
 class BankGenerator:
     """Transfers `{"from", "to", "amount"}` and whole-bank reads, half and half."""
 
@@ -213,6 +238,8 @@ class RegisterGenerator:
 def verify_generator(workload: str, rng: random.Random, process: int, prefix: str = ""):
     if workload == "list-append":
         return ListAppendGenerator(rng, process, prefix=prefix)
+    if workload == "rw-register":
+        return RwRegisterGenerator(rng, process, prefix=prefix)
     if workload == "bank":
         return BankGenerator(rng)
     if workload == "register":
@@ -230,6 +257,18 @@ def apply_list_append(txn, micro_ops: list) -> list:
         else:
             txn.put(key, [*current, argument])  # a new list: the transaction caches what it read
             completed.append(["append", key, argument])
+    return completed
+
+
+def apply_rw_register(txn, micro_ops: list) -> list:
+    """The micro-ops with each read's observed value filled in."""
+    completed = []
+    for kind, key, argument in micro_ops:
+        if kind == "r":
+            completed.append(["r", key, txn.get(key)])
+        else:
+            txn.put(key, argument)
+            completed.append(["w", key, argument])
     return completed
 
 
@@ -260,6 +299,8 @@ def apply_verify_operation(workload: str, txn, f: str, value: Any, prefix: str =
     """Run the operation's body in `txn`; its `ok` value (commit is the caller's)."""
     if workload == "list-append":
         return apply_list_append(txn, value)
+    if workload == "rw-register":
+        return apply_rw_register(txn, value)
     if workload == "bank":
         return apply_bank(txn, f, value, prefix)
     return apply_register(txn, f, value)

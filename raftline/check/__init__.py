@@ -19,6 +19,7 @@ from raftline.check.elle import check_list_append
 from raftline.check.history import HistoryError, Operation, read_operations
 from raftline.check.linearizable import MAX_SEARCH_STATES, check_linearizable
 from raftline.check.result import DEFAULT_LIMIT, CheckResult
+from raftline.check.rw_register import check_rw_register
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -26,7 +27,7 @@ EXIT_NO_VERDICT = 2
 """No verdict: the history could not be read (check) or the run that records it failed (verify)."""
 EXIT_UNDETERMINED = 3
 """The checker could not decide within its limits: neither valid nor invalid."""
-MODELS = ("list-append", "bank", "register")
+MODELS = ("list-append", "rw-register", "bank", "register")
 HELP = "judge a recorded history (JSON Lines) against a model"
 
 
@@ -36,10 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--total", type=int, help="bank: the money in the bank, conserved by every transfer")
     parser.add_argument("--accounts", type=int, help='bank: the number of accounts, named "0".."N-1"')
     parser.add_argument(
-        "--realtime", action="store_true", help="list-append: also require real-time order (strict serializability)"
+        "--realtime", action="store_true",
+        help="list-append, rw-register: also require real-time order (strict serializability)"
     )
     parser.add_argument(
-        "--process-order", action="store_true", help="list-append: also require each process's own order"
+        "--process-order", action="store_true", help="list-append, rw-register: also require each process's own order"
     )
     parser.add_argument("--limit", type=int, default=50, help="print at most this many anomalies (default 50)")
     parser.add_argument("--max-states", type=int, default=MAX_SEARCH_STATES,
@@ -60,10 +62,12 @@ def judge(
     max_states: int = MAX_SEARCH_STATES,
 ) -> CheckResult:
     """The verdict of `model`'s checker; `total` and `accounts` are the bank's,
-    `realtime` and `process_order` list-append's extra orders, `max_states`
+    `realtime` and `process_order` the transactional models' extra orders, `max_states`
     the register search's budget."""
     if model == "list-append":
         return check_list_append(operations, realtime=realtime, process_order=process_order, limit=limit)
+    if model == "rw-register":
+        return check_rw_register(operations, realtime=realtime, process_order=process_order, limit=limit)
     if model == "bank":
         return check_bank_history(operations, total, accounts, limit=limit)
     return check_linearizable(operations, "register", limit=limit, max_states=max_states)

@@ -156,7 +156,7 @@ def check_list_append(
     orders, order_anomalies = _version_orders(history)
     anomalies += order_anomalies
     graph = _dependency_graph(history, orders, realtime=realtime, process_order=process_order)
-    anomalies += _cycle_anomalies(history, graph)
+    anomalies += cycle_anomalies(history.ops, graph)
     return verdict(anomalies, limit, checked=len(history.ops))
 
 
@@ -238,7 +238,7 @@ def _version_orders(history: _AppendHistory) -> tuple[dict[Any, list], list[Anom
     return {key: order for key, (_, order) in longest.items()}, found
 
 
-class _Graph:
+class DependencyGraph:
     """Edges between operation positions, each with a bitmask of dependency kinds."""
 
     def __init__(self, size: int) -> None:
@@ -256,9 +256,9 @@ class _Graph:
 
 def _dependency_graph(
     history: _AppendHistory, orders: dict[Any, list], *, realtime: bool, process_order: bool
-) -> _Graph:
+) -> DependencyGraph:
     ops, writer = history.ops, history.writer
-    graph = _Graph(len(ops))
+    graph = DependencyGraph(len(ops))
 
     def committed_writer(key: Any, element: Any) -> int | None:
         # Failed writers are G1a's business; they are no node of the graph.
@@ -285,6 +285,12 @@ def _dependency_graph(
             if following is not None:
                 graph.add(reader, following, RW, key)
     _unobserved_appends(history, orders, graph)
+    add_order_edges(ops, graph, realtime=realtime, process_order=process_order)
+    return graph
+
+
+def add_order_edges(ops: list[Operation], graph: DependencyGraph, *, realtime: bool, process_order: bool) -> None:
+    """Real-time edges (strict serializability) and each process's own order, when asked for."""
     if realtime:
         _add_realtime_edges(ops, graph)
     if process_order:
@@ -296,10 +302,9 @@ def _dependency_graph(
                 graph.add(last_ok[operation.process], position, PROCESS)
             if operation.type == "ok":
                 last_ok[operation.process] = position
-    return graph
 
 
-def _unobserved_appends(history: _AppendHistory, orders: dict[Any, list], graph: _Graph) -> None:
+def _unobserved_appends(history: _AppendHistory, orders: dict[Any, list], graph: DependencyGraph) -> None:
     """Edges to committed appends that no read observed, as Elle infers them.
 
     Why that is sound: a key's value only grows at its end, every read
@@ -329,7 +334,7 @@ def _unobserved_appends(history: _AppendHistory, orders: dict[Any, list], graph:
             graph.add(reader, source, RW, key)
 
 
-def _add_realtime_edges(ops: list[Operation], graph: _Graph) -> None:
+def _add_realtime_edges(ops: list[Operation], graph: DependencyGraph) -> None:
     """An edge from A to B whenever A completed before B was invoked, up to transitivity.
 
     Sweeping invokes and completions in time order, `frontier` holds the
@@ -489,18 +494,17 @@ def _cycle_name(cycle: list[tuple[int, int]]) -> str:
     return name + "-process" if PROCESS in kinds else name
 
 
-def _cycle_anomalies(history: _AppendHistory, graph: _Graph) -> list[Anomaly]:
+def cycle_anomalies(ops: list[Operation], graph: DependencyGraph) -> list[Anomaly]:
     """One short cycle per strongly connected component, named by its weakest closing edges."""
     found = []
     for members in _components(range(len(graph.out)), graph.out, DATA | ORDER, None):
         cycle = _find_named_cycle(graph.out, set(members))
         if cycle:
-            found.append(_cycle_anomaly(history, graph, _cycle_name(cycle), cycle))
+            found.append(_cycle_anomaly(ops, graph, _cycle_name(cycle), cycle))
     return found
 
 
-def _cycle_anomaly(history: _AppendHistory, graph: _Graph, name: str, cycle: list[tuple[int, int]]) -> Anomaly:
-    ops = history.ops
+def _cycle_anomaly(ops: list[Operation], graph: DependencyGraph, name: str, cycle: list[tuple[int, int]]) -> Anomaly:
     parts = [ops[cycle[0][0]].describe()]
     for (node, kind), (following, _) in zip(cycle, cycle[1:] + cycle[:1]):
         key = graph.why.get((node, following, kind))

@@ -17,9 +17,9 @@ How a run works:
 - After the run the files are merged by time into one history (default
   `history.jsonl` in a new temporary directory, kept; the path is printed),
   and the checker of the workload's model (raftline/check) judges it.
-- List-append histories are judged for strict serializability (real-time
-  edges), registers for linearizability, bank runs by the bank's invariant;
-  the report says which.
+- List-append and rw-register histories are judged for strict
+  serializability (real-time edges), registers for linearizability, bank
+  runs by the bank's invariant; the report says which.
 - Exit status as `raftline check`'s: 0 valid, 1 invalid, 3 undetermined, 2 no verdict (the
   run itself failed; one line on stderr).
 """
@@ -240,6 +240,7 @@ def merge_histories(histories: list[tuple[list[Event], int | None]]) -> list[Eve
 
 CONSISTENCY = {
     "list-append": "strict serializability",
+    "rw-register": "strict serializability",
     "bank": "the bank's invariant (every read sums to the total)",
     "register": "linearizability",
 }
@@ -248,10 +249,10 @@ CONSISTENCY = {
 
 def judge(workload: str, operations: list[Operation]) -> CheckResult:
     """The verdict of the workload's model; a bank opened every account with
-    OPENING_BALANCE. List-append histories are judged with real-time edges:
+    OPENING_BALANCE. Transactional histories are judged with real-time edges:
     strict serializability, what users of etcd and FoundationDB rely on."""
     return check.judge(workload, operations, total=OPENING_BALANCE * VERIFY_ACCOUNTS, accounts=VERIFY_ACCOUNTS,
-                       realtime=workload == "list-append")
+                       realtime=CONSISTENCY[workload] == "strict serializability")
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ PURE_CORES = [
     "raftline/check/elle.py",
     "raftline/check/linearizable.py",
     "raftline/check/result.py",
+    "raftline/check/rw_register.py",
     "raftline/check/serializable.py",
 ]
 FORBIDDEN_MODULES = {"thespian", "time", "datetime", "sqlite3", "socket", "subprocess", "threading", "select"}

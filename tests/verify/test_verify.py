@@ -244,6 +244,7 @@ def verify(history, *args: str) -> dict:
     "workload, faults, check_args",
     [
         ("list-append", "all", []),
+        ("rw-register", "all", []),
         ("bank", "all", ["--total", "500", "--accounts", "5"]),
         ("register", "all", []),
     ],
@@ -251,5 +252,7 @@ def verify(history, *args: str) -> dict:
 def test_a_short_run_under_faults_is_valid(workload, faults, check_args, tmp_path):
     report = verify(tmp_path / "history.jsonl", "--workload", workload, "--faults", faults, "--seed", "2")
     assert sum(report["faults"].values()) >= 1, report["fault_errors"]
+    transactional = workload in ("list-append", "rw-register")
+    assert report["consistency"] == ("strict serializability" if transactional else report["consistency"])
     # The history is in the contract's format: `raftline check` reads it and agrees.
     assert raftline_main(["check", report["history"], "--model", workload, *check_args]) == 0

@@ -212,7 +212,11 @@ def test_garbage_read():
 
 def test_a_future_read_of_the_txns_own_later_append():
     # Elle's internal anomaly: the read returns an element the txn appends only afterwards.
-    assert names(check_list_append(ops_of([("r", "x", [1]), ("a", "x", 1)]))) == ["future-read"]
+    assert names(check_list_append(ops_of([("a", "x", 0), ("a", "x", 2)], [("r", "x", [0, 2, 1]), ("a", "x", 1)]))) == [
+        "future-read"]
+    # Also between its own appends: it appended 1, read [0, 1], and only then appends 0.
+    assert names(check_list_append(ops_of([("a", "x", 1), ("r", "x", [0, 1]), ("a", "x", 0), ("a", "x", 3)]))) == [
+        "future-read"]
 
 
 # -- committed appends no read observed (Elle infers where they go) ------------------------

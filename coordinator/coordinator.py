@@ -110,7 +110,7 @@ from actors.raft.messages import (
     VoteRequest,
 )
 from actors.raft.node import NotLeader, RaftConfig
-from actors.raft.storage import MemoryStorage
+from actors.raft.storage import MemoryStorage, StorageUnavailable
 from actors.sqlite_storage import SqliteStorage
 from coordinator.group import CoordinatorGroup
 from coordinator.placement import PlacementError
@@ -259,10 +259,15 @@ class Coordinator(ActorTypeDispatcher):
             log.error("%s: %s; exiting without opening its storage", message.replica, error)
             self.send(self.myAddress, ActorExitRequest())
             return
-        if topology.storage.engine == "sqlite":
-            self.storage = SqliteStorage(os.fspath(directory / "raft.db"), fsync=topology.storage.fsync)
-        else:
-            self.storage = MemoryStorage()
+        try:
+            if topology.storage.engine == "sqlite":
+                self.storage = SqliteStorage(os.fspath(directory / "raft.db"), fsync=topology.storage.fsync)
+            else:
+                self.storage = MemoryStorage()
+        except StorageUnavailable as error:
+            log.error("%s: cannot open its storage (%s); exiting, to be re-created", message.replica, error.reason)
+            self.send(self.myAddress, ActorExitRequest())
+            return
         config = RaftConfig(id=message.replica, election_min=topology.raft.election_min,
                             election_max=topology.raft.election_max,
                             heartbeat_ticks=topology.raft.heartbeat_ticks, max_batch_bytes=MAX_ENTRY_BYTES)
@@ -322,8 +327,8 @@ class Coordinator(ActorTypeDispatcher):
 
     def guarded(self, step: Callable[[], None]) -> None:
         """Run one step of the group, then what follows from it. An exception
-        is a bug or a storage failure that may have left the group
-        half-updated: exit, to be re-created from storage by the acting peer."""
+        is a bug (storage failures are the group's to retry) that may have left
+        it half-updated: exit, to be re-created from storage by the acting peer."""
         try:
             step()
         except Exception:
@@ -366,6 +371,7 @@ class Coordinator(ActorTypeDispatcher):
         topology = self.topology
         values = self.group.values or legacy_values(self.data_dir)
         self.acting_term = self.group.term
+        self.proposed_index = 0  # one of an earlier turn may never have committed
         self.writer = StateWriter(self.group.values)
         self.map = stored_map(values) or ShardMap.initial(topology.cluster_names, topology.members(), topology.slots)
         grace = 2 * topology.transactions.prepare_timeout_ms / 1000

@@ -10,6 +10,7 @@ from clerk.errors import (
     ClusterNotRunning,
     RaftlineError,
     TransactionAborted,
+    TransactionTooLarge,
     Unavailable,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "ClusterNotRunning",
     "RaftlineError",
     "TransactionAborted",
+    "TransactionTooLarge",
     "Unavailable",
     "connect",
 ]

@@ -35,7 +35,7 @@ from actors.messages import (
     ReadResult,
     Stamp,
 )
-from clerk.errors import ClusterNotRunning, TransactionAborted, Unavailable
+from clerk.errors import ClusterNotRunning, TransactionAborted, TransactionTooLarge, Unavailable
 from coordinator.admin import DEFAULT_BASE, LOOPBACK, attach, coordinator_addresses, parse_admin
 
 MAX_VALUE_BYTES = 32 * 1024
@@ -230,6 +230,8 @@ class Store:
         reply = self._call(ClerkCommit(req=next(self._requests), reads=reads, writes=writes, deletes=deletes))
         if reply.outcome == "aborted":
             raise TransactionAborted(f"transaction {reply.txid} aborted: {reply.reason}")
+        if reply.outcome == "too_large":
+            raise TransactionTooLarge(f"the transaction can never commit: {reply.reason}")
         if reply.outcome != "ok":
             raise Unavailable(reply.reason)
         return reply.txid

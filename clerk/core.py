@@ -61,6 +61,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors import codec
 from actors.keyspace import slot_of
 from actors.messages import (
     TXN_ABORTED,
@@ -84,6 +85,7 @@ from actors.messages import (
     Stamp,
     WrongEpoch,
 )
+from actors.raft.node import MAX_BATCH_BYTES
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -129,6 +131,9 @@ class ClerkConfig:
         read_from_followers: send each ReadKeys to a random member rather than
             the leader (`transactions.read_from: follower`); a stale answer is
             caught by validation at commit.
+        max_command_bytes: the largest command one log entry holds (the
+            servers' Raft `max_batch_bytes`): a commit whose command for some
+            cluster is larger completes TooLarge before anything is sent.
     """
 
     clerk: str
@@ -137,6 +142,7 @@ class ClerkConfig:
     max_attempts: int = 8
     outcome_budget_ticks: int = 600
     publish_ticks: int = 20
+    max_command_bytes: int = MAX_BATCH_BYTES
     read_from_followers: bool = False
 
     def __post_init__(self) -> None:
@@ -207,7 +213,16 @@ class Moved:
     reason: str
 
 
-Completion = ReadDone | Committed | Aborted | Failed | Moved
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TooLarge:
+    """Completion of `commit`: a command it needs is larger than one log entry
+    holds, so it can never commit; nothing was sent."""
+
+    op: int
+    reason: str
+
+
+Completion = ReadDone | Committed | Aborted | Failed | Moved | TooLarge
 
 
 @dataclass(kw_only=True, slots=True, eq=False)
@@ -443,6 +458,10 @@ class ClerkCore:
             return
         owner = {key: self._cluster_of(key) for key in touched}
         participants = tuple(sorted(set(owner.values())))
+        too_large = self._too_large(txid, ts, owner, participants, reads, writes, deletes)
+        if too_large:
+            self._completions.append(TooLarge(op=op, reason=too_large))
+            return
         state = _CommitOp(
             op=op, txid=txid, ts=ts, participants=participants, deadline=self._now + self._config.outcome_budget_ticks
         )
@@ -473,6 +492,27 @@ class ClerkCore:
                 epoch=epoch,
             )
             state.waiting.add(self._start(cluster, prepare, owner=op))
+
+    def _too_large(self, txid: str, ts: int, owner: dict[str, str], participants: tuple[str, ...],
+                   reads: dict[str, Stamp], writes: dict[str, Any], deletes: tuple[str, ...]) -> str:
+        """Why a cluster's share of a commit can never fit one log entry ("" when every share fits).
+
+        Measured as the servers measure it (the entry is the command's codec
+        encoding), on the largest command this commit could send to that
+        cluster: a Prepare naming every participant."""
+        limit = self._config.max_command_bytes
+        for cluster in participants:
+            share = Prepare(
+                txid=txid, ts=ts, reads={key: version for key, version in reads.items() if owner[key] == cluster},
+                writes={key: value for key, value in writes.items() if owner[key] == cluster},
+                deletes=tuple(key for key in deletes if owner[key] == cluster), primary=cluster,
+                participants=participants, epoch=self._routing.epoch,
+            )
+            size = len(codec.encode(share))
+            if size > limit:
+                return (f"its share of cluster {cluster} takes {size} bytes, more than the {limit} one log entry holds;"
+                        " write less in one transaction")
+        return ""
 
     def receive(self, message: Any) -> None:
         """A ClientBatchReply from a server."""

@@ -10,4 +10,11 @@ class TransactionAborted(RaftlineError):
     visible anywhere. Retry it, e.g. with `Store.transactional`."""
 
 
-__all__ = ["AdminError", "AlreadyRunning", "ClusterNotRunning", "RaftlineError", "TransactionAborted", "Unavailable"]
+class TransactionTooLarge(RaftlineError):
+    """The transaction writes more to one cluster than one log entry holds
+    (48,000 bytes of its encoding): it can never commit, so nothing was sent
+    and it is never retried. Split it into smaller transactions."""
+
+
+__all__ = ["AdminError", "AlreadyRunning", "ClusterNotRunning", "RaftlineError", "TransactionAborted",
+           "TransactionTooLarge", "Unavailable"]

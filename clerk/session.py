@@ -56,6 +56,7 @@ from clerk.core import (
     Moved,
     ReadDone,
     Routing,
+    TooLarge,
 )
 from clerk.timestamps import MICROSECONDS, HybridClock
 
@@ -448,4 +449,6 @@ def _reply(req: int, completion: Completion, hops: int) -> ClerkReply:
         return ClerkReply(req=req, outcome="aborted", txid=completion.txid, reason=completion.reason, hops=hops)
     if isinstance(completion, Failed):
         return ClerkReply(req=req, outcome="unavailable", reason=completion.reason, hops=hops)
+    if isinstance(completion, TooLarge):
+        return ClerkReply(req=req, outcome="too_large", reason=completion.reason, hops=hops)
     raise TypeError(f"unknown completion {completion!r}")

@@ -281,7 +281,18 @@ def cmd_remove_cluster(args) -> int:
 def cmd_put(args) -> int:
     from clerk.client import check_value
 
-    value = check_value(parse_value(args.value))
+    if (args.value is None) == (args.file is None):
+        raise UsageError("put takes a VALUE or --file F (- for standard input), one of them")
+    if args.file is None:
+        text = args.value
+    elif args.file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
+    value = check_value(parse_value(text))
     with open_store(args) as store:
         store.put(args.key, value)
     print("ok")
@@ -379,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="refresh every second until interrupted")
     p = command("put", cmd_put, "write KEY = VALUE (VALUE parsed as JSON, else taken as a string)")
     p.add_argument("key")
-    p.add_argument("value")
+    p.add_argument("value", nargs="?", help="the value (or give --file)")
+    p.add_argument("--file", metavar="F", help="read the value from file F, or from standard input with -")
     p = command("get", cmd_get, "print KEY's value as JSON (null when missing)")
     p.add_argument("key")
     p = command("delete", cmd_delete, "delete KEY")

@@ -72,7 +72,8 @@ class ClerkReply:
 
     Fields:
         req: the request answered.
-        outcome: "ok" (read done / committed), "aborted" or "unavailable".
+        outcome: "ok" (read done / committed), "aborted", "unavailable", or
+            "too_large" (a commit that can never fit one log entry; nothing sent).
         values: for a read, key -> ReadResult.
         txid: for a commit, the transaction's id.
         reason: why, when not ok.

@@ -141,6 +141,11 @@ class Ready:
     committed_entries: tuple[Entry, ...] = ()
 
 
+MAX_BATCH_BYTES = 48_000
+"""The default `RaftConfig.max_batch_bytes`: also the largest command one entry
+holds, which a clerk checks before it sends one (clerk/core.py)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RaftConfig:
     """Tunables, in logical ticks and bytes.
@@ -166,7 +171,7 @@ class RaftConfig:
     election_min: int = 6
     election_max: int = 12
     heartbeat_ticks: int = 2
-    max_batch_bytes: int = 48_000
+    max_batch_bytes: int = MAX_BATCH_BYTES
     max_snapshot_chunk: int = 48_000
     pre_vote: bool = True
     check_quorum: bool = True

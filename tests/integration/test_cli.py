@@ -42,6 +42,21 @@ def test_put_get_delete_and_txn(cluster):
     assert raftline("get", key, *admin).stdout.strip() == "null"
 
 
+def test_put_reads_a_large_value_from_a_file_or_standard_input(cluster, tmp_path):
+    admin = ("--admin", cluster.admin)
+    key = unique("cli-file")
+    big = {"blob": "x" * 20_000}
+    path = tmp_path / "value.json"
+    path.write_text(json.dumps(big))
+    assert raftline("put", key, "--file", str(path), *admin).returncode == 0
+    assert json.loads(raftline("get", key, *admin).stdout) == big
+    piped = subprocess.run([sys.executable, "-m", "raftline.cli", "put", key, "--file", "-", *admin],
+                           input="from stdin", capture_output=True, text=True, timeout=90)
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(raftline("get", key, *admin).stdout) == "from stdin"
+    assert_one_line_error(raftline("put", key, "v", "--file", str(path), *admin), "a VALUE or --file F")
+
+
 def test_status_json_is_pure_json_with_the_promised_fields(cluster):
     result = raftline("status", "--json", "--admin", cluster.admin)
     assert result.returncode == 0, result.stderr

@@ -16,7 +16,7 @@ from actors.datadir import LOCK_FILE
 from actors.keyspace import slot_of
 from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subscribe
 from actors.process import process_running
-from clerk import TransactionAborted, connect
+from clerk import TransactionAborted, TransactionTooLarge, connect
 from clerk.errors import AlreadyRunning
 from coordinator.admin import coordinator_addresses
 from coordinator.system import start
@@ -271,3 +271,22 @@ def test_a_restarted_server_whose_directory_is_held_waits_without_opening_its_st
     key = keys_on_each_cluster(cluster, unique("after-held"))["c1"]
     store.put(key, "written")
     assert store.get(key) == "written"
+
+
+def test_a_transaction_too_large_for_one_log_entry_fails_at_once_and_is_never_retried(cluster, store):
+    first = keys_on_each_cluster(cluster, unique("big-a"))["c1"]
+    second = keys_on_each_cluster(cluster, unique("big-b"))["c1"]
+    attempts = []
+
+    @store.transactional(retries=20)
+    def write_both(txn) -> None:
+        attempts.append(1)
+        txn.put(first, "a" * 30_000)
+        txn.put(second, "b" * 30_000)
+
+    with pytest.raises(TransactionTooLarge, match="more than the 48000 one log entry holds"):
+        write_both()
+    assert len(attempts) == 1, "a transaction that can never commit is never retried"
+    assert store.last_hops == 2, "nothing was sent to a server: only the ask of the clerk"
+    store.put(first, "a" * 30_000)  # each alone fits
+    assert store.get(first) == "a" * 30_000 and store.get(second) is None

@@ -34,6 +34,7 @@ from clerk.core import (
     Failed,
     ReadDone,
     Routing,
+    TooLarge,
 )
 from tests.unit.clerk.clerk_helpers import (
     MEMBERS,
@@ -814,3 +815,17 @@ def test_a_new_leader_in_the_map_gets_waiting_requests_at_once():
     assert replica == "c1-r2" and isinstance(batch.requests[0].op, CommitOnePhase)
     clerk.update_routing(routing(leaders={"c1": "c1-r2", "c2": "c2-r0", "c3": "c3-r0"}))  # the same news again
     assert clerk.take_output() == []
+
+
+def test_a_commit_whose_share_of_a_cluster_cannot_fit_one_entry_is_too_large_and_nothing_is_sent():
+    clerk = make_clerk(max_command_bytes=2_000)
+    small, big = keys_in("c1", 2)
+    other = keys_in("c2")[0]
+    clerk.commit(1, txid="t1", ts=5, reads={}, writes={small: "x" * 100, other: "y" * 1_900})
+    # c2's share is too large, whatever c1's is: the whole transaction can never commit.
+    [done] = clerk.take_completions()
+    assert isinstance(done, TooLarge) and done.op == 1
+    assert "cluster c2 takes" in done.reason and "more than the 2000 one log entry holds" in done.reason
+    assert clerk.take_output() == []
+    clerk.commit(2, txid="t2", ts=6, reads={}, writes={small: "x" * 100, big: "z" * 100})
+    assert clerk.take_completions() == [] and clerk.take_output() != []

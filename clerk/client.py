@@ -248,6 +248,7 @@ class Transaction:
         self._store = store
         self._reads: dict[str, Stamp] = {}
         self._values: dict[str, Any] = {}
+        self._present: set[str] = set()  # keys read that exist
         self._writes: dict[str, Any] = {}
         self._done = False
 
@@ -266,7 +267,17 @@ class Transaction:
             for key, result in self._store._read(unread).items():
                 self._reads[key] = tuple(result.version)
                 self._values[key] = result.value if result.exists else None
+                if result.exists:
+                    self._present.add(key)
         return {key: self._visible(key) for key in keys}
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists (written and not deleted), as this transaction
+        sees it; read and validated like `get`."""
+        self.get_many([key])
+        if key in self._writes:
+            return self._writes[key] is not _DELETED
+        return key in self._present
 
     def _visible(self, key: str) -> Any:
         if key in self._writes:

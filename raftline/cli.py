@@ -30,11 +30,14 @@ class UsageError(Exception):
 
 
 def parse_value(text: str):
-    """VALUE parsed as JSON, else taken as a string."""
+    """VALUE parsed as JSON, else taken as a string; what JSON cannot hold
+    (NaN, Infinity, 1e400) is not JSON, so it is a string too."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
+        json.dumps(value, allow_nan=False)
     except ValueError:
         return text
+    return value
 
 
 def parse_txn_op(text: str) -> tuple[str, str, object]:
@@ -301,7 +304,14 @@ def cmd_put(args) -> int:
 
 def cmd_get(args) -> int:
     with open_store(args) as store:
-        print(show(store.get(args.key)))
+        with store.transaction() as txn:
+            found = txn.exists(args.key)
+            value = txn.get(args.key)
+    if not found:
+        # As etcdctl: nothing on stdout, so a stored null and a missing key differ.
+        print(f"raftline get: {args.key}: not found", file=sys.stderr)
+        return EXIT_ERROR
+    print(show(value))
     return 0
 
 
@@ -392,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     p.add_argument("value", nargs="?", help="the value (or give --file)")
     p.add_argument("--file", metavar="F", help="read the value from file F, or from standard input with -")
-    p = command("get", cmd_get, "print KEY's value as JSON (null when missing)")
+    p = command("get", cmd_get, "print KEY's value as JSON (a missing key: nothing printed, exit status 1)")
     p.add_argument("key")
     p = command("delete", cmd_delete, "delete KEY")
     p.add_argument("key")

@@ -38,8 +38,15 @@ def test_put_get_delete_and_txn(cluster):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"{key} = 7", "committed"]
     assert json.loads(raftline("get", f"{key}-other", *admin).stdout) == [1, 2]
+    assert raftline("put", key, "null", *admin).returncode == 0
+    assert raftline("get", key, *admin).stdout == "null\n", "a stored null is a value"
     assert raftline("delete", key, *admin).returncode == 0
-    assert raftline("get", key, *admin).stdout.strip() == "null"
+    missing = raftline("get", key, *admin)
+    assert (missing.returncode, missing.stdout, missing.stderr) == (1, "", f"raftline get: {key}: not found\n")
+    # What JSON cannot hold is a string, as the help says of anything not JSON.
+    for text in ("NaN", "1e400", "Infinity"):
+        assert raftline("put", key, text, *admin).returncode == 0
+        assert json.loads(raftline("get", key, *admin).stdout) == text
 
 
 def test_put_reads_a_large_value_from_a_file_or_standard_input(cluster, tmp_path):

@@ -47,3 +47,11 @@ def test_retries_after_an_abort_wait_a_random_while_under_a_doubling_cap():
         delays = [retry_delay(attempt) for _ in range(200)]
         assert all(0 <= delay <= cap for delay in delays)
         assert max(delays) > cap / 2  # spread over the whole window, not stuck near zero
+
+
+def test_what_json_cannot_hold_is_a_string_on_the_command_line():
+    from raftline.cli import parse_value
+
+    assert parse_value('{"n": 1}') == {"n": 1} and parse_value("null") is None
+    assert [parse_value(text) for text in ("NaN", "1e400", "-Infinity", "plain")] == ["NaN", "1e400", "-Infinity",
+                                                                                        "plain"]

@@ -1,7 +1,7 @@
 """The Python API for applications (docs/DESIGN.md section 7).
 
     from clerk import connect
-    store = connect()                     # ./topology.yaml's admin port, or connect(admin="127.0.0.1:19000")
+    store = connect()                     # the topology's admin port, or connect(admin="127.0.0.1:19000")
     store.put("alice", 100); store.get("alice"); store.delete("alice")
     with store.transaction() as txn:      # commits on exit; TransactionAborted on conflict
         txn.put("alice", txn.get("alice") - 10)
@@ -23,7 +23,6 @@ import json
 import os
 import random
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from actors.messages import (
@@ -94,9 +93,9 @@ def resolve_admin(topology: str | os.PathLike | None, admin: str | None) -> tupl
     if admin is not None:
         parse_admin(admin)
         return admin, DEFAULT_BASE
-    from coordinator.topology import load_topology
+    from coordinator.topology import load_topology, topology_file
 
-    path = Path(topology if topology is not None else "topology.yaml")
+    path = topology_file(topology)
     topo = load_topology(path)
     port = topo.system_admin_port
     if port == 0:
@@ -106,7 +105,8 @@ def resolve_admin(topology: str | os.PathLike | None, admin: str | None) -> tupl
 
 def connect(topology: str | os.PathLike | None = None, *, admin: str | None = None, base: str | None = None) -> Store:
     """Connect to a running system: by `admin` ("HOST:PORT"), else by the admin
-    port of `topology` (default ./topology.yaml). Raises ClusterNotRunning."""
+    port of `topology` (default ./topology.yaml, else the embedded default).
+    Raises ClusterNotRunning."""
     address, topo_base = resolve_admin(topology, admin)
     return Store(address, base or topo_base)
 

@@ -61,23 +61,25 @@ from coordinator.admin import (
 )
 from coordinator.errors import AlreadyRunning, Unavailable
 from coordinator.state import PIDS_FILE
-from coordinator.topology import HOST_NAME, Topology, load_topology
+from coordinator.topology import HOST_NAME, Topology, load_topology, topology_file
 
 LOG_FILE = "raftline.log"
 
 
 def start(
-    topology: str | os.PathLike = "topology.yaml",
+    topology: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     admin_port: int | None = None,
     *,
     timeout: float = 60.0,
 ) -> Cluster:
-    """Start the system `topology` describes in the background; return once
-    every cluster has a leader. `admin_port=0` picks a free port.
+    """Start the system `topology` describes (default: ./topology.yaml, else
+    the embedded default) in the background; return once every cluster has a
+    leader. `admin_port=0` picks a free port.
     Multi-host: run on the first host of `hosts:` (its admin port is the
     default); returns once the coordinator has booted, before the other
     hosts join (`join`)."""
+    topology = topology_file(topology)
     topo = load_topology(topology)
     leader = topo.leader_host
     port = admin_port if admin_port is not None else topo.system_admin_port

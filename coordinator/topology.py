@@ -3,7 +3,7 @@ are, and the settings every process runs with.
 
 Rules:
 - A topology is one YAML mapping. `clusters` is required; every other key
-  has the default of the embedded topology.yaml, and the dataclass defaults
+  has the default of the embedded default_topology.yaml, and the dataclass defaults
   below are the single source of those defaults.
 - Everything is checked and nothing is ignored: YAML syntax, unknown and
   duplicate keys, types, ranges and enum values. YAML 1.1 spellings are not
@@ -289,14 +289,30 @@ class Topology:
         return {cluster.name: cluster.replica_ids for cluster in self.clusters}
 
 
+DEFAULT_TOPOLOGY_FILE = Path(__file__).with_name("default_topology.yaml")
+"""The embedded default deployment (package data): 3 clusters x 3 replicas on loopback."""
+
+
+def topology_file(named: str | os.PathLike[str] | None) -> Path:
+    """The topology a command uses: the one named (-t), else ./topology.yaml
+    when there is one, else the embedded default."""
+    if named is not None:
+        return Path(named)
+    local = Path("topology.yaml")
+    return local if local.exists() else DEFAULT_TOPOLOGY_FILE
+
+
 def load_topology(path: str | os.PathLike[str]) -> Topology:
     """Read and validate the topology file at `path`; relative paths inside it
-    resolve against the file's directory. Raises TopologyError."""
+    resolve against the file's directory, and for the embedded default against
+    the current directory (its data lands where raftline runs, never in the
+    installed package). Raises TopologyError."""
     source = os.fspath(path)
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise TopologyError("no such file", source=source) from None
+        raise TopologyError("no such file (name an existing topology with -t FILE, or a running system with"
+                            " --admin HOST:PORT)", source=source) from None
     except IsADirectoryError:
         raise TopologyError("is a directory, not a topology file", source=source) from None
     except OSError as error:
@@ -306,7 +322,8 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise TopologyError("not UTF-8 text", source=source, line=line) from None
-    return parse_topology(text, source, base_dir=Path(path).absolute().parent)
+    embedded = Path(path).resolve() == DEFAULT_TOPOLOGY_FILE.resolve()
+    return parse_topology(text, source, base_dir=Path.cwd() if embedded else Path(path).absolute().parent)
 
 
 def parse_topology(text: str, source: str = "<string>", *, base_dir: Path | None = None) -> Topology:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from clerk import __version__
 from clerk.errors import RaftlineError
-from coordinator.topology import MAX_REPLICAS, TopologyError, load_topology
+from coordinator.topology import MAX_REPLICAS, TopologyError, load_topology, topology_file
 from raftline import bench, check, demo, verify
 
 EXIT_ERROR = 1
@@ -62,13 +62,11 @@ def admin_of(args) -> tuple[str, str]:
 
 
 def topology_data_dir(args) -> Path | None:
-    """The data directory of the topology the command names (or ./topology.yaml), if any."""
-    from coordinator.topology import TopologyError, load_topology
-
+    """The data directory of the topology the command uses (coordinator.topology.topology_file), if any."""
     if args.admin is not None:
         return None
     try:
-        return load_topology(args.topology or "topology.yaml").data_dir
+        return load_topology(topology_file(args.topology)).data_dir
     except (TopologyError, OSError):
         return None
 
@@ -96,8 +94,7 @@ def show(value) -> str:
 def cmd_start(args) -> int:
     from coordinator.system import start
 
-    topology = args.topology or "topology.yaml"
-    cluster = start(topology, data_dir=args.data_dir, admin_port=args.admin_port)
+    cluster = start(args.topology, data_dir=args.data_dir, admin_port=args.admin_port)
     status = cluster.status()
     leaders = ", ".join(f"{name}: {c['leader']}" for name, c in status["clusters"].items())
     print(f"raftline is running at {cluster.admin} (data in {cluster.data_dir}; log {cluster.data_dir / 'raftline.log'})")
@@ -266,11 +263,8 @@ def cmd_add_cluster(args) -> int:
 
 
 def default_replicas(topology: str | None) -> int:
-    """The topology's replicas of its first cluster, else 3."""
-    path = Path(topology or "topology.yaml")
-    if not path.exists():
-        return 3
-    return load_topology(path).clusters[0].replicas
+    """The replicas of the first cluster of the topology the command uses."""
+    return load_topology(topology_file(topology)).clusters[0].replicas
 
 
 def cmd_remove_cluster(args) -> int:
@@ -374,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raftline", description="raftline: a sharded transactional key-value store on Raft")
     parser.add_argument("--version", action="version", version=f"raftline {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-t", "--topology", help="topology file (default ./topology.yaml); its admin port is used")
+    common.add_argument("-t", "--topology",
+                        help="topology file (default ./topology.yaml, else the embedded default)")
     common.add_argument("--admin", metavar="HOST:PORT", help="the running system's admin address (overrides -t)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

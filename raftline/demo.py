@@ -19,6 +19,7 @@ from pathlib import Path
 
 from clerk.client import connect
 from clerk.errors import RaftlineError, TransactionAborted
+from coordinator.topology import topology_file
 from raftline.harness import preload
 from raftline.workloads import MAX_TRANSFER, OPENING_BALANCE, bank_keys, bank_total, transfer
 
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    return run_demo(args.topology or "topology.yaml", keep=args.keep)
+    return run_demo(topology_file(args.topology), keep=args.keep)
 
 
 class Bank:

@@ -11,9 +11,10 @@ from coordinator.admin import free_port
 from tests.integration.conftest import unique, wait_for, write_topology
 
 
-def raftline(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess:
+def raftline(*args: str, timeout: float = 90.0, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "raftline.cli", *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        [sys.executable, "-m", "raftline.cli", *args], capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL, cwd=cwd,
     )
 
 
@@ -121,6 +122,22 @@ def test_start_status_stop_in_the_background(tmp_path):
     wait_for(lambda: not any(process_running(pid) for pid in pids), timeout=15)
     assert_one_line_error(raftline("stop", *admin), "no raftline system is running")
     assert (tmp_path / "data" / "raftline.log").exists()
+
+
+def test_from_any_directory_the_embedded_default_starts_with_its_data_there(tmp_path):
+    """No topology.yaml here: the packaged default runs, its data under ./data of the current directory."""
+    port = str(free_port())
+    admin = ("--admin", f"127.0.0.1:{port}")
+    started = raftline("start", "--admin-port", port, cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert f"(data in {tmp_path / 'data'};" in started.stdout
+    status = json.loads(raftline("status", "--json", *admin, cwd=tmp_path).stdout)
+    assert sorted(status["clusters"]) == ["c1", "c2", "c3"]
+    pids = {status["admin_pid"]} | {r["pid"] for c in status["clusters"].values() for r in c["replicas"].values()}
+    pids |= {r["pid"] for r in status["coordinator"]["replicas"].values()}
+    assert raftline("stop", *admin, cwd=tmp_path).returncode == 0
+    wait_for(lambda: not any(process_running(pid) for pid in pids), timeout=15)
+    assert (tmp_path / "data" / "coordinator-0").is_dir()
 
 
 def test_status_piped_into_a_reader_that_is_gone_is_quiet(cluster):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.topology import (
+    DEFAULT_TOPOLOGY_FILE,
     HOSTS_CLOCK_OFFSET_MS,
     ClusterSpec,
     HostSpec,
@@ -19,20 +20,22 @@ from coordinator.topology import (
     parse_replica_id,
     parse_topology,
     replica_id,
+    topology_file,
 )
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[3] / "topology.yaml"
+DEFAULT_TOPOLOGY = DEFAULT_TOPOLOGY_FILE
 ONE_CLUSTER = "clusters:\n  c1: {replicas: 3}\n"
 
 
-def test_the_embedded_default_loads_with_documented_values():
+def test_the_embedded_default_loads_with_documented_values(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     topology = load_topology(DEFAULT_TOPOLOGY)
     assert topology == Topology(
         clusters=tuple(ClusterSpec(name=name, replicas=3) for name in ("c1", "c2", "c3")),
         source=str(DEFAULT_TOPOLOGY),
         admin_port=19000,
         base="multiprocTCPBase",
-        data_dir=DEFAULT_TOPOLOGY.parent / "data",
+        data_dir=tmp_path / "data",  # where raftline runs, not inside the package
         slots=64,
         raft=RaftSettings(tick_ms=50, heartbeat_ticks=2, election_min=6, election_max=12,
                           snapshot_entries=10000),
@@ -40,6 +43,16 @@ def test_the_embedded_default_loads_with_documented_values():
         storage=StorageSettings(engine="sqlite", fsync=True),
     )
     assert topology.members()["c2"] == ("c2-r0", "c2-r1", "c2-r2")
+
+
+def test_a_command_uses_the_topology_named_else_the_local_one_else_the_embedded_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert topology_file(None) == DEFAULT_TOPOLOGY_FILE
+    (tmp_path / "topology.yaml").write_text(ONE_CLUSTER)
+    assert topology_file(None) == Path("topology.yaml")
+    assert topology_file("other.yaml") == Path("other.yaml")
+    with pytest.raises(TopologyError, match="no such file .name an existing topology with -t FILE"):
+        load_topology("other.yaml")
 
 
 def test_omitted_settings_take_the_defaults_of_the_embedded_file():
@@ -219,7 +232,7 @@ def test_a_topology_error_is_a_value_error():
 
 
 def test_file_problems_are_topology_errors(tmp_path):
-    with pytest.raises(TopologyError, match=r"missing\.yaml: no such file$"):
+    with pytest.raises(TopologyError, match=r"missing\.yaml: no such file \(name an existing topology with -t"):
         load_topology(tmp_path / "missing.yaml")
     with pytest.raises(TopologyError, match="is a directory"):
         load_topology(tmp_path)

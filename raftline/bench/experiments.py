@@ -18,6 +18,8 @@ from raftline.bench.measure import measure, percentile
 from raftline.harness import CLIENT_GRACE_SECONDS, PROGRESS_INTERVAL, preload, progress_line, system_for_run
 
 ELECTION_TIMEOUT = 30.0
+CATCHUP_MARGIN = 1.0
+"""Seconds before the sleeper wakes at which the writers stop and its backlog is measured."""
 """Seconds a cluster has to elect a leader (or a follower to catch up) before the experiment gives up."""
 
 
@@ -261,15 +263,18 @@ def run_catchup(args, replicas: int, directory: Path) -> dict:
         writers = [threading.Thread(target=write, args=(writer,), daemon=True) for writer in range(CATCHUP_WRITERS)]
         for writer in writers:
             writer.start()
-        while not enough.is_set() and time.monotonic() < woke_at - 0.5:
+        while not enough.is_set() and time.monotonic() < woke_at - CATCHUP_MARGIN:
             progress_line(f"catchup: {sum(commits)} commits while {sleeper} sleeps")
             time.sleep(PROGRESS_INTERVAL * 5)
         enough.set()
-        for writer in writers:
-            writer.join(CLIENT_GRACE_SECONDS)
+        # Measured at once, while it still sleeps: a writer's last put may take a while under load.
         backlog = cluster.status()["clusters"]["c1"]
+        if not backlog["replicas"][sleeper]["asleep"]:
+            raise TimeoutError(f"{sleeper} woke before its backlog could be measured (the machine is too busy)")
         target = backlog["replicas"][backlog["leader"]]["commit"]
         missed = target - backlog["replicas"][sleeper]["applied"]
+        for writer in writers:
+            writer.join(CLIENT_GRACE_SECONDS)
         while time.monotonic() < woke_at:
             time.sleep(0.01)
         deadline = woke_at + ELECTION_TIMEOUT

@@ -148,8 +148,8 @@ def cmd_status(args) -> int:
         if args.json:
             print(json.dumps(status, sort_keys=True))
         else:
-            if args.watch:
-                print("\033[2J\033[H", end="")
+            if args.watch and sys.stdout.isatty():
+                print("\033[2J\033[H", end="")  # redraw in place; a pipe gets one table after another
             print(format_status(status))
         if not args.watch:
             return 0
@@ -176,6 +176,8 @@ def format_status(status: dict) -> str:
         head = leader.get("last_index", 0)
         for replica, info in cluster["replicas"].items():
             state = "asleep" if info.get("asleep") else ("alive" if info.get("alive") else "down")
+            if info.get("isolated") and info.get("alive"):
+                state = "isolated"
             if info.get("failing"):
                 state = f"failing: {info['failing']}"
             elif info.get("host_down"):

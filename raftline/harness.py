@@ -110,19 +110,22 @@ class ProgressBar:
         self.last_line = -math.inf
 
     def show(self, elapsed: float, ops: int) -> None:
-        filled = min(10, int(10 * elapsed / self.total))
-        line = f"{self.label} [{'#' * filled}{'.' * (10 - filled)}] {min(elapsed, self.total):.1f}/{self.total:g} s  {ops} ops"
+        line = self._line(elapsed, ops)
         if self.tty:
             print("\r" + line, end="", file=sys.stderr, flush=True)
-        elif time.monotonic() - self.last_line >= 2.0:
+        elif elapsed < self.total and time.monotonic() - self.last_line >= 2.0:
+            # The line at the end is close()'s: a full bar is printed once.
             print(line, file=sys.stderr, flush=True)
             self.last_line = time.monotonic()
 
     def close(self, elapsed: float, ops: int) -> None:
-        self.last_line = -math.inf
-        self.show(elapsed, ops)
-        if self.tty:
-            print(file=sys.stderr, flush=True)
+        line = self._line(elapsed, ops)
+        print(("\r" if self.tty else "") + line, file=sys.stderr, flush=True)
+
+    def _line(self, elapsed: float, ops: int) -> str:
+        filled = min(10, int(10 * elapsed / self.total))
+        return (f"{self.label} [{'#' * filled}{'.' * (10 - filled)}] {min(elapsed, self.total):.1f}/{self.total:g} s"
+                f"  {ops} ops")
 
 
 # -- client processes ----------------------------------------------------------------------------

@@ -158,49 +158,58 @@ class BenchGenerator:
 # -- verify: operations as data, for a history ----------------------------------------------------
 
 
-class ListAppendGenerator:
-    """Transactions of 1-4 micro-ops `["r", key, None]` / `["append", key, value]`."""
+class MicroOpGenerator:
+    """Transactions of 1-4 micro-ops: `["r", key, None]` or a write of a value
+    unique per key (`WRITE`, `process * VALUES_PER_PROCESS + counter`), half
+    and half; subclasses name the write and choose the keys."""
+
+    WRITE = ""
+
+    def __init__(self, rng: random.Random, process: int, *, prefix: str = "", keys: int):
+        self.rng = rng
+        self.process = process
+        self.prefix = prefix
+        self.keys = keys
+        self.counter = 0
+
+    def next(self, elapsed_s: float) -> tuple[str, Any]:
+        micro_ops = []
+        for _ in range(self.rng.randint(1, MAX_MICRO_OPS)):
+            key = self.key(elapsed_s)
+            if self.rng.random() < 0.5:
+                micro_ops.append(["r", key, None])
+            else:
+                self.counter += 1
+                micro_ops.append([self.WRITE, key, self.process * VALUES_PER_PROCESS + self.counter])
+        return "txn", micro_ops
+
+    def key(self, elapsed_s: float) -> str:
+        raise NotImplementedError
+
+
+class ListAppendGenerator(MicroOpGenerator):
+    """list-append: `["append", key, value]` writes; keys rotate every KEY_ROTATION_SECONDS."""
+
+    WRITE = "append"
 
     def __init__(self, rng: random.Random, process: int, *, prefix: str = "", keys: int = APPEND_KEYS):
-        self.rng = rng
-        self.process = process
-        self.prefix = prefix
-        self.keys = keys
-        self.counter = 0
+        super().__init__(rng, process, prefix=prefix, keys=keys)
 
-    def next(self, elapsed_s: float) -> tuple[str, Any]:
+    def key(self, elapsed_s: float) -> str:
         generation = int(elapsed_s // KEY_ROTATION_SECONDS)
-        micro_ops = []
-        for _ in range(self.rng.randint(1, MAX_MICRO_OPS)):
-            key = f"{self.prefix}la-{generation * self.keys + self.rng.randrange(self.keys)}"
-            if self.rng.random() < 0.5:
-                micro_ops.append(["r", key, None])
-            else:
-                self.counter += 1
-                micro_ops.append(["append", key, self.process * VALUES_PER_PROCESS + self.counter])
-        return "txn", micro_ops
+        return f"{self.prefix}la-{generation * self.keys + self.rng.randrange(self.keys)}"
 
 
-class RwRegisterGenerator:
-    """Transactions of 1-4 micro-ops `["r", key, None]` / `["w", key, value]`."""
+class RwRegisterGenerator(MicroOpGenerator):
+    """rw-register: `["w", key, value]` writes over a few keys."""
+
+    WRITE = "w"
 
     def __init__(self, rng: random.Random, process: int, *, prefix: str = "", keys: int = REGISTER_KEYS):
-        self.rng = rng
-        self.process = process
-        self.prefix = prefix
-        self.keys = keys
-        self.counter = 0
+        super().__init__(rng, process, prefix=prefix, keys=keys)
 
-    def next(self, elapsed_s: float) -> tuple[str, Any]:
-        micro_ops = []
-        for _ in range(self.rng.randint(1, MAX_MICRO_OPS)):
-            key = f"{self.prefix}rw-{self.rng.randrange(self.keys)}"
-            if self.rng.random() < 0.5:
-                micro_ops.append(["r", key, None])
-            else:
-                self.counter += 1
-                micro_ops.append(["w", key, self.process * VALUES_PER_PROCESS + self.counter])
-        return "txn", micro_ops
+    def key(self, elapsed_s: float) -> str:
+        return f"{self.prefix}rw-{self.rng.randrange(self.keys)}"
 
 
 class BankGenerator:

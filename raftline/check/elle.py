@@ -22,7 +22,7 @@ import json
 from collections import Counter, deque
 from typing import Any, Iterable, Sequence
 
-from raftline.check.history import Operation, is_scalar, malformed
+from raftline.check.history import Operation, is_scalar, malformed, txn_micro_ops
 from raftline.check.result import DEFAULT_LIMIT, Anomaly, CheckResult, verdict
 
 # Dependency kinds, as bits so that one edge can carry several.
@@ -36,28 +36,13 @@ G_SINGLE_TRIES = 64
 
 
 def _micro_ops(operation: Operation) -> list[tuple[str, Any, Any]]:
-    """The (f, key, value) micro-ops of a txn: its observed ones when ok, else as invoked."""
-    if operation.f != "txn":
-        raise malformed(operation, f"a list-append history holds txn operations, not {operation.f!r}")
-    invoked = operation.invoke_value
-    if not isinstance(invoked, list):
-        raise malformed(operation, "a txn's value must be a list of micro-ops")
-    chosen = invoked
-    if operation.type == "ok":
-        chosen = operation.result_value
-        if not isinstance(chosen, list) or len(chosen) != len(invoked):
-            raise malformed(operation, "an ok txn's value must list the same micro-ops as its invoke")
+    """The (f, key, value) micro-ops of a txn (history.txn_micro_ops), a read's
+    value a list (Elle reads a nil list as empty: never appended to)."""
     ops = []
-    for position, micro in enumerate(chosen):
-        if not (isinstance(micro, list) and len(micro) == 3 and micro[0] in ("append", "r") and is_scalar(micro[1])):
-            raise malformed(operation, f"micro-op {position} must be [\"append\", key, value] or [\"r\", key, list]")
-        f, key, value = micro
-        if invoked[position][:2] != micro[:2]:
-            raise malformed(operation, f"micro-op {position} differs from its invoke")
+    for position, (f, key, value) in enumerate(txn_micro_ops(operation, "list-append", "append")):
         if f == "append" and not is_scalar(value):
             raise malformed(operation, f"micro-op {position} appends {json.dumps(value)}, which is not an int or string")
         if f == "r" and operation.type == "ok":
-            # Elle reads a nil list as empty: the key was never appended to.
             value = [] if value is None else value
             if not isinstance(value, list) or not all(is_scalar(element) for element in value):
                 raise malformed(operation, f"micro-op {position} must read a list of ints or strings")

@@ -97,6 +97,29 @@ def is_scalar(value: Any) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
+def txn_micro_ops(operation: Operation, model: str, write: str) -> list[tuple[str, Any, Any]]:
+    """The (f, key, value) micro-ops of a transactional model's txn, as
+    Elle's: its observed ones when ok, else as invoked; each `["r", key, v]`
+    or `[write, key, v]` with an int or string key, matching its invoke.
+    Their values are the model's to check."""
+    if operation.f != "txn":
+        raise malformed(operation, f"a {model} history holds txn operations, not {operation.f!r}")
+    invoked = operation.invoke_value
+    if not isinstance(invoked, list):
+        raise malformed(operation, "a txn's value must be a list of micro-ops")
+    chosen = operation.result_value if operation.type == "ok" else invoked
+    if not isinstance(chosen, list) or len(chosen) != len(invoked):
+        raise malformed(operation, "an ok txn's value must list the same micro-ops as its invoke")
+    ops = []
+    for position, micro in enumerate(chosen):
+        if not (isinstance(micro, list) and len(micro) == 3 and micro[0] in (write, "r") and is_scalar(micro[1])):
+            raise malformed(operation, f"micro-op {position} must be [\"{write}\", key, value] or [\"r\", key, value]")
+        if invoked[position][:2] != micro[:2]:
+            raise malformed(operation, f"micro-op {position} differs from its invoke")
+        ops.append(tuple(micro))
+    return ops
+
+
 def parse_event(text: str, *, line: int | None = None) -> Event:
     """One history line as an Event; HistoryError says what is wrong with it."""
     try:

@@ -29,32 +29,19 @@ import json
 from typing import Any, Iterable
 
 from raftline.check.elle import RW, WR, WW, DependencyGraph, add_order_edges, cycle_anomalies
-from raftline.check.history import Operation, is_scalar, malformed
+from raftline.check.history import Operation, is_scalar, malformed, txn_micro_ops
 from raftline.check.result import DEFAULT_LIMIT, Anomaly, CheckResult, verdict
 
 
 def _micro_ops(operation: Operation) -> list[tuple[str, Any, Any]]:
-    """The (f, key, value) micro-ops of a txn: its observed ones when ok, else as invoked."""
-    if operation.f != "txn":
-        raise malformed(operation, f"an rw-register history holds txn operations, not {operation.f!r}")
-    invoked = operation.invoke_value
-    if not isinstance(invoked, list):
-        raise malformed(operation, "a txn's value must be a list of micro-ops")
-    chosen = operation.result_value if operation.type == "ok" else invoked
-    if not isinstance(chosen, list) or len(chosen) != len(invoked):
-        raise malformed(operation, "an ok txn's value must list the same micro-ops as its invoke")
-    ops = []
-    for position, micro in enumerate(chosen):
-        if not (isinstance(micro, list) and len(micro) == 3 and micro[0] in ("r", "w") and is_scalar(micro[1])):
-            raise malformed(operation, f"micro-op {position} must be [\"w\", key, value] or [\"r\", key, value]")
-        if invoked[position][:2] != micro[:2]:
-            raise malformed(operation, f"micro-op {position} differs from its invoke")
-        f, key, value = micro
+    """The (f, key, value) micro-ops of a txn (history.txn_micro_ops), each
+    value an int, a string or (read only) null."""
+    ops = txn_micro_ops(operation, "rw-register", "w")
+    for position, (f, _, value) in enumerate(ops):
         if (f == "w" or operation.type == "ok") and value is not None and not is_scalar(value):
             raise malformed(operation, f"micro-op {position} holds {json.dumps(value)}, not an int, string or null")
         if f == "w" and value is None:
             raise malformed(operation, f"micro-op {position} writes null, which stands for never written")
-        ops.append((f, key, value))
     return ops
 
 

@@ -40,6 +40,18 @@ def assert_all_gone(pids: set[int]) -> None:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
+def assert_the_next_start_reads(tmp_path, key: str, value) -> None:
+    """A start on the same data directory works and holds `value` at `key`; stopped, it leaves nothing behind."""
+    again = start_system(tmp_path)
+    try:
+        with connect(admin=again.admin) as store:
+            assert store.get(key) == value
+        pids = system_pids(again)
+    finally:
+        again.stop()
+    assert_all_gone(pids)
+
+
 def test_commits_go_on_while_the_acting_coordinator_dies_and_its_successor_takes_over(tmp_path):
     cluster = start_system(tmp_path)
     pids = system_pids(cluster)
@@ -114,14 +126,7 @@ def test_stop_after_the_acting_coordinator_died_ends_everything_and_the_next_sta
         os.kill(acting(cluster)[1], signal.SIGKILL)
     cluster.stop()
     assert_all_gone(pids)
-    again = start_system(tmp_path)
-    try:
-        with connect(admin=again.admin) as store:
-            assert store.get("kept") == "before"
-        pids = system_pids(again)
-    finally:
-        again.stop()
-    assert_all_gone(pids)
+    assert_the_next_start_reads(tmp_path, "kept", "before")
 
 
 def test_the_admins_death_leaves_connected_clients_working_and_stop_ends_everything(tmp_path):
@@ -138,11 +143,4 @@ def test_the_admins_death_leaves_connected_clients_working_and_stop_ends_everyth
             connect(admin=cluster.admin)
     stop_system(cluster.admin, tmp_path / "data")
     assert_all_gone(pids)
-    again = start_system(tmp_path)
-    try:
-        with connect(admin=again.admin) as store:
-            assert store.get("kept") == "after the admin died"
-        pids = system_pids(again)
-    finally:
-        again.stop()
-    assert_all_gone(pids)
+    assert_the_next_start_reads(tmp_path, "kept", "after the admin died")

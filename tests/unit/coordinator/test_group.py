@@ -7,8 +7,9 @@ import random
 import pytest
 
 from actors.raft.node import NotLeader, RaftConfig
-from actors.raft.storage import MemoryStorage, StorageUnavailable
+from actors.raft.storage import MemoryStorage
 from coordinator.group import CoordinatorGroup
+from tests.sim.coordinator.group import FlakyDisk
 
 IDS = ("coordinator-0", "coordinator-1", "coordinator-2")
 
@@ -119,21 +120,10 @@ def test_a_deposed_leader_stops_acting_once_it_loses_its_quorum():
     assert not old.acting
 
 
-class FailingStorage(MemoryStorage):
-    """MemoryStorage whose saves fail while `full` (a disk with no space left)."""
-
-    full = False
-
-    def save(self, **batch) -> None:
-        if self.full:
-            raise StorageUnavailable("disk full")
-        super().save(**batch)
-
-
 def test_a_replica_whose_disk_is_full_keeps_running_and_catches_up_once_space_returns():
     group = Group()
     for replica in IDS:
-        group.storages[replica] = FailingStorage()
+        group.storages[replica] = FlakyDisk()
         group.replicas[replica] = group.start(replica)
     leader = group.leader()
     group.storages[leader.id].full = True

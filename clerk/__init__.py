@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 from clerk.errors import (
     AdminError,
     ClusterNotRunning,
+    NotAuthorized,
     RaftlineError,
     TransactionAborted,
     TransactionTooLarge,
@@ -15,16 +16,17 @@ from clerk.errors import (
 )
 
 
-def connect(topology=None, admin=None):
+def connect(topology=None, admin=None, secret_file=None):
     """Connect to a running raftline system (see `clerk.client.connect`)."""
     from clerk.client import connect as _connect
 
-    return _connect(topology, admin=admin)
+    return _connect(topology, admin=admin, secret_file=secret_file)
 
 
 __all__ = [
     "AdminError",
     "ClusterNotRunning",
+    "NotAuthorized",
     "RaftlineError",
     "TransactionAborted",
     "TransactionTooLarge",

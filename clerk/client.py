@@ -35,7 +35,7 @@ from actors.messages import (
     Stamp,
 )
 from clerk.errors import ClusterNotRunning, TransactionAborted, TransactionTooLarge, Unavailable
-from coordinator.admin import DEFAULT_BASE, LOOPBACK, attach, coordinator_addresses, parse_admin
+from coordinator.admin import DEFAULT_BASE, LOOPBACK, attach, coordinator_addresses, parse_admin, remember_secret
 
 MAX_VALUE_BYTES = 32 * 1024
 """Largest JSON encoding of one value; keeps every message far under Thespian's 60 KB."""
@@ -88,11 +88,17 @@ def _require_string_keys(value: Any) -> None:
             _require_string_keys(item)
 
 
-def resolve_admin(topology: str | os.PathLike | None, admin: str | None) -> tuple[str, str]:
-    """The admin address and actor-system base to use (an explicit admin wins)."""
+def resolve_admin(topology: str | os.PathLike | None, admin: str | None,
+                  secret_file: str | os.PathLike | None = None) -> tuple[str, str]:
+    """The admin address and actor-system base to use (an explicit admin wins).
+    The system's secret is `secret_file` if given, else the one in the
+    topology's data directory (coordinator.admin.secret_file_for)."""
     if admin is not None:
-        parse_admin(admin)
+        port = parse_admin(admin)[1]
+        if secret_file is not None:
+            remember_secret(port, secret_file)
         return admin, DEFAULT_BASE
+    from actors.transport import SECRET_FILE
     from coordinator.topology import load_topology, topology_file
 
     path = topology_file(topology)
@@ -100,14 +106,18 @@ def resolve_admin(topology: str | os.PathLike | None, admin: str | None) -> tupl
     port = topo.system_admin_port
     if port == 0:
         raise ClusterNotRunning(f"{path} has admin_port 0 (a free port at start): pass admin=HOST:PORT")
+    remember_secret(port, secret_file if secret_file is not None else topo.data_dir / SECRET_FILE)
     return f"{LOOPBACK}:{port}", topo.base
 
 
-def connect(topology: str | os.PathLike | None = None, *, admin: str | None = None, base: str | None = None) -> Store:
+def connect(topology: str | os.PathLike | None = None, *, admin: str | None = None, base: str | None = None,
+            secret_file: str | os.PathLike | None = None) -> Store:
     """Connect to a running system: by `admin` ("HOST:PORT"), else by the admin
     port of `topology` (default ./topology.yaml, else the embedded default).
-    Raises ClusterNotRunning."""
-    address, topo_base = resolve_admin(topology, admin)
+    `secret_file` is the deployment's secret (default: `secret` in the
+    topology's data directory, or the one this process started the system
+    with). Raises ClusterNotRunning, NotAuthorized."""
+    address, topo_base = resolve_admin(topology, admin, secret_file)
     return Store(address, base or topo_base)
 
 

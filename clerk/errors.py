@@ -2,7 +2,7 @@
 section 7): the transaction's own, and the system-wide ones from
 `coordinator.errors`, so `from clerk.errors import ...` finds them all."""
 
-from coordinator.errors import AdminError, AlreadyRunning, ClusterNotRunning, RaftlineError, Unavailable
+from coordinator.errors import AdminError, AlreadyRunning, ClusterNotRunning, NotAuthorized, RaftlineError, Unavailable
 
 
 class TransactionAborted(RaftlineError):
@@ -16,5 +16,5 @@ class TransactionTooLarge(RaftlineError):
     and it is never retried. Split it into smaller transactions."""
 
 
-__all__ = ["AdminError", "AlreadyRunning", "ClusterNotRunning", "RaftlineError", "TransactionAborted",
+__all__ = ["AdminError", "AlreadyRunning", "ClusterNotRunning", "NotAuthorized", "RaftlineError", "TransactionAborted",
            "TransactionTooLarge", "Unavailable"]

@@ -45,7 +45,8 @@ from actors.messages import (
     StatusRequest,
 )
 from actors.process import DATA_DIR_CAPABILITY, process_running
-from coordinator.errors import AdminError, ClusterNotRunning, Unavailable
+from actors.transport import BASE_NAME, SECRET_CAPABILITY, SECRET_FILE, AuthenticationFailed, SecretFileError, install
+from coordinator.errors import AdminError, ClusterNotRunning, NotAuthorized, Unavailable
 from coordinator.state import PIDS_FILE
 
 COORDINATORS_CAPABILITY = "raftline coordinator replicas"
@@ -55,7 +56,7 @@ REPLICA_WAIT = 3.0
 """Seconds to wait for one coordinator replica before asking the next."""
 
 
-DEFAULT_BASE = "multiprocTCPBase"
+DEFAULT_BASE = BASE_NAME
 
 
 LOOPBACK = "127.0.0.1"
@@ -66,8 +67,8 @@ MEMBER_CAPABILITY = "raftline member of"
 
 
 THESPIAN_ENVIRONMENT = {
-    # Advertise loopback only: every actor listens on all interfaces and
-    # accepts unauthenticated pickles (README, Security).
+    # Every listener binds the advertised address: loopback unless a
+    # multi-host deployment gives the host's own (README, Security).
     "THESPIAN_BASE_IPADDR": LOOPBACK,
     # Sends to one frozen peer must not stall sends to healthy ones.
     "THESPIAN_MAX_PENDING_TRANSMITS": "5000",
@@ -75,9 +76,41 @@ THESPIAN_ENVIRONMENT = {
 
 
 def prepare_environment() -> None:
-    """Set Thespian's environment; call before the first thespian import."""
+    """Set Thespian's environment and make raftline's base known to it; call
+    before the first thespian import."""
     for name, value in THESPIAN_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    install()
+
+
+_secret_files: dict[int, Path] = {}
+"""The deployment secret's file of each system this process started or was
+told of, by admin port (a handle always reaches its admin on this host)."""
+
+
+def remember_secret(port: int, secret_file: str | os.PathLike) -> Path:
+    _secret_files[port] = Path(secret_file).absolute()
+    return _secret_files[port]
+
+
+def secret_file_for(port: int) -> Path:
+    """The secret of the system on admin `port`: the one given for it before
+    (`start`, `connect(secret_file=...)`, `--secret-file`), else `secret` in the
+    default topology's data directory (./data unless ./topology.yaml says
+    otherwise)."""
+    known = _secret_files.get(port)
+    if known is not None:
+        return known
+    from coordinator.topology import TopologyError, load_topology, topology_file
+
+    try:
+        candidate = Path(load_topology(topology_file(None)).data_dir) / SECRET_FILE
+    except (TopologyError, OSError):
+        candidate = None
+    if candidate is None or not candidate.exists():
+        raise SecretFileError(f"no deployment secret for the system on port {port}: give --secret-file F "
+                              f"(the file `{SECRET_FILE}` in the data directory of the host that started it)")
+    return remember_secret(port, candidate)
 
 
 def host_environment(address: str | None) -> dict[str, str]:
@@ -117,29 +150,51 @@ def how_to_start(admin: str) -> str:
     return f"no raftline system is running at {admin}; start one with `raftline start` (or `raftline demo`)"
 
 
-def attach(admin: str, base: str = DEFAULT_BASE):
+def attach(admin: str, base: str = DEFAULT_BASE, secret_file: str | os.PathLike | None = None):
     """A private ActorSystem handle on the running system at `admin` (never
     starts one: ClusterNotRunning when nothing listens there, Unavailable
-    when its admin is dead)."""
+    when its admin is dead); `secret_file` as `secret_file_for` finds it
+    unless given."""
     host, port = parse_admin(admin)
+    if secret_file is not None:
+        remember_secret(port, secret_file)
     if not admin_listening(host, port):
+        if survivors(port):
+            raise admin_is_dead(admin)
         raise ClusterNotRunning(how_to_start(admin))
     return _handle(port, base, admin)
+
+
+def admin_is_dead(admin: str) -> Unavailable:
+    return Unavailable(f"the actor system's admin at {admin} is dead: the store keeps serving the clients "
+                       "already connected, but nobody new can attach; `raftline stop` then `raftline start` "
+                       "recovers")
+
+
+def survivors(port: int, data_dir: Path | None = None) -> set[int]:
+    """The live processes of the system last started on admin `port`: its
+    session as recorded in its data directory (`data_dir`, else where its
+    secret is). Its admin may be dead and its port closed, and they run on."""
+    if data_dir is None:
+        try:
+            data_dir = secret_file_for(port).parent
+        except SecretFileError:
+            return set()
+    return session_processes(_recorded_session(data_dir))
 
 
 def _handle(port: int, base: str, admin: str):
     prepare_environment()
     from thespian.actors import ActorSystem, InvalidActorAddress
 
-    dead = Unavailable(f"the actor system's admin at {admin} is dead: the store keeps serving the clients "
-                       "already connected, but nobody new can attach; `raftline stop` then `raftline start` "
-                       "recovers")
-    if admin_dead(port):
-        raise dead
+    capabilities = {"Admin Port": port, SECRET_CAPABILITY: os.fspath(secret_file_for(port))}
     try:
-        return ActorSystem(base, {"Admin Port": port}, transientUnique=True)
+        return ActorSystem(base, capabilities, transientUnique=True)
     except InvalidActorAddress:
-        raise dead from None
+        raise admin_is_dead(admin) from None
+    except AuthenticationFailed as refused:
+        raise NotAuthorized(f"{refused}: {secret_file_for(port)} is not its secret (give --secret-file, "
+                            f"the file `{SECRET_FILE}` in the data directory of the host that started it)") from None
 
 
 def coordinator_addresses(system, admin: str, base: str = DEFAULT_BASE) -> list:
@@ -165,9 +220,9 @@ def coordinator_address(system, index: int):
 class AdminClient:
     """A handle on a running system, from outside it: asks the coordinator group."""
 
-    def __init__(self, admin: str, base: str = DEFAULT_BASE):
+    def __init__(self, admin: str, base: str = DEFAULT_BASE, secret_file: str | os.PathLike | None = None):
         self.admin = admin
-        self.system = attach(admin, base)
+        self.system = attach(admin, base, secret_file)
         self.coordinators = coordinator_addresses(self.system, admin, base)
         self.preferred = 0
 
@@ -210,11 +265,13 @@ class Cluster:
     """A running raftline system, as `start` returns it (also a context manager
     that stops everything on exit)."""
 
-    def __init__(self, admin: str, data_dir: Path | None = None, base: str = DEFAULT_BASE):
+    def __init__(self, admin: str, data_dir: Path | None = None, base: str = DEFAULT_BASE,
+                 secret_file: str | os.PathLike | None = None):
         self.admin = admin
         self.data_dir = data_dir
         self.base = base
-        self._client = AdminClient(admin, base)
+        self._client = AdminClient(admin, base, secret_file)
+        self.secret_file = secret_file_for(parse_admin(admin)[1])
 
     def status(self, timeout: float = 10.0) -> dict:
         return self._client.ask(StatusRequest(), StatusReply, timeout).status
@@ -349,10 +406,10 @@ def stop_member(port: int, data_dir: Path | None, base: str, grace: float) -> li
     forked by this member's admin, so they are in it too)."""
     pids = set(_recorded_pids(data_dir)) if data_dir is not None else set()
     pids |= session_processes(_recorded_session(data_dir)) | session_processes(listener_session(port))
-    prepare_environment()
-    from thespian.actors import ActorSystem
-
-    ActorSystem(base, {"Admin Port": port}, transientUnique=True).shutdown()
+    try:
+        _handle(port, base, f"{LOOPBACK}:{port}").shutdown()
+    except (Unavailable, NotAuthorized, SecretFileError):
+        pass  # its processes are reaped all the same
     return _reap(sorted(pids), grace)
 
 
@@ -383,23 +440,6 @@ def listener_session(port: int) -> int:
         return int((Path("/proc") / str(listeners[0]) / "stat").read_text().rsplit(")", 1)[1].split()[3])
     except OSError:
         return 0
-
-
-ADMIN_TITLE = "MultiProcAdmin"
-"""How Thespian titles an actor system's admin process (setproctitle)."""
-
-
-def admin_dead(port: int) -> bool:
-    """Whether `port` is held by an actor system whose admin died: its logger,
-    forked from it, keeps the listening socket (attaching would then take
-    ~15 s to fail)."""
-    titles = []
-    for pid in _listeners(port):
-        try:
-            titles.append((Path("/proc") / str(pid) / "cmdline").read_text())
-        except OSError:
-            continue
-    return bool(titles) and not any(title.startswith(ADMIN_TITLE) for title in titles)
 
 
 def _listeners(port: int) -> list[int]:
@@ -436,21 +476,18 @@ def _recorded_session(data_dir: Path | None) -> int:
 def stop_system(admin: str, data_dir: Path | None = None, base: str = DEFAULT_BASE, grace: float = 3.0) -> list[int]:
     """Shut the system at `admin` down and SIGKILL any survivor; returns the PIDs
     that had to be killed. When nothing listens there, every process of the
-    session recorded in `data_dir` is killed (the admin died, its system
-    lives on); ClusterNotRunning when there is none.
+    session recorded in `data_dir` (else where its secret is) is killed (the
+    admin died, its system lives on); ClusterNotRunning when there is none.
     On a multi-host leader, the members' servers stop too; at a member's
     admin, that member and its servers stop."""
 
     host, port = parse_admin(admin)
-    # What the system recorded may run on without its admin (killed, its port
-    # closed or held by its orphaned logger).
-    recorded = session_processes(_recorded_session(data_dir)) if data_dir is not None else set()
     if not admin_listening(host, port):
+        # What the system recorded may run on without its admin.
+        recorded = survivors(port, data_dir)
         if not recorded:
             raise ClusterNotRunning(how_to_start(admin))
         return _reap(sorted(recorded), grace)
-    if admin_dead(port):
-        return _reap(sorted(recorded | session_processes(listener_session(port))), grace)
     status = admin_status(port, base)
     capabilities = status.capabilities if status is not None else {}
     if capabilities.get(MEMBER_CAPABILITY):

@@ -29,3 +29,7 @@ class AlreadyRunning(RaftlineError):
 
 class AdminError(RaftlineError):
     """The coordinator refused an administrative request (unknown server, busy, ...)."""
+
+
+class NotAuthorized(RaftlineError):
+    """The system refused this process's deployment secret (or is not on raftline's transport)."""

@@ -43,6 +43,7 @@ from pathlib import Path
 from actors.datadir import DataDirInUse, holder_of
 from actors.messages import Boot
 from actors.process import DATA_DIR_CAPABILITY
+from actors.transport import SECRET_CAPABILITY, SECRET_FILE, ensure_secret, keep_secret
 from coordinator.admin import (
     COORDINATORS_CAPABILITY,
     DEFAULT_BASE,
@@ -56,6 +57,7 @@ from coordinator.admin import (
     member_registered,
     parse_admin,
     prepare_environment,
+    remember_secret,
     session_processes,
     stop_member,
 )
@@ -91,6 +93,7 @@ def start(
     data = Path(data_dir if data_dir is not None else topo.data_dir).absolute()
     refuse_data_in_use(data, ["coordinator", *topo.coordinator.replica_ids])  # "coordinator": an older version's
     data.mkdir(parents=True, exist_ok=True)
+    remember_secret(port, ensure_secret(data / SECRET_FILE))
     env = host_environment(leader.address if leader else None)
     with open(data / LOG_FILE, "ab") as log:
         launcher = subprocess.Popen(
@@ -134,13 +137,16 @@ def join(
     admin_port: int,
     *,
     base: str = DEFAULT_BASE,
+    secret_file: str | os.PathLike | None = None,
     timeout: float = 30.0,
 ) -> str:
     """Start this host's member actor system in the background and return its
     admin address once it is registered with the convention leader at
     `leader` ("HOST:PORT"). `address` is this host's address as the topology
     gives it; `name` its host name there. The coordinator then starts this
-    host's servers, under `data_dir`."""
+    host's servers, under `data_dir`. `secret_file` is a copy of the
+    deployment's secret (the leader's `data/secret`); it is kept as this
+    host's `data_dir/secret`, so later joins need not give it again."""
 
     leader_host, leader_port = parse_admin(leader)
     if not HOST_NAME.fullmatch(name):
@@ -154,6 +160,7 @@ def join(
     data = Path(data_dir).absolute()
     refuse_data_in_use(data, [path.name for path in data.iterdir() if path.is_dir()] if data.exists() else [])
     data.mkdir(parents=True, exist_ok=True)
+    remember_secret(admin_port, keep_secret(data / SECRET_FILE, secret_file))
     with open(data / LOG_FILE, "ab") as log:
         launcher = subprocess.Popen(
             [sys.executable, "-m", "coordinator.system", "member", name, os.fspath(data), str(admin_port),
@@ -214,7 +221,11 @@ def _serve(topology: str, data_dir: str, port: int) -> int:
     from coordinator.coordinator import Coordinator, coordinator_name
 
     topo: Topology = load_topology(topology)
-    capabilities: dict = {"Admin Port": port, COORDINATORS_CAPABILITY: topo.coordinator.replicas}
+    capabilities: dict = {
+        "Admin Port": port,
+        COORDINATORS_CAPABILITY: topo.coordinator.replicas,
+        SECRET_CAPABILITY: os.fspath(Path(data_dir) / SECRET_FILE),
+    }
     if topo.leader_host is not None:
         capabilities.update({
             "Convention Address.IPv4": (topo.leader_host.address, port),
@@ -252,6 +263,7 @@ def _member(name: str, data_dir: str, port: int, leader_host: str, leader_port: 
 
     capabilities = {
         "Admin Port": port,
+        SECRET_CAPABILITY: os.fspath(Path(data_dir) / SECRET_FILE),
         "Convention Address.IPv4": (leader_host, leader_port),
         "node": name,
         DATA_DIR_CAPABILITY: data_dir,

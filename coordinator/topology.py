@@ -41,12 +41,16 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 CLUSTER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 """Cluster names (full match). No `-`, so `<cluster>-r<i>` parses back unambiguously."""
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-BASES = ("multiprocTCPBase",)
-"""The one Thespian base raftline runs on (each actor in its own process,
-docs/DESIGN.md section 1). multiprocQueueBase cannot be attached to from outside (its
-actors talk through queues inherited from the process that started it);
-multiprocUDPBase measured no faster here (a put 9.3 ms against 6.6 ms on
-TCP), loses messages under bursts, and its logger process outlives a stop."""
+BASES = ("raftlineTCPBase",)
+"""The one Thespian base raftline runs on: Thespian's multiprocess machinery
+(each actor in its own process, docs/DESIGN.md section 1) on raftline's own
+authenticated transport (section 13)."""
+REFUSED_BASES = {
+    "multiprocTCPBase": "Thespian's stock TCP base listens on every interface and unpickles unauthenticated "
+                        "messages; raftline runs on its own raftlineTCPBase",
+    "multiprocUDPBase": "it loses messages under bursts and listens unauthenticated",
+    "multiprocQueueBase": "it cannot be attached to from outside",
+}
 READ_FROM = ("leader", "follower")
 ENGINES = ("sqlite", "memory")
 SPREADS = ("none", "hosts")
@@ -245,7 +249,7 @@ class Topology:
     clusters: tuple[ClusterSpec, ...]
     source: str = "<string>"
     admin_port: int = 19000
-    base: str = "multiprocTCPBase"
+    base: str = "raftlineTCPBase"
     data_dir: Path = Path("data")
     slots: int = 64
     hosts: tuple[HostSpec, ...] = ()
@@ -457,7 +461,7 @@ class _Parser:
             clusters=clusters,
             source=self.source,
             admin_port=admin_port,
-            base=top.get("base", _DEFAULT.base, lambda node, key: self.choice(node, key, BASES)),
+            base=top.get("base", _DEFAULT.base, self.base),
             data_dir=top.get("data_dir", self.resolve(_DEFAULT.data_dir), self.directory),
             slots=slots,
             hosts=hosts,
@@ -648,6 +652,11 @@ class _Parser:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.fail(node, key, f"{expected}, got {node.value!r}{hint}")
         return node.value
+
+    def base(self, node: Node, key: str) -> str:
+        if isinstance(node, ScalarNode) and node.value in REFUSED_BASES:
+            self.fail(node, key, f"expected {BASES[0]}, got {node.value!r}: {REFUSED_BASES[node.value]}")
+        return self.choice(node, key, BASES)
 
     def host_name(self, node: Node, key: str) -> str:
         name = self.text(node, key)

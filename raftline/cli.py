@@ -16,8 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from actors.transport import SECRET_FILE, SecretFileError
 from clerk import __version__
 from clerk.errors import RaftlineError
+from coordinator.admin import parse_admin, remember_secret
 from coordinator.topology import MAX_REPLICAS, TopologyError, load_topology, topology_file
 from raftline import bench, check, demo, verify
 
@@ -58,7 +60,10 @@ def parse_txn_op(text: str) -> tuple[str, str, object]:
 def admin_of(args) -> tuple[str, str]:
     from clerk.client import resolve_admin
 
-    return resolve_admin(args.topology, args.admin)
+    secret_file = args.secret_file
+    if secret_file is None and getattr(args, "data_dir", None):
+        secret_file = Path(args.data_dir) / SECRET_FILE  # the system's own data directory holds it
+    return resolve_admin(args.topology, args.admin, secret_file)
 
 
 def topology_data_dir(args) -> Path | None:
@@ -74,7 +79,7 @@ def topology_data_dir(args) -> Path | None:
 def open_store(args):
     from clerk.client import connect
 
-    return connect(args.topology, admin=args.admin)
+    return connect(args.topology, admin=args.admin, secret_file=args.secret_file)
 
 
 def open_cluster(args):
@@ -125,7 +130,7 @@ def cmd_join(args) -> int:
     if address is None:
         # Never guessed: the address other hosts reach this one at is the topology's.
         raise UsageError("this host's address is unknown: pass -t TOPOLOGY (listing this host) or --address")
-    admin = join(args.leader, args.name, address, args.data_dir, admin_port or 19000)
+    admin = join(args.leader, args.name, address, args.data_dir, admin_port or 19000, secret_file=args.secret_file)
     print(f"{args.name} joined the convention at {args.leader} (admin {admin}; data in "
           f"{Path(args.data_dir).absolute()}); the coordinator starts this host's replicas")
     return 0
@@ -373,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-t", "--topology",
                         help="topology file (default ./topology.yaml, else the embedded default)")
     common.add_argument("--admin", metavar="HOST:PORT", help="the running system's admin address (overrides -t)")
+    common.add_argument("--secret-file", metavar="F",
+                        help="the deployment's secret (default: `secret` in the topology's data directory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -440,11 +447,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit:
         return int(exit.code or 0)
     try:
+        if getattr(args, "secret_file", None) and getattr(args, "admin", None):
+            remember_secret(parse_admin(args.admin)[1], args.secret_file)
         return args.handler(args)
     except UsageError as error:
         print(f"raftline {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (RaftlineError, TopologyError, ValueError, TimeoutError, RuntimeError) as error:
+    except (RaftlineError, SecretFileError, TopologyError, ValueError, TimeoutError, RuntimeError) as error:
         print(f"raftline {args.command}: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -7,12 +7,13 @@
     raftline bench reconfig --keys 10000
     raftline bench catchup --duration 30
     raftline bench failover --target coordinator --trials 5
+    raftline bench transport --rounds 5 --bases stock,raftline
     python3 -m raftline.bench.storage       (no system: what one SqliteStorage.save costs)
 
 How a run works:
 - A workload (put, get, txn, bank, mixed; raftline/workloads.py) runs on a
   system of raftline/harness.py: its own unless --admin names a running one.
-  Experiments (election, sweep, reconfig, catchup, failover) always start their own.
+  Experiments (election, sweep, reconfig, catchup, failover, transport) always start their own.
 - Each client is its own OS process (raftline/bench/client.py). It
   connects, warms up, runs its workload from "go" until its deadline, writes
   one record per operation (start, latency, outcome, attempts, hops) to a
@@ -57,7 +58,7 @@ from raftline.bench.report import (
 from raftline.harness import DEFAULT_CLUSTERS
 from raftline.workloads import BENCH_ACCOUNTS, BENCH_KEYS, BENCH_WORKLOADS
 
-EXPERIMENTS = ("election", "sweep", "reconfig", "catchup", "failover")
+EXPERIMENTS = ("election", "sweep", "reconfig", "catchup", "failover", "transport")
 HELP = (
     f"throughput, latency, aborts and hops of a workload ({', '.join(BENCH_WORKLOADS)})"
     f" or an experiment ({', '.join(EXPERIMENTS)})"
@@ -97,6 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="election: leader kills per setting; failover: kills (default 5)")
     parser.add_argument("--target", choices=FAILOVER_TARGETS, default="coordinator",
                         help="failover: kill the acting coordinator replica or c1's leader (default coordinator)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="transport: rounds per base, alternated between the bases (default 5)")
+    parser.add_argument("--bases", default="stock,raftline",
+                        help="transport: Thespian system bases to compare (default stock,raftline)")
     parser.add_argument("--seed", type=int, default=1, help="seeds every client's key choices")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument(
@@ -146,6 +151,8 @@ def check_arguments(args) -> tuple[list[int], list[tuple[int, int]]]:
         raise BenchUsageError(f"bench {args.workload} starts its own systems: --admin does not apply")
     if args.workload in ("election", "failover") and args.trials < 1:
         raise BenchUsageError(f"--trials must be at least 1, got {args.trials}")
+    if args.workload == "transport" and args.rounds < 1:
+        raise BenchUsageError(f"--rounds must be at least 1, got {args.rounds}")
     if args.workload == "catchup" and replicas[0] < 3:
         raise BenchUsageError("catchup needs --replicas 3 or more: a follower sleeps while the others commit")
     return replicas, parse_timeouts(args.timeouts)
@@ -177,6 +184,12 @@ def run(args) -> int:
         elif args.workload == "failover":
             result = run_failover(args, replicas[0], directory)
             print(format_failover(result))
+        elif args.workload == "transport":
+            # Imported only here, as measure.py does the probe: it imports Thespian.
+            from raftline.bench.transport import format_transport, parse_bases, run_transport
+
+            result = run_transport(parse_bases(args.bases), args.rounds, directory)
+            print(format_transport(result))
         else:
             result = run_workload(args, replicas[0], directory)
             print(format_workload(result["summary"]))

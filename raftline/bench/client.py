@@ -51,7 +51,7 @@ def client_main(spec_path: str) -> int:
         value_size=spec["value_size"],
         read_ratio=spec["read_ratio"],
     )
-    store = connect(admin=spec["admin"])
+    store = connect(admin=spec["admin"], secret_file=spec["secret_file"])
     try:
         store.get(spec["keys"][0])  # warm up: the clerk has its map and knows the leaders
         print("ready", flush=True)

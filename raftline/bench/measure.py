@@ -61,6 +61,7 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
             result = run_dir / f"client-{number}.json"
             spec = {
                 "admin": cluster.admin,
+                "secret_file": os.fspath(cluster.secret_file),
                 "workload": workload,
                 "duration": args.duration,
                 "keys": keys,
@@ -117,15 +118,10 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
 
 
 def measure_rtt(admin: str) -> float:
-    from coordinator.admin import parse_admin, prepare_environment
-
-    prepare_environment()
-    from thespian.actors import ActorSystem
-
+    from coordinator.admin import attach
     from raftline.bench.probe import measure_round_trip
 
-    _, port = parse_admin(admin)
-    return measure_round_trip(ActorSystem("multiprocTCPBase", {"Admin Port": port}, transientUnique=True))
+    return measure_round_trip(attach(admin))
 
 
 # -- statistics ----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordinator.admin import parse_admin, secret_file_for
 from raftline import check
 from raftline.check.history import Event, HistoryError, Operation, pair_operations, parse_event, write_history
 from raftline.check.result import CheckResult
@@ -144,6 +145,7 @@ class ClientPool:
             history = self.run_dir / f"client-{number}.jsonl"
             spec = {
                 "admin": self.admin,
+                "secret_file": os.fspath(secret_file_for(parse_admin(self.admin)[1])),
                 "workload": self.workload,
                 "process": number,
                 "seed": self.seed * 1000 + number,

@@ -72,7 +72,7 @@ def client_main(spec_path: str) -> int:
     history (its file)."""
     spec = json.loads(Path(spec_path).read_text())
     generator = verify_generator(spec["workload"], random.Random(spec["seed"]), spec["process"], spec["prefix"])
-    store = connect(admin=spec["admin"])
+    store = connect(admin=spec["admin"], secret_file=spec["secret_file"])
     try:
         store.get("verify-warmup")  # the clerk has its map and knows the leaders
         print(f"ready {store.clerk_pid}", flush=True)

@@ -43,6 +43,11 @@ def write_topology(directory: Path, snapshot_entries: int = 10000) -> Path:
     return path
 
 
+def admin_options(cluster) -> tuple[str, ...]:
+    """The command-line options that reach `cluster` from another directory."""
+    return ("--admin", cluster.admin, "--secret-file", os.fspath(cluster.secret_file))
+
+
 def wait_for(condition, timeout: float = 20.0, interval: float = 0.1):
     """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout

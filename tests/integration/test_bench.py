@@ -12,6 +12,7 @@ import sys
 from actors.messages import ClientBatch, ClientRequest, CommitOnePhase, Decide, Prepare, ReadKeys
 from clerk.session import CriticalPath
 from raftline.bench.measure import percentile, summarize
+from tests.integration.conftest import admin_options
 
 REPORT_KEYS = {
     "workload",
@@ -62,7 +63,7 @@ def test_put_on_its_own_system():
 
 
 def test_txn_against_a_running_system(cluster):
-    report = last_json_line(bench("txn", "--clients", "2", "--duration", "2", "--admin", cluster.admin, "--json"))
+    report = last_json_line(bench("txn", "--clients", "2", "--duration", "2", *admin_options(cluster), "--json"))
     assert_sane(report, "txn")
     # Both reads in one unlogged round (4), then a two-phase commit: the ask
     # plus prepare, decide and publish, each logged (4 each).

@@ -8,7 +8,7 @@ import sys
 
 from actors.process import process_running
 from coordinator.admin import free_port
-from tests.integration.conftest import unique, wait_for, write_topology
+from tests.integration.conftest import admin_options, unique, wait_for, write_topology
 
 
 def raftline(*args: str, timeout: float = 90.0, cwd=None) -> subprocess.CompletedProcess:
@@ -29,7 +29,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 
 def test_put_get_delete_and_txn(cluster):
-    admin = ("--admin", cluster.admin)
+    admin = admin_options(cluster)
     key = unique("cli")
     assert raftline("put", key, '{"n": 1}', *admin).returncode == 0
     assert json.loads(raftline("get", key, *admin).stdout) == {"n": 1}
@@ -51,7 +51,7 @@ def test_put_get_delete_and_txn(cluster):
 
 
 def test_put_reads_a_large_value_from_a_file_or_standard_input(cluster, tmp_path):
-    admin = ("--admin", cluster.admin)
+    admin = admin_options(cluster)
     key = unique("cli-file")
     big = {"blob": "x" * 20_000}
     path = tmp_path / "value.json"
@@ -66,7 +66,7 @@ def test_put_reads_a_large_value_from_a_file_or_standard_input(cluster, tmp_path
 
 
 def test_status_json_is_pure_json_with_the_promised_fields(cluster):
-    result = raftline("status", "--json", "--admin", cluster.admin)
+    result = raftline("status", "--json", *admin_options(cluster))
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["epoch"] >= 1
@@ -74,12 +74,12 @@ def test_status_json_is_pure_json_with_the_promised_fields(cluster):
         assert {"leader", "term", "slots", "replicas"} <= set(info)
         for replica in info["replicas"].values():
             assert {"role", "term", "commit", "applied", "last_index", "alive", "asleep", "pid"} <= set(replica)
-    table = raftline("status", "--admin", cluster.admin)
+    table = raftline("status", *admin_options(cluster))
     assert table.returncode == 0 and "cluster c1: leader" in table.stdout
 
 
 def test_sleep_and_kill_through_the_cli(cluster):
-    admin = ("--admin", cluster.admin)
+    admin = admin_options(cluster)
     follower = next(r for r, info in cluster.status()["clusters"]["c2"]["replicas"].items() if info["role"] == "follower")
     result = raftline("sleep", follower, "1", *admin)
     assert result.returncode == 0 and "sleeps for 1 s" in result.stdout
@@ -90,7 +90,7 @@ def test_sleep_and_kill_through_the_cli(cluster):
 
 
 def test_error_paths_are_one_clear_line(cluster, tmp_path):
-    admin = ("--admin", cluster.admin)
+    admin = admin_options(cluster)
     assert_one_line_error(raftline("sleep", "c9-r9", "1", *admin), "unknown server 'c9-r9'")
     assert_one_line_error(raftline("kill", "nobody", *admin), "unknown server 'nobody'")
     assert_one_line_error(raftline("put", "big", "x" * 40_000, *admin), "value too large")
@@ -109,7 +109,7 @@ def test_error_paths_are_one_clear_line(cluster, tmp_path):
 def test_start_status_stop_in_the_background(tmp_path):
     topology = write_topology(tmp_path)
     port = str(free_port())
-    admin = ("--admin", f"127.0.0.1:{port}")
+    admin = ("--admin", f"127.0.0.1:{port}", "--secret-file", str(tmp_path / "data" / "secret"))
     started = raftline("start", "-t", str(topology), "--data-dir", str(tmp_path / "data"), "--admin-port", port)
     assert started.returncode == 0, started.stderr
     assert "raftline is running at" in started.stdout
@@ -143,7 +143,7 @@ def test_from_any_directory_the_embedded_default_starts_with_its_data_there(tmp_
 def test_status_piped_into_a_reader_that_is_gone_is_quiet(cluster):
     """`raftline status | head -1`: a reader gone before the output is written
     (closed here at once, while status is still gathering) is not an error."""
-    command = [sys.executable, "-m", "raftline.cli", "status", "--admin", cluster.admin]
+    command = [sys.executable, "-m", "raftline.cli", "status", *admin_options(cluster)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL) as status:
         status.stdout.close()
         stderr = status.stderr.read().decode()

@@ -35,7 +35,7 @@ from clerk.errors import AdminError
 from coordinator.admin import LOOPBACK, free_port, session_processes
 from coordinator.system import start
 from raftline.workloads import OPENING_BALANCE
-from tests.integration.conftest import system_pids, wait_for
+from tests.integration.conftest import admin_options, system_pids, wait_for
 from tests.integration.transfers import ACCOUNTS, Transfers, total
 
 TOPOLOGY = """\
@@ -112,7 +112,8 @@ class Convention:
     def join(self, name: str) -> None:
         address, port = self.addresses[self.names[0]]
         result = raftline("join", "-t", os.fspath(self.topology), "--leader", f"{address}:{port}",
-                          "--name", name, "--data-dir", os.fspath(self.dirs[name]), prefix=self.prefixes.get(name, ()))
+                          "--name", name, "--data-dir", os.fspath(self.dirs[name]),
+                          "--secret-file", os.fspath(self.cluster.secret_file), prefix=self.prefixes.get(name, ()))
         assert result.returncode == 0, result.stderr
         assert f"{name} joined" in result.stdout
         self.sessions.add(member_session(self.dirs[name]))
@@ -227,7 +228,7 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
         assert sorted(replica["host"] for replica in info["replicas"].values()) == ["a", "b", "c"]
     hosts.seen |= system_pids(cluster)
     hosts.assert_in_namespaces(status)
-    table = raftline("status", "--admin", cluster.admin)
+    table = raftline("status", *admin_options(cluster))
     address, port = hosts.addresses["b"]
     assert f"host b ({address}:{port}" in table.stdout and " b " in table.stdout, table.stdout
 

@@ -16,7 +16,7 @@ from actors.process import process_running
 from clerk import connect
 from coordinator.system import start
 from raftline.workloads import OPENING_BALANCE
-from tests.integration.conftest import system_pids, wait_for, write_topology
+from tests.integration.conftest import admin_options, system_pids, wait_for, write_topology
 from tests.integration.transfers import ACCOUNTS, Transfers, total
 
 PLAIN_KEYS = [f"plain-{number:03d}" for number in range(240)]
@@ -124,7 +124,7 @@ def test_reconfiguration_under_bank_transfers(system):
 
 def test_cli_reconfiguration_commands_report_progress_and_errors(system):
     cluster, _, seen_pids = system
-    admin = ("--admin", cluster.admin)
+    admin = admin_options(cluster)
 
     def raftline(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

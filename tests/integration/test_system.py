@@ -10,7 +10,6 @@ import sys
 import threading
 
 import pytest
-from thespian.actors import ActorSystem
 
 from actors.datadir import LOCK_FILE
 from actors.keyspace import slot_of
@@ -18,7 +17,7 @@ from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subs
 from actors.process import process_running
 from clerk import TransactionAborted, TransactionTooLarge, connect
 from clerk.errors import AlreadyRunning
-from coordinator.admin import coordinator_addresses
+from coordinator.admin import attach, coordinator_addresses
 from coordinator.system import start
 from tests.integration.conftest import unique, wait_for, write_topology
 
@@ -141,7 +140,7 @@ def test_prepared_keys_unblock_after_the_clerk_dies(cluster, store):
     """A clerk that dies between prepare and commit: participants time out,
     ask the primary, which aborts; the keys are writable again."""
     keys = keys_on_each_cluster(cluster, unique("orphan"))
-    system = ActorSystem("multiprocTCPBase", {"Admin Port": int(cluster.admin.rsplit(":", 1)[1])}, transientUnique=True)
+    system = attach(cluster.admin)
     for coordinator in coordinator_addresses(system, cluster.admin):
         system.tell(coordinator, Subscribe(pid=0))  # the acting replica answers
     routing = system.listen(10)
@@ -189,7 +188,8 @@ def test_clerk_of_an_application_that_died_without_closing_exits(cluster):
     before = cluster.status()["clerks"]
     script = (
         "import os; from clerk import connect; "
-        f"store = connect(admin={cluster.admin!r}); store.put('abandoned', 1); os._exit(0)"
+        f"store = connect(admin={cluster.admin!r}, secret_file={os.fspath(cluster.secret_file)!r}); "
+        "store.put('abandoned', 1); os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     wait_for(lambda: cluster.status()["clerks"] <= before, timeout=20)

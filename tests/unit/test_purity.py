@@ -18,6 +18,7 @@ PURE_CORES = [
     "actors/replica.py",
     "actors/slot_shipping.py",
     "actors/store",
+    "actors/transport/wire.py",
     "actors/txn_recovery.py",
     "clerk/core.py",
     "clerk/session.py",

@@ -34,7 +34,7 @@ def test_the_embedded_default_loads_with_documented_values(tmp_path, monkeypatch
         clusters=tuple(ClusterSpec(name=name, replicas=3) for name in ("c1", "c2", "c3")),
         source=str(DEFAULT_TOPOLOGY),
         admin_port=19000,
-        base="multiprocTCPBase",
+        base="raftlineTCPBase",
         data_dir=tmp_path / "data",  # where raftline runs, not inside the package
         slots=64,
         raft=RaftSettings(tick_ms=50, heartbeat_ticks=2, election_min=6, election_max=12,
@@ -181,9 +181,10 @@ def refusal(text: str) -> TopologyError:
     ("clusters:\n  C1: {replicas: 3}\n", 2, "clusters.C1", "invalid cluster name"),
     ("clusters:\n  c-1: {replicas: 3}\n", 2, "clusters.c-1", "invalid cluster name"),
     # bad enum values
-    (ONE_CLUSTER + "base: multiprocTcpBase\n", 3, "base", "did you mean 'multiprocTCPBase'?"),
-    (ONE_CLUSTER + "base: simpleSystemBase\n", 3, "base", "expected multiprocTCPBase, got 'simpleSystemBase'"),
-    (ONE_CLUSTER + "base: multiprocUDPBase\n", 3, "base", "expected multiprocTCPBase, got 'multiprocUDPBase'"),
+    (ONE_CLUSTER + "base: raftlineTcpBase\n", 3, "base", "did you mean 'raftlineTCPBase'?"),
+    (ONE_CLUSTER + "base: simpleSystemBase\n", 3, "base", "expected raftlineTCPBase, got 'simpleSystemBase'"),
+    (ONE_CLUSTER + "base: multiprocTCPBase\n", 3, "base",
+     "expected raftlineTCPBase, got 'multiprocTCPBase': Thespian's stock TCP base listens on every interface"),
     (ONE_CLUSTER + "transactions: {read_from: any}\n", 3, "transactions.read_from",
      "expected leader or follower, got 'any'"),
     (ONE_CLUSTER + "storage:\n  engine: sqllite\n", 4, "storage.engine", "did you mean 'sqlite'?"),

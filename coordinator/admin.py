@@ -78,9 +78,14 @@ THESPIAN_ENVIRONMENT = {
 def prepare_environment() -> None:
     """Set Thespian's environment and make raftline's base known to it; call
     before the first thespian import."""
+    set_thespian_environment()
+    install()
+
+
+def set_thespian_environment() -> None:
+    """Thespian's environment alone (for measuring its stock base as it comes)."""
     for name, value in THESPIAN_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    install()
 
 
 _secret_files: dict[int, Path] = {}
@@ -516,6 +521,12 @@ def _recorded_pids(data_dir: Path) -> list[int]:
         return list(json.loads((Path(data_dir) / PIDS_FILE).read_text()).get("pids", []))
     except (OSError, ValueError):
         return []
+
+
+def kill_recorded(data_dir: Path) -> list[int]:
+    """SIGKILL every process of the system recorded in `data_dir`: for one that
+    started but cannot be reached (its start failed half way)."""
+    return _reap(sorted(session_processes(_recorded_session(data_dir))), 0.0)
 
 
 def _reap(pids: list[int], grace: float) -> list[int]:

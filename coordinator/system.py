@@ -53,6 +53,7 @@ from coordinator.admin import (
     admin_listening,
     free_port,
     host_environment,
+    kill_recorded,
     listener_session,
     member_registered,
     parse_admin,
@@ -106,7 +107,11 @@ def start(
         )
     if launcher.wait(timeout=timeout) != 0:
         raise Unavailable(f"the system failed to start; see {data / LOG_FILE}")
-    cluster = Cluster(admin, data, topo.base)
+    try:
+        cluster = Cluster(admin, data, topo.base)
+    except BaseException:
+        kill_recorded(data)
+        raise
     try:
         if leader is not None:
             cluster.wait_booted(timeout)

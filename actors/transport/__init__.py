@@ -34,10 +34,12 @@ class AuthenticationFailed(Exception):
 
 
 def install() -> None:
-    """Make `ActorSystem(BASE_NAME, ...)` find raftline's base (idempotent)."""
-    from actors.transport import base
+    """Make `ActorSystem(BASE_NAME, ...)` find raftline's base, and tune
+    Thespian for it (`thespian_tuning`); idempotent."""
+    from actors.transport import base, thespian_tuning
 
     sys.modules.setdefault(f"thespian.system.{BASE_NAME}", base)
+    thespian_tuning.apply()
 
 
 __all__ = [

@@ -51,11 +51,13 @@ from coordinator.admin import (
     free_port,
     host_environment,
     listener_session,
-    prepare_environment,
     session_processes,
+    set_thespian_environment,
 )
 
-prepare_environment()  # Thespian reads its environment when first imported
+# Thespian reads its environment when first imported. raftline's base (and its
+# tuning of Thespian) is installed only in the rounds that measure it.
+set_thespian_environment()
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher
 
 from actors.process import process_running

@@ -120,11 +120,13 @@ def test_a_job_in_flight_resumes_under_the_next_acting_coordinator(tmp_path):
 def test_stop_after_the_acting_coordinator_died_ends_everything_and_the_next_start_works(tmp_path):
     cluster = start_system(tmp_path)
     pids = system_pids(cluster)
-    with connect(admin=cluster.admin) as store:
-        store.put("kept", "before")
-        pids |= system_pids(cluster)
-        os.kill(acting(cluster)[1], signal.SIGKILL)
-    cluster.stop()
+    try:
+        with connect(admin=cluster.admin) as store:
+            store.put("kept", "before")
+            pids |= system_pids(cluster)
+            os.kill(acting(cluster)[1], signal.SIGKILL)
+    finally:
+        cluster.stop()
     assert_all_gone(pids)
     assert_the_next_start_reads(tmp_path, "kept", "before")
 
@@ -132,15 +134,17 @@ def test_stop_after_the_acting_coordinator_died_ends_everything_and_the_next_sta
 def test_the_admins_death_leaves_connected_clients_working_and_stop_ends_everything(tmp_path):
     cluster = start_system(tmp_path)
     pids = system_pids(cluster)
-    with connect(admin=cluster.admin) as store:
-        store.put("kept", "before")
-        pids |= system_pids(cluster)
-        os.kill(cluster.status()["admin_pid"], signal.SIGKILL)
-        store.put("kept", "after the admin died")
-        assert store.get("kept") == "after the admin died"
-        # Nothing new can attach, and it says so at once (not after Thespian's ~15 s).
-        with pytest.raises(Unavailable, match="admin at .* is dead.*raftline stop"):
-            connect(admin=cluster.admin)
-    stop_system(cluster.admin, tmp_path / "data")
+    try:
+        with connect(admin=cluster.admin) as store:
+            store.put("kept", "before")
+            pids |= system_pids(cluster)
+            os.kill(cluster.status()["admin_pid"], signal.SIGKILL)
+            store.put("kept", "after the admin died")
+            assert store.get("kept") == "after the admin died"
+            # Nothing new can attach, and it says so at once (not after Thespian's ~15 s).
+            with pytest.raises(Unavailable, match="admin at .* is dead.*raftline stop"):
+                connect(admin=cluster.admin)
+    finally:
+        stop_system(cluster.admin, tmp_path / "data")
     assert_all_gone(pids)
     assert_the_next_start_reads(tmp_path, "kept", "after the admin died")

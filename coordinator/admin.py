@@ -45,7 +45,15 @@ from actors.messages import (
     StatusRequest,
 )
 from actors.process import DATA_DIR_CAPABILITY, process_running
-from actors.transport import BASE_NAME, SECRET_CAPABILITY, SECRET_FILE, AuthenticationFailed, SecretFileError, install
+from actors.transport import (
+    BASE_NAME,
+    SECRET_CAPABILITY,
+    SECRET_FILE,
+    AuthenticationFailed,
+    SecretFileError,
+    install,
+    read_secret,
+)
 from coordinator.errors import AdminError, ClusterNotRunning, NotAuthorized, Unavailable
 from coordinator.state import PIDS_FILE
 
@@ -185,20 +193,22 @@ def survivors(port: int, data_dir: Path | None = None) -> set[int]:
             data_dir = secret_file_for(port).parent
         except SecretFileError:
             return set()
-    return session_processes(_recorded_session(data_dir))
+    return session_processes(_recorded_session(data_dir, port))
 
 
 def _handle(port: int, base: str, admin: str):
     prepare_environment()
     from thespian.actors import ActorSystem, InvalidActorAddress
 
-    capabilities = {"Admin Port": port, SECRET_CAPABILITY: os.fspath(secret_file_for(port))}
+    secret_file = secret_file_for(port)
+    read_secret(secret_file)  # an unsafe or malformed file is the user's to fix: said plainly, here
+    capabilities = {"Admin Port": port, SECRET_CAPABILITY: os.fspath(secret_file)}
     try:
         return ActorSystem(base, capabilities, transientUnique=True)
     except InvalidActorAddress:
         raise admin_is_dead(admin) from None
     except AuthenticationFailed as refused:
-        raise NotAuthorized(f"{refused}: {secret_file_for(port)} is not its secret (give --secret-file, "
+        raise NotAuthorized(f"{refused}: {secret_file} is not its secret (give --secret-file, "
                             f"the file `{SECRET_FILE}` in the data directory of the host that started it)") from None
 
 
@@ -410,7 +420,7 @@ def stop_member(port: int, data_dir: Path | None, base: str, grace: float) -> li
     session (the launcher started one; the servers the leader placed here are
     forked by this member's admin, so they are in it too)."""
     pids = set(_recorded_pids(data_dir)) if data_dir is not None else set()
-    pids |= session_processes(_recorded_session(data_dir)) | session_processes(listener_session(port))
+    pids |= session_processes(_recorded_session(data_dir, port)) | session_processes(listener_session(port))
     try:
         _handle(port, base, f"{LOOPBACK}:{port}").shutdown()
     except (Unavailable, NotAuthorized, SecretFileError):
@@ -471,10 +481,16 @@ def _listeners(port: int) -> list[int]:
     return found
 
 
-def _recorded_session(data_dir: Path | None) -> int:
+def _recorded_session(data_dir: Path | None, port: int | None = None) -> int:
+    """The session of the system recorded in `data_dir` (0: none), if it ran
+    on admin `port` when one is given: a data directory records only the last
+    system started on it, maybe on another port."""
     try:
-        return int(json.loads((Path(data_dir) / PIDS_FILE).read_text()).get("session", 0))
-    except (OSError, ValueError, TypeError):
+        recorded = json.loads((Path(data_dir) / PIDS_FILE).read_text())
+        if port is not None and recorded.get("admin_port", port) != port:
+            return 0
+        return int(recorded.get("session", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
         return 0
 
 

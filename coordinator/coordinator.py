@@ -769,11 +769,17 @@ class Coordinator(ActorTypeDispatcher):
         return sorted(set(pids))
 
     def write_pids(self) -> None:
-        """Every process this system runs on this host, and its session, for `stop`."""
+        """Every process this system runs on this host, and its session, for
+        `stop`; the admin port the launcher recorded stays."""
         path = self.data_dir / PIDS_FILE
         temporary = path.with_suffix(f".{self.replica_id}.tmp")
         try:
-            temporary.write_text(json.dumps({"pids": self.pids(), "session": os.getsid(0)}))
+            recorded = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            recorded = {}
+        kept = {"admin_port": recorded["admin_port"]} if isinstance(recorded, dict) and "admin_port" in recorded else {}
+        try:
+            temporary.write_text(json.dumps({"pids": self.pids(), "session": os.getsid(0), **kept}))
             temporary.replace(path)
         except OSError as error:
             # Supervision goes on: stop also finds every process by its session.

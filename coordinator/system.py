@@ -256,7 +256,7 @@ def record_session(data_dir: Path, port: int) -> None:
     pids = sorted(session_processes(session) - {os.getpid()})
     path = data_dir / PIDS_FILE
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"pids": pids, "session": session}))
+    temporary.write_text(json.dumps({"pids": pids, "session": session, "admin_port": port}))
     temporary.replace(path)
 
 

@@ -158,6 +158,19 @@ class _Connection:
         self.filled = remaining
 
 
+def _send_queued(conn: _Connection) -> bool:
+    """Write as much of `conn`'s queued bytes as the socket takes; False if the connection broke."""
+    if conn.out:
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return False
+        del conn.out[:sent]
+    return True
+
+
 class Channel:
     """Everything this process sends to one receiver's listener."""
 
@@ -626,15 +639,9 @@ class RaftlineTransport(asyncTransportBase, wakeupTransportBase):
             channel.quiet_since = perf_counter()
 
     def _write(self, channel: Channel, conn: _Connection) -> None:
-        if conn.out:
-            try:
-                sent = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._connection_lost(channel)
-                return
-            del conn.out[:sent]
+        if not _send_queued(conn):
+            self._connection_lost(channel)
+            return
         self._want_write(conn, bool(conn.out), (RaftlineTransport._on_channel, channel))
 
     def _want_write(self, conn: _Connection, wanted: bool, data) -> None:
@@ -811,15 +818,9 @@ class RaftlineTransport(asyncTransportBase, wakeupTransportBase):
 
     def _write_inbound(self, inbound: Inbound) -> None:
         conn = inbound.conn
-        if conn.out:
-            try:
-                sent = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._close_inbound(inbound)
-                return
-            del conn.out[:sent]
+        if not _send_queued(conn):
+            self._close_inbound(inbound)
+            return
         self._want_write(conn, bool(conn.out), (RaftlineTransport._on_inbound, inbound))
 
     def _flush_acks(self, force: bool = False) -> None:

@@ -8,8 +8,8 @@ Thespian's admin runs in a session of its own, which its logger and every actor
 inherit; the session is recorded at start, and every process still in it after
 `shutdown()` is SIGKILLed.
 
-Nothing here imports `coordinator`: `coordinator.admin` imports raftline's base,
-which must not break the stock runs when it cannot be imported.
+Nothing here installs raftline's base (`coordinator.admin.prepare_environment`
+would): the stock runs must not depend on it, and run Thespian as it comes.
 """
 
 from __future__ import annotations
@@ -27,26 +27,17 @@ from types import ModuleType
 import pytest
 
 from actors.process import process_running
+from coordinator.admin import LOOPBACK, free_port, listener_session, session_processes, set_thespian_environment
 
 STOCK_BASE = "multiprocTCPBase"
-LOOPBACK = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_TIMEOUT = 60.0
 """Seconds a launcher may take; generous: the machine is shared."""
 
-THESPIAN_ENVIRONMENT = {
-    "THESPIAN_BASE_IPADDR": LOOPBACK,
-    "THESPIAN_MAX_PENDING_TRANSMITS": "5000",
-}
-"""Thespian's environment as raftline sets it (coordinator.admin.prepare_environment)."""
-
 LOG_FILE = "system.log"
 
-
-def prepare_environment() -> None:
-    """Set Thespian's environment; call before the first thespian import."""
-    for name, value in THESPIAN_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+prepare_environment = set_thespian_environment
+"""Thespian's environment as raftline sets it; call before the first thespian import."""
 
 
 def log_definitions(directory: Path) -> dict:
@@ -188,45 +179,9 @@ def process_gone(pid: int) -> bool:
 # -- processes and sockets, from /proc ---------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
 def raw_connection(port: int, timeout: float = 5.0) -> socket.socket:
     """A plain TCP connection to `port` on loopback, bypassing any transport."""
     return socket.create_connection((LOOPBACK, port), timeout=timeout)
-
-
-def session_processes(session: int) -> set[int]:
-    """Every live process of session `session`; empty for 0 (no session)."""
-    found = set()
-    if not session:
-        return found
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                # Fields after the command, which may hold spaces: state, ppid, pgrp, session.
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # exited meanwhile
-            if int(fields[3]) == session and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
-
-
-def listener_session(port: int) -> int:
-    """The session of the process listening on TCP `port` (an actor system's
-    admin, in a session of its own), or 0 when none is found."""
-    inodes = {inode for inode, address in _listening_sockets().items() if address.endswith(f":{port}")}
-    for entry in sorted(Path("/proc").iterdir(), key=lambda path: path.name):
-        if entry.name.isdigit() and _socket_inodes(int(entry.name)) & inodes:
-            try:
-                return os.getsid(int(entry.name))
-            except ProcessLookupError:
-                continue  # exited meanwhile
-    return 0
 
 
 def listening_addresses(pids: set[int]) -> set[str]:

@@ -19,6 +19,8 @@ Everything a server decides lives in actors/replica.py. This shell only:
 - writes one log line per notable event to `<data_dir>/server.log`: time,
   replica, term, role, commit, last index, applied, then the event (slot
   move steps and membership changes included, as the Replica reports them).
+  Entries a restart replays from storage were logged when first applied:
+  one summary line stands for them. Errors go to the system log as well.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class DatabaseServer(ActorTypeDispatcher):
             # Held until this process ends: one owner per data directory, always.
             self.data_dir_lock = lock_data_dir(config.data_dir)
         except DataDirInUse as error:
-            self.log.error("%s: %s; exiting without opening its storage", config.replica, error)
+            self.alert("%s: %s; exiting without opening its storage", config.replica, error)
             self.send(sender, ServerRefused(replica=config.replica, holder_pid=error.holder or 0))
             self.send(self.myAddress, ActorExitRequest())
             return
@@ -148,7 +150,10 @@ class DatabaseServer(ActorTypeDispatcher):
         except StorageUnavailable as error:
             self.fail(error)
             return
-        self.event("started (pid %d), recovered from storage" % os.getpid())
+        # Re-applying the stored entries repeated events logged when they were
+        # first applied: written again now, they would read as new slot moves.
+        self.replica.take_events()
+        self.event(f"started (pid {os.getpid()}), recovered from storage: {self.replay_summary()}")
         self.tell_coordinators(ServerStarted(replica=config.replica, pid=os.getpid()))
         self.schedule_tick()
 
@@ -230,7 +235,7 @@ class DatabaseServer(ActorTypeDispatcher):
         except StorageUnavailable as error:
             self.fail(error)
         except Exception:
-            self.log.exception("%s: crashed; exiting to be restarted from storage", self.config.replica)
+            self.alert("%s: crashed; exiting to be restarted from storage", self.config.replica, exc_info=True)
             self.replica = None
             if self.storage is not None:
                 self.storage.close()
@@ -241,7 +246,7 @@ class DatabaseServer(ActorTypeDispatcher):
         """Storage failed outside the process: say why to the coordinators, then
         exit; the restart (with backoff) reopens the storage, which keeps
         everything acknowledged, since nothing of a failed write took effect."""
-        self.log.error("%s: storage failed (%s); exiting to be restarted", self.config.replica, error.reason)
+        self.alert("%s: storage failed (%s); exiting to be restarted", self.config.replica, error.reason)
         self.tell_coordinators(ServerFailed(replica=self.config.replica, reason=error.reason))
         self.replica = None
         if self.storage is not None:
@@ -308,6 +313,19 @@ class DatabaseServer(ActorTypeDispatcher):
             self.event(f"undeliverable: {type(message.poisonMessage).__name__}")
 
     # -- logging ------------------------------------------------------------------
+
+    def replay_summary(self) -> str:
+        """What the Replica re-applied from storage when it was created: one line
+        standing for the events of those entries."""
+        status = self.replica.status()
+        first, last = status["snapshot_index"] + 1, status["applied"]
+        replay = f"replayed entries {first}..{last}" if last >= first else "no entries to replay"
+        return f"snapshot at index {status['snapshot_index']}, {replay}"
+
+    def alert(self, message: str, *args, exc_info: bool = False) -> None:
+        """An error in this server's log and, for the operator, in the system log."""
+        for logger in (self.log, logging.getLogger("raftline.server")):
+            logger.error(message, *args, exc_info=exc_info)
 
     def event(self, what: str) -> None:
         if self.log is None:

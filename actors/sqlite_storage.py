@@ -37,7 +37,12 @@ from typing import Iterator, Sequence
 from actors.raft.messages import ConfState, Entry, HardState, Snapshot
 from actors.raft.storage import CorruptStorage, Storage, StorageUnavailable
 
-logger = logging.getLogger(__name__)
+
+def logger() -> logging.Logger:
+    """Looked up at each use: Thespian replaces the logging tree of an actor's
+    process after this module was imported."""
+    return logging.getLogger("raftline.storage")
+
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -184,13 +189,13 @@ class SqliteStorage(Storage):
                     expected += 1
                     continue
                 dropped = self._db.execute("DELETE FROM log WHERE idx >= ?", (expected,)).rowcount
-                logger.warning("%s: discarded a torn log tail of %d rows from index %d (%s)", self.path, dropped, expected, reason)
+                logger().warning("%s: discarded a torn log tail of %d rows from index %d (%s)", self.path, dropped, expected, reason)
                 hard_state = self._read_hard_state()
                 if hard_state.commit > expected - 1:
                     self._write_hard_state(
                         HardState(term=hard_state.term, voted_for=hard_state.voted_for, commit=expected - 1)
                     )
-                    logger.warning("%s: commit index lowered from %d to %d", self.path, hard_state.commit, expected - 1)
+                    logger().warning("%s: commit index lowered from %d to %d", self.path, hard_state.commit, expected - 1)
                 return
 
     @contextlib.contextmanager

@@ -65,6 +65,7 @@ from thespian.actors import (
 from actors.budgets import RECORD_RETENTION_SECONDS
 from actors.datadir import DataDirInUse, lock_data_dir
 from actors.messages import (
+    MAX_FAULT_SECONDS,
     MOVE_DROPPED,
     AddCluster,
     AddReplica,
@@ -114,7 +115,15 @@ from actors.raft.storage import MemoryStorage, StorageUnavailable
 from actors.sqlite_storage import SqliteStorage
 from coordinator.group import CoordinatorGroup
 from coordinator.placement import PlacementError
-from coordinator.reconfig import ProbeReplicas, Reconfig, ReconfigError, SendToLeader, StartServer, StopServer
+from coordinator.reconfig import (
+    FAILED,
+    ProbeReplicas,
+    Reconfig,
+    ReconfigError,
+    SendToLeader,
+    StartServer,
+    StopServer,
+)
 from coordinator.shardmap import ShardMap
 from coordinator.state import PIDS_FILE, StateWriter, legacy_values, stored_dict, stored_map, stored_reconfig
 from coordinator.status import StatusRound, build_status, coordinator_shown
@@ -136,7 +145,13 @@ from coordinator.supervisor import (
 )
 from coordinator.topology import Topology, load_topology
 
-log = logging.getLogger("raftline.coordinator")
+
+def log() -> logging.Logger:
+    """Looked up at each use: Thespian replaces the logging tree of an actor's
+    process after this module was imported, and a logger kept from before
+    writes past the system log's handler and its levels."""
+    return logging.getLogger("raftline.coordinator")
+
 
 STATUS_DEADLINE = timedelta(milliseconds=700)
 LIVENESS_INTERVAL = timedelta(milliseconds=500)
@@ -232,6 +247,8 @@ class Coordinator(ActorTypeDispatcher):
         self.supervisor: Supervisor | None = None
         self.writer: StateWriter | None = None
         self.proposed_index = 0
+        self.running_jobs: set[str] = set()
+        """Jobs running when last persisted: one gone from them since has finished."""
         self.waiting: list[tuple[int, Callable[[], None]]] = []
         """Actions decided after a proposal, carried out once its index is applied."""
         self.status_round: StatusRound | None = None
@@ -256,7 +273,7 @@ class Coordinator(ActorTypeDispatcher):
             # Held until this process ends: a second replica on this data never opens it.
             self.data_dir_lock = lock_data_dir(directory)
         except DataDirInUse as error:
-            log.error("%s: %s; exiting without opening its storage", message.replica, error)
+            log().error("%s: %s; exiting without opening its storage", message.replica, error)
             self.send(self.myAddress, ActorExitRequest())
             return
         try:
@@ -265,7 +282,7 @@ class Coordinator(ActorTypeDispatcher):
             else:
                 self.storage = MemoryStorage()
         except StorageUnavailable as error:
-            log.error("%s: cannot open its storage (%s); exiting, to be re-created", message.replica, error.reason)
+            log().error("%s: cannot open its storage (%s); exiting, to be re-created", message.replica, error.reason)
             self.send(self.myAddress, ActorExitRequest())
             return
         config = RaftConfig(id=message.replica, election_min=topology.raft.election_min,
@@ -284,7 +301,7 @@ class Coordinator(ActorTypeDispatcher):
             # Members that joined before this boot are announced right away.
             self.notifyOnSystemRegistrationChanges(True)
         self.wakeupAfter(timedelta(milliseconds=topology.raft.tick_ms), payload=("tick",))
-        log.warning("%s booted (pid %d) from %s", self.replica_id, os.getpid(), message.topology)
+        log().info("%s booted (pid %d) from %s", self.replica_id, os.getpid(), message.topology)
 
     def receiveMsg_CoordinatorStarted(self, message: CoordinatorStarted, sender) -> None:
         self.peers[message.replica] = sender
@@ -332,7 +349,7 @@ class Coordinator(ActorTypeDispatcher):
         try:
             step()
         except Exception:
-            log.exception("%s: crashed; exiting to be re-created from its storage", self.replica_id)
+            log().exception("%s: crashed; exiting to be re-created from its storage", self.replica_id)
             self.group = None
             self.close_storage()
             self.send(self.myAddress, ActorExitRequest())
@@ -349,10 +366,10 @@ class Coordinator(ActorTypeDispatcher):
         if self.group.storage_failure != self.storage_failure:
             self.storage_failure = self.group.storage_failure
             if self.storage_failure:
-                log.error("%s: its storage fails (%s); it keeps running and retries", self.replica_id,
+                log().error("%s: its storage fails (%s); it keeps running and retries", self.replica_id,
                           self.storage_failure)
             else:
-                log.warning("%s: its storage works again", self.replica_id)
+                log().info("%s: its storage works again", self.replica_id)
         if self.group.acting and self.acting_term != self.group.term and not self.stopping:
             self.take_over(time.monotonic())
         elif not self.group.acting and self.acting_term:
@@ -377,6 +394,7 @@ class Coordinator(ActorTypeDispatcher):
         grace = 2 * topology.transactions.prepare_timeout_ms / 1000
         # First boot: the map is the epoch-1 one, every cluster's founding membership.
         self.reconfig = stored_reconfig(values, self.map, grace) or Reconfig.fresh(self.map, grace)
+        self.running_jobs = {job.id for job in self.reconfig.running()}
         self.supervisor = Supervisor(topology, stored_dict(values, "placement"), stored_dict(values, "replacements"))
         self.forget_clusters_gone()
         actions = self.supervisor.place_unplaced(self.map)
@@ -396,15 +414,15 @@ class Coordinator(ActorTypeDispatcher):
         self.save_then(lambda: self.carry_out(actions + [BroadcastMap()]))
         self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness", self.acting_term))
         self.wakeupAfter(RECONFIG_INTERVAL, payload=("reconfig", self.acting_term))
-        log.warning("%s acts in term %d: epoch %d, %d servers adopted, %d reconfiguration jobs to resume",
-                    self.replica_id, self.acting_term, self.map.epoch,
-                    sum(1 for record in self.supervisor.servers.values() if record.pid),
-                    len(self.reconfig.running()))
+        log().info("%s acts in term %d: epoch %d, %d servers adopted, %d reconfiguration jobs to resume",
+                   self.replica_id, self.acting_term, self.map.epoch,
+                   sum(1 for record in self.supervisor.servers.values() if record.pid),
+                   len(self.reconfig.running()))
 
     def step_down(self) -> None:
         """This replica lost the lead: it stops acting; what waited is dropped
         (the next acting replica decides again from the replicated values)."""
-        log.warning("%s stops acting (term %d)", self.replica_id, self.acting_term)
+        log().info("%s stops acting (term %d)", self.replica_id, self.acting_term)
         self.acting_term = 0
         self.map = self.reconfig = self.supervisor = self.writer = None
         self.waiting = []
@@ -545,8 +563,8 @@ class Coordinator(ActorTypeDispatcher):
                 case ForgetLeader(cluster=cluster, replica=replica):
                     if self.leaders.get(cluster) == replica:
                         self.leaders[cluster] = None
-                case Log(text=text):
-                    log.warning("%s", text)
+                case Log(text=text, warning=warning):
+                    log().log(logging.WARNING if warning else logging.INFO, "%s", text)
                 case WritePids():
                     write_pids = True
                 case BroadcastMap():
@@ -606,7 +624,7 @@ class Coordinator(ActorTypeDispatcher):
             suffix += 1
             target = removed / f"{replica}-{stamp}-{suffix}"
         source.rename(target)
-        log.warning("server %s stopped; its data is in %s", replica, target)
+        log().info("server %s stopped; its data is in %s", replica, target)
 
     def receiveMsg_ServerStarted(self, message: ServerStarted, sender) -> None:
         self.server_processes[message.replica] = (sender, message.pid)
@@ -652,7 +670,7 @@ class Coordinator(ActorTypeDispatcher):
         self.peer_pids.pop(peer, None)
         address = self.createActor(Coordinator, globalName=coordinator_name(peer))
         self.peers[peer] = address
-        log.warning("coordinator replica %s is not running; re-creating it", peer)
+        log().info("coordinator replica %s is not running; re-creating it", peer)
         self.send(address, Boot(topology=self.boot.topology, data_dir=self.boot.data_dir, replica=peer,
                                 peers=dict(self.peers)))
 
@@ -666,7 +684,7 @@ class Coordinator(ActorTypeDispatcher):
         self.leaders[message.cluster] = message.leader
         self.terms[message.cluster] = message.term
         if self.acting_term:
-            log.warning("cluster %s: leader %s in term %d", message.cluster, message.leader, message.term)
+            log().info("cluster %s: leader %s in term %d", message.cluster, message.leader, message.term)
             self.broadcast_map()
 
     def map_update(self) -> MapUpdate:
@@ -714,8 +732,9 @@ class Coordinator(ActorTypeDispatcher):
         if record is None:
             self.send(asker, self.unknown_server(message.server))
             return
-        if not 0 < message.seconds <= 3600:
-            self.send(asker, AdminReply(ok=False, message=f"{what} seconds must be in (0, 3600], got {message.seconds:g}"))
+        if not 0 < message.seconds <= MAX_FAULT_SECONDS:
+            self.send(asker, AdminReply(ok=False, message=f"{what} seconds must be in (0, {MAX_FAULT_SECONDS}], "
+                                                          f"got {message.seconds:g}"))
             return
         now = time.monotonic()
         if isinstance(message, Sleep):
@@ -783,7 +802,7 @@ class Coordinator(ActorTypeDispatcher):
             temporary.replace(path)
         except OSError as error:
             # Supervision goes on: stop also finds every process by its session.
-            log.error("%s: cannot write %s: %s", self.replica_id, path, error)
+            log().error("%s: cannot write %s: %s", self.replica_id, path, error)
 
     # -- status ---------------------------------------------------------------
 
@@ -869,7 +888,7 @@ class Coordinator(ActorTypeDispatcher):
         except ReconfigError as error:
             self.send(asker, AdminReply(ok=False, message=str(error)))
             return
-        log.warning("job %s started: %s", job.id, job.doing)
+        log().info("job %s started: %s", job.id, job.doing)
         self.drive_jobs(now, wall)
         reply = AdminReply(ok=True, message=f"{job.id}: {job.doing}", value={"job": job.id})
         self.save_then(lambda: self.send(asker, reply))
@@ -931,12 +950,23 @@ class Coordinator(ActorTypeDispatcher):
             if new_map is not self.map and new_map.epoch > self.map.epoch:
                 self.map = new_map
                 self.forget_clusters_gone()
-                log.warning("shard map epoch %d", self.map.epoch)
+                log().info("shard map epoch %d", self.map.epoch)
                 self.broadcast_map()
+            self.log_finished_jobs()
             if then is not None:
                 then()
 
         self.save_then(persisted)
+
+    def log_finished_jobs(self) -> None:
+        running = {job.id for job in self.reconfig.running()}
+        for job_id in sorted(self.running_jobs - running):
+            job = self.reconfig.job(job_id)
+            if job is not None and job.state == FAILED:
+                log().warning("job %s failed: %s: %s", job.id, job.doing, job.error)
+            elif job is not None:
+                log().info("job %s finished: %s", job.id, job.doing)
+        self.running_jobs = running
 
     # -- timers and lifecycle ------------------------------------------------------
 
@@ -978,7 +1008,7 @@ class Coordinator(ActorTypeDispatcher):
         self.storage = None
 
     def receiveMsg_PoisonMessage(self, message: PoisonMessage, sender) -> None:
-        log.warning("undeliverable message %s", type(message.poisonMessage).__name__)
+        log().warning("undeliverable message %s", type(message.poisonMessage).__name__)
 
 
 def in_this_session(pid: int) -> bool:

@@ -237,9 +237,11 @@ class Log:
 
     Fields:
         text: the line.
+        warning: the operator should look at it (otherwise a routine event).
     """
 
     text: str
+    warning: bool = False
 
 
 Action = (CreateServer | AskToExit | Probe | RestartLater | Reap | KillProcess | SetDataAside | ForgetLeader
@@ -384,7 +386,7 @@ class Supervisor:
             # Add-cluster only checked that enough hosts were up, and one may
             # be lost since: this replica runs here rather than not at all.
             self.placement[replica] = self.node
-            return [Log(text=f"placing {replica}: {error}; it goes on {self.node}")]
+            return [Log(text=f"placing {replica}: {error}; it goes on {self.node}", warning=True)]
         return []
 
     def supervise(self, cluster: str, replica: str, now: float) -> list[Action]:
@@ -425,9 +427,9 @@ class Supervisor:
         if holder and ours and self.is_local(record) and holder not in current:
             return [KillProcess(pid=holder),
                     Log(text=f"server {replica}: its data directory was held by process {holder}, an orphan "
-                             "of this system; killed it")]
+                             "of this system; killed it", warning=True)]
         return [Log(text=f"server {replica}: its data directory is held by process {holder or 'unknown'}, "
-                         "not one of this system's; it will be retried")]
+                         "not one of this system's; it will be retried", warning=True)]
 
     def failed(self, replica: str, reason: str, now: float) -> list[Action]:
         """ServerFailed: `replica`'s storage failed; it exits, and its exit
@@ -436,7 +438,7 @@ class Supervisor:
         if record is None:
             return []
         record.failure, record.failed_at = reason, now
-        return [Log(text=f"server {replica}: storage failed ({reason})")]
+        return [Log(text=f"server {replica}: storage failed ({reason})", warning=True)]
 
     def created(self, replica: str, address: object) -> None:
         """The shell created `replica`'s server actor at `address`."""
@@ -465,7 +467,9 @@ class Supervisor:
         delay = min(RESTART_BACKOFF * 2 ** record.failed_starts, MAX_RESTART_BACKOFF)
         where = f" on {record.host}" if record.host else ""
         return [ForgetLeader(cluster=record.cluster, replica=record.replica),
-                Log(text=f"server {record.replica} (pid {record.pid}{where}) exited; restarting it in {delay:g} s"),
+                # A restart is routine; one that keeps failing to start is not.
+                Log(text=f"server {record.replica} (pid {record.pid}{where}) exited; restarting it in {delay:g} s",
+                    warning=record.failed_starts > 0),
                 RestartLater(replica=record.replica, generation=record.restarts, delay=delay)]
 
     def restart(self, replica: str, generation: int, now: float) -> list[Action]:
@@ -567,7 +571,7 @@ class Supervisor:
         state = self.hosts.get(node)
         if state is None or node == self.node:
             return [Log(text=f"actor system {where} (node {node!r}) {'joined' if joined else 'left'} "
-                             "the convention; not a host of the topology")]
+                             "the convention; not a host of the topology", warning=True)]
         if not joined:
             return self._host_lost(state, "left the convention", now)
         actions = self._host_back(state, f"joined from {where}")
@@ -599,7 +603,8 @@ class Supervisor:
             record.alive, record.lost = False, True
             actions.append(ForgetLeader(cluster=record.cluster, replica=record.replica))
         names = ", ".join(r.replica for r in lost) or "none"
-        return actions + [Log(text=f"host {state.name} lost ({why}): servers {names} down"), BroadcastMap()]
+        return actions + [Log(text=f"host {state.name} lost ({why}): servers {names} down", warning=True),
+                          BroadcastMap()]
 
     # -- replacement --------------------------------------------------------------------
 
@@ -623,7 +628,8 @@ class Supervisor:
             if note != state.replacement:
                 state.replacement = note
                 if note:
-                    actions.append(Log(text=f"host {state.name} lost: not replacing its replicas yet: {note}"))
+                    actions.append(Log(text=f"host {state.name} lost: not replacing its replicas yet: {note}",
+                                       warning=True))
         for lost in [r for r in self.replacements if r not in self.servers]:
             del self.replacements[lost]  # removed: done
         return actions
@@ -651,5 +657,5 @@ class Supervisor:
                 self.placement[job.replicas[0]] = host
                 self.replacements[record.replica] = f"add:{job.id}"
         except ReconfigError as error:
-            return "", [Log(text=f"replacing {record.replica} on lost host {record.host}: {error}")]
+            return "", [Log(text=f"replacing {record.replica} on lost host {record.host}: {error}", warning=True)]
         return "", [Log(text=f"replacing {record.replica} on lost host {record.host}: job {job.id}, {job.doing}")]

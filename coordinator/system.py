@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -67,6 +68,7 @@ from coordinator.state import PIDS_FILE
 from coordinator.topology import HOST_NAME, Topology, load_topology, topology_file
 
 LOG_FILE = "raftline.log"
+RAFTLINE_LOGGER = "raftline"
 
 
 def start(
@@ -190,22 +192,36 @@ def join(
 
 
 def log_definitions(data_dir: Path) -> dict:
-    """Thespian logDefs: every actor's warnings and errors go to the system log file."""
+    """Thespian logDefs for the system log file: raftline's routine events
+    (INFO, under the `raftline` logger) and everyone's warnings and errors.
+    Actor processes forward records at the lowest level named here, whatever
+    their logger, so Thespian's own INFO chatter is held back by a filter."""
     return {
         "version": 1,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(actorAddress)s %(message)s"}},
-        "filters": {"actor": {"()": "coordinator.system.ActorAddressFilter"}},
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(actorAddress)s %(message)s"}},
+        "filters": {
+            "actor": {"()": "coordinator.system.ActorAddressFilter"},
+            "raftline_info": {"()": "coordinator.system.RaftlineInfoFilter"},
+        },
         "handlers": {
             "file": {
                 "class": "logging.FileHandler",
                 "filename": os.fspath(Path(data_dir) / LOG_FILE),
                 "formatter": "plain",
-                "filters": ["actor"],
+                "filters": ["actor", "raftline_info"],
                 "level": "INFO",
             }
         },
+        "loggers": {RAFTLINE_LOGGER: {"level": "INFO"}},
         "root": {"handlers": ["file"], "level": "WARNING"},
     }
+
+
+class RaftlineInfoFilter:
+    """Passes INFO only from raftline's loggers; warnings and errors from any."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= logging.WARNING or record.name.startswith(RAFTLINE_LOGGER + ".")
 
 
 class ActorAddressFilter:

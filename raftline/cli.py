@@ -2,9 +2,13 @@
 that operate a system, and the dispatch to the tools (bench, verify, check,
 demo), each of which adds its own arguments.
 
-Every command that talks to a running system accepts -t/--topology (its
-admin port is used) or --admin HOST:PORT. Every error is one line on stderr
-and a non-zero exit status, never a traceback.
+A command accepts only the options it uses: those that talk to a running
+system take -t/--topology (the deployment, its admin port included) or
+--admin HOST:PORT. Exit status (EXIT_*): 0 ok, 1 the operation failed or
+found a problem, 2 bad usage or input; `check` and `verify` keep their
+verdict codes (raftline/check). Every error is one line on stderr, never a
+traceback; an unexpected exception, a bug, says "internal error" and where
+its traceback was written.
 """
 
 from __future__ import annotations
@@ -13,18 +17,23 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
+from actors.messages import MAX_FAULT_SECONDS
 from actors.transport import SECRET_FILE, SecretFileError
 from clerk import __version__
 from clerk.errors import RaftlineError
 from coordinator.admin import parse_admin, remember_secret
-from coordinator.topology import MAX_REPLICAS, TopologyError, load_topology, topology_file
+from coordinator.topology import HOST_NAME, MAX_REPLICAS, TopologyError, load_topology, topology_file
 from raftline import bench, check, demo, verify
 
 EXIT_ERROR = 1
+"""The operation failed or found a problem (no system running, a key not found, a refused request)."""
 EXIT_USAGE = 2
+"""Bad usage or input: the command line, a value, a topology file."""
 
 
 class UsageError(Exception):
@@ -54,6 +63,32 @@ def parse_txn_op(text: str) -> tuple[str, str, object]:
     raise UsageError(f"bad transaction operation {text!r}: expected 'put KEY VALUE', 'get KEY' or 'delete KEY'")
 
 
+def checked_key(key: str) -> str:
+    """`key` if the store takes it; UsageError, before anything is sent, otherwise."""
+    from clerk.client import check_key
+
+    try:
+        return check_key(key)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
+def checked_value(value):
+    """`value` as it will be stored; UsageError if the store cannot hold it."""
+    from clerk.client import check_value
+
+    try:
+        return check_value(value)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def checked_seconds(seconds: float) -> float:
+    if not 0 < seconds <= MAX_FAULT_SECONDS:
+        raise UsageError(f"SECONDS must be more than 0 and at most {MAX_FAULT_SECONDS}, got {seconds:g}")
+    return seconds
+
+
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -66,9 +101,12 @@ def admin_of(args) -> tuple[str, str]:
     return resolve_admin(args.topology, args.admin, secret_file)
 
 
-def topology_data_dir(args) -> Path | None:
-    """The data directory of the topology the command uses (coordinator.topology.topology_file), if any."""
-    if args.admin is not None:
+def deployment_data_dir(args) -> Path | None:
+    """The data directory of the deployment the command works on: --data-dir, else
+    its topology's (coordinator.topology.topology_file); None when --admin names it."""
+    if getattr(args, "data_dir", None):
+        return Path(args.data_dir)
+    if not getattr(args, "topology_is_deployment", False) or getattr(args, "admin", None) is not None:
         return None
     try:
         return load_topology(topology_file(args.topology)).data_dir
@@ -99,10 +137,13 @@ def show(value) -> str:
 def cmd_start(args) -> int:
     from coordinator.system import start
 
+    if args.admin_port is not None and not 0 <= args.admin_port < 65536:
+        raise UsageError(f"--admin-port must be 0..65535, got {args.admin_port}")
     cluster = start(args.topology, data_dir=args.data_dir, admin_port=args.admin_port)
     status = cluster.status()
     leaders = ", ".join(f"{name}: {c['leader']}" for name, c in status["clusters"].items())
-    print(f"raftline is running at {cluster.admin} (data in {cluster.data_dir}; log {cluster.data_dir / 'raftline.log'})")
+    print(f"raftline is running at {cluster.admin} "
+          f"(data in {cluster.data_dir}; log {cluster.data_dir / 'raftline.log'})")
     hosts = status.get("hosts", {})
     waiting = [name for name, host in hosts.items() if not host["up"]]
     if waiting:
@@ -117,6 +158,8 @@ def cmd_start(args) -> int:
 def cmd_join(args) -> int:
     from coordinator.system import join
 
+    if not HOST_NAME.fullmatch(args.name):
+        raise UsageError(f"invalid host name {args.name!r}: expected letters, digits, '.', '-' or '_'")
     address, admin_port = args.address, args.admin_port
     if args.topology is not None:
         topo = load_topology(args.topology)
@@ -130,7 +173,11 @@ def cmd_join(args) -> int:
     if address is None:
         # Never guessed: the address other hosts reach this one at is the topology's.
         raise UsageError("this host's address is unknown: pass -t TOPOLOGY (listing this host) or --address")
-    admin = join(args.leader, args.name, address, args.data_dir, admin_port or 19000, secret_file=args.secret_file)
+    admin_port = admin_port or 19000
+    if not 0 < admin_port < 65536:
+        raise UsageError(f"--admin-port must be 1..65535, got {admin_port}")
+    admin = join(checked_admin(args.leader, "--leader"), args.name, address, args.data_dir, admin_port,
+                 secret_file=args.secret_file)
     print(f"{args.name} joined the convention at {args.leader} (admin {admin}; data in "
           f"{Path(args.data_dir).absolute()}); the coordinator starts this host's replicas")
     return 0
@@ -140,7 +187,7 @@ def cmd_stop(args) -> int:
     from coordinator.admin import stop_system
 
     admin, base = admin_of(args)
-    killed = stop_system(admin, Path(args.data_dir) if args.data_dir else topology_data_dir(args), base)
+    killed = stop_system(admin, deployment_data_dir(args), base)
     extra = f" (killed {len(killed)} leftover process{'es' if len(killed) != 1 else ''})" if killed else ""
     print(f"raftline at {admin} stopped{extra}")
     return 0
@@ -175,7 +222,8 @@ def format_status(status: dict) -> str:
               f"  {'pid':>7}  {'host':<10} state")
     for name, cluster in status["clusters"].items():
         slots = cluster["slots"]
-        lines.append(f"cluster {name}: leader {cluster['leader'] or '(none)'}, term {cluster['term']}, {len(slots)} slots")
+        lines.append(f"cluster {name}: leader {cluster['leader'] or '(none)'}, term {cluster['term']}, "
+                     f"{len(slots)} slots")
         lines.append(header)
         leader = cluster["replicas"].get(cluster["leader"] or "", {})
         head = leader.get("last_index", 0)
@@ -209,28 +257,27 @@ def format_status(status: dict) -> str:
 
 class JobProgress:
     """Prints a reconfiguration job's progress: one line per slot moved and
-    per change of step (never a spinner, so it reads well in a log too)."""
+    per new step (never a spinner, so it reads well in a log too)."""
 
     def __init__(self):
-        self.step = ""
+        self.shown: set[str] = set()
         self.moves_done = 0
 
     def __call__(self, job: dict) -> None:
         moves = job["moves"]
-        moved = ""
         for index in range(self.moves_done, job["moves_done"]):
             slot, source, destination = moves[index]
             # Each finished move has its time: both are recorded in the same update.
-            moved = (f"slot {slot} {source} -> {destination} moved in {job['move_seconds'][index]:.2f} s "
-                     f"({index + 1}/{len(moves)})")
-            self.emit(moved)
+            self.emit(f"slot {slot} {source} -> {destination} moved in {job['move_seconds'][index]:.2f} s "
+                      f"({index + 1}/{len(moves)})")
         self.moves_done = job["moves_done"]
-        # The job's step right after a move says what the line above said.
-        if job["step"] not in (self.step, moved) and job["state"] == "running":
+        # Each line shows once: the step right after a move says what the move's line said, and a
+        # cluster leader's reports flip a removal's step between its text with and without a note.
+        if job["state"] == "running" and job["step"] not in self.shown:
             self.emit(job["step"])
-        self.step = job["step"]
 
     def emit(self, line: str) -> None:
+        self.shown.add(line)
         print(line, flush=True)
 
 
@@ -283,8 +330,7 @@ def cmd_remove_cluster(args) -> int:
 
 
 def cmd_put(args) -> int:
-    from clerk.client import check_value
-
+    key = checked_key(args.key)
     if (args.value is None) == (args.file is None):
         raise UsageError("put takes a VALUE or --file F (- for standard input), one of them")
     if args.file is None:
@@ -296,14 +342,15 @@ def cmd_put(args) -> int:
             text = Path(args.file).read_text(encoding="utf-8")
         except OSError as error:
             raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
-    value = check_value(parse_value(text))
+    value = checked_value(parse_value(text))
     with open_store(args) as store:
-        store.put(args.key, value)
+        store.put(key, value)
     print("ok")
     return 0
 
 
 def cmd_get(args) -> int:
+    checked_key(args.key)
     with open_store(args) as store:
         with store.transaction() as txn:
             found = txn.exists(args.key)
@@ -317,6 +364,7 @@ def cmd_get(args) -> int:
 
 
 def cmd_delete(args) -> int:
+    checked_key(args.key)
     with open_store(args) as store:
         store.delete(args.key)
     print("ok")
@@ -324,12 +372,8 @@ def cmd_delete(args) -> int:
 
 
 def cmd_txn(args) -> int:
-    from clerk.client import check_value
-
     ops = [parse_txn_op(text) for text in args.ops]
-    for op, _, value in ops:
-        if op == "put":
-            check_value(value)
+    ops = [(op, checked_key(key), checked_value(value) if op == "put" else None) for op, key, value in ops]
     with open_store(args) as store:
         results = []
         with store.transaction() as txn:
@@ -347,16 +391,14 @@ def cmd_txn(args) -> int:
 
 
 def cmd_sleep(args) -> int:
-    if not args.seconds > 0:
-        raise UsageError(f"SECONDS must be positive, got {args.seconds:g}")
+    checked_seconds(args.seconds)
     open_cluster(args).sleep(args.server, args.seconds)
     print(f"{args.server} sleeps for {args.seconds:g} s; watch it repair with `raftline status --watch`")
     return 0
 
 
 def cmd_isolate(args) -> int:
-    if not args.seconds > 0:
-        raise UsageError(f"SECONDS must be positive, got {args.seconds:g}")
+    checked_seconds(args.seconds)
     open_cluster(args).isolate(args.server, args.seconds)
     print(f"{args.server} is cut off from its peers for {args.seconds:g} s; it keeps ticking")
     return 0
@@ -371,73 +413,155 @@ def cmd_kill(args) -> int:
 # -- parser ---------------------------------------------------------------------------------
 
 
+TOPOLOGY_HELP = ("the topology file: the deployment, its admin port and data directory included"
+                 " (default ./topology.yaml, else the embedded default)")
+RUNNING_SYSTEM = {"topology_help": TOPOLOGY_HELP, "admin_help": "the running system's admin address (overrides -t)",
+                  "secret_help": "the deployment's secret (default: `secret` in the topology's data directory)"}
+"""The options of a command that talks to a running system."""
+EXIT_STATUS_HELP = ("exit status: 0 ok, 1 the operation failed or found a problem, 2 bad usage or input;"
+                    " check and verify: 0 valid, 1 invalid, 2 no verdict, 3 undetermined")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raftline", description="raftline: a sharded transactional key-value store on Raft")
+    parser = argparse.ArgumentParser(prog="raftline", description="raftline: a sharded transactional key-value store "
+                                     "on Raft", epilog=EXIT_STATUS_HELP, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"raftline {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-t", "--topology",
-                        help="topology file (default ./topology.yaml, else the embedded default)")
-    common.add_argument("--admin", metavar="HOST:PORT", help="the running system's admin address (overrides -t)")
-    common.add_argument("--secret-file", metavar="F",
-                        help="the deployment's secret (default: `secret` in the topology's data directory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def command(name, handler, help_text):
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
+    def command(name, handler, help_text, *, topology_help=None, admin_help=None, secret_help=None):
+        """A subcommand with only the connection options it uses."""
+        # No abbreviations: `start --admin 19001` would be taken for --admin-port.
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+        p.set_defaults(handler=handler, topology_is_deployment=topology_help is not None)
+        if topology_help:
+            p.add_argument("-t", "--topology", metavar="FILE", help=topology_help)
+        if admin_help:
+            p.add_argument("--admin", metavar="HOST:PORT", help=admin_help)
+        if secret_help:
+            p.add_argument("--secret-file", metavar="F", help=secret_help)
         return p
 
-    p = command("start", cmd_start, "start the system in the background; returns when every cluster has a leader")
+    p = command("start", cmd_start, "start the system in the background; returns when every cluster has a leader",
+                topology_help=TOPOLOGY_HELP)
     p.add_argument("--data-dir", help="data directory (default: the topology's data_dir)")
     p.add_argument("--admin-port", type=int, help="override the topology's admin port (0 = a free port)")
-    p = command("join", cmd_join, "(multi-host) start this host's actor system and join the convention leader")
-    p.add_argument("--leader", required=True, metavar="HOST:PORT", help="the convention leader's address and admin port")
+    # This host's own address and port are --address and --admin-port; the leader's is --leader.
+    p = command("join", cmd_join, "(multi-host) start this host's actor system and join the convention leader",
+                topology_help="the deployment's topology file; this host's entry gives --address and --admin-port",
+                secret_help="a copy of the deployment's secret (the leader's data/secret); "
+                            "kept in --data-dir, so later joins need not give it")
+    p.add_argument("--leader", required=True, metavar="HOST:PORT",
+                   help="the convention leader's address and admin port")
     p.add_argument("--name", required=True, help="this host's name in the topology's hosts:")
     p.add_argument("--data-dir", default="data", help="this host's data directory (default ./data)")
     p.add_argument("--admin-port", type=int, help="this host's admin port (default: its topology entry, else 19000)")
     p.add_argument("--address", help="this host's address as other hosts reach it (default: its topology entry)")
-    p = command("stop", cmd_stop, "stop the running system and every process it started (at a member: that member)")
+    p = command("stop", cmd_stop, "stop the running system and every process it started (at a member: that member)",
+                **RUNNING_SYSTEM)
     p.add_argument("--data-dir", help="data directory (to find leftover processes)")
-    p = command("status", cmd_status, "clusters, replicas, roles, terms, indexes, lag")
+    p = command("status", cmd_status, "clusters, replicas, roles, terms, indexes, lag", **RUNNING_SYSTEM)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--watch", action="store_true", help="refresh every second until interrupted")
-    p = command("put", cmd_put, "write KEY = VALUE (VALUE parsed as JSON, else taken as a string)")
-    p.add_argument("key")
-    p.add_argument("value", nargs="?", help="the value (or give --file)")
+    p = command("put", cmd_put, "write KEY = VALUE (VALUE parsed as JSON, else taken as a string)", **RUNNING_SYSTEM)
+    p.add_argument("key", metavar="KEY", help="the key: a non-empty string")
+    p.add_argument("value", metavar="VALUE", nargs="?", help="the value (or give --file)")
     p.add_argument("--file", metavar="F", help="read the value from file F, or from standard input with -")
-    p = command("get", cmd_get, "print KEY's value as JSON (a missing key: nothing printed, exit status 1)")
-    p.add_argument("key")
-    p = command("delete", cmd_delete, "delete KEY")
-    p.add_argument("key")
-    p = command("txn", cmd_txn, "one atomic transaction: raftline txn 'put a 1' 'get b' 'delete c'")
-    p.add_argument("ops", nargs="+", metavar="OP")
-    p = command("sleep", cmd_sleep, "put SERVER to sleep for SECONDS; it then repairs its log")
-    p.add_argument("server")
-    p.add_argument("seconds", type=float)
-    p = command("isolate", cmd_isolate, "cut SERVER off from its peers for SECONDS (it keeps ticking)")
-    p.add_argument("server")
-    p.add_argument("seconds", type=float)
-    p = command("kill", cmd_kill, "SIGKILL SERVER's process; the coordinator restarts it")
-    p.add_argument("server")
-    p = command("add-replica", cmd_add_replica, "add a replica to CLUSTER: it joins as a learner, catches up, then votes")
-    p.add_argument("cluster")
+    p = command("get", cmd_get, "print KEY's value as JSON (a missing key: nothing printed, exit status 1)",
+                **RUNNING_SYSTEM)
+    p.add_argument("key", metavar="KEY", help="the key to read")
+    p = command("delete", cmd_delete, "delete KEY", **RUNNING_SYSTEM)
+    p.add_argument("key", metavar="KEY", help="the key to delete")
+    p = command("txn", cmd_txn, "one atomic transaction: raftline txn 'put a 1' 'get b' 'delete c'", **RUNNING_SYSTEM)
+    p.add_argument("ops", nargs="+", metavar="OP", help="an operation: 'put KEY VALUE', 'get KEY' or 'delete KEY'")
+    seconds_help = f"how long, in seconds (at most {MAX_FAULT_SECONDS})"
+    p = command("sleep", cmd_sleep, "put SERVER to sleep for SECONDS; it then repairs its log", **RUNNING_SYSTEM)
+    p.add_argument("server", metavar="SERVER", help="the replica, e.g. c1-r0")
+    p.add_argument("seconds", metavar="SECONDS", type=float, help=seconds_help)
+    p = command("isolate", cmd_isolate, "cut SERVER off from its peers for SECONDS (it keeps ticking)",
+                **RUNNING_SYSTEM)
+    p.add_argument("server", metavar="SERVER", help="the replica, e.g. c1-r0")
+    p.add_argument("seconds", metavar="SECONDS", type=float, help=seconds_help)
+    p = command("kill", cmd_kill, "SIGKILL SERVER's process; the coordinator restarts it", **RUNNING_SYSTEM)
+    p.add_argument("server", metavar="SERVER", help="the replica, e.g. c1-r0")
+    p = command("add-replica", cmd_add_replica,
+                "add a replica to CLUSTER: it joins as a learner, catches up, then votes", **RUNNING_SYSTEM)
+    p.add_argument("cluster", metavar="CLUSTER", help="the cluster to grow, e.g. c1")
     p = command("remove-replica", cmd_remove_replica,
-                "remove SERVER from its cluster (leadership moves first); its data is set aside")
-    p.add_argument("server")
-    p = command("add-cluster", cmd_add_cluster, "create a cluster and move slots to it until the spread is even")
+                "remove SERVER from its cluster (leadership moves first); its data is set aside", **RUNNING_SYSTEM)
+    p.add_argument("server", metavar="SERVER", help="the replica to remove, e.g. c1-r2")
+    p = command("add-cluster", cmd_add_cluster, "create a cluster and move slots to it until the spread is even",
+                **RUNNING_SYSTEM)
     p.add_argument("--replicas", type=int, help="its replicas (default: as many as the topology's first cluster)")
     p = command("remove-cluster", cmd_remove_cluster,
-                "move every slot off CLUSTER, let its transactions settle, stop its replicas")
-    p.add_argument("cluster")
-    bench.add_arguments(command("bench", bench.run, bench.HELP))
-    verify.add_arguments(command("verify", verify.run, verify.HELP))
-    # A recorded history is judged offline: no system, so no -t or --admin.
-    p = sub.add_parser("check", help=check.HELP, description=check.HELP)
-    p.set_defaults(handler=check.run)
+                "move every slot off CLUSTER, let its transactions settle, stop its replicas", **RUNNING_SYSTEM)
+    p.add_argument("cluster", metavar="CLUSTER", help="the cluster to remove, e.g. c3")
+    # bench and verify start their own system unless --admin names one: -t has nothing to name.
+    own_system = {"admin_help": "run on the system at this admin address instead of starting one",
+                  "secret_help": "that system's secret (default: `secret` in ./data, or in the data_dir of "
+                                 "./topology.yaml)"}
+    bench.add_arguments(command("bench", bench.run, bench.HELP, **own_system))
+    p = command("verify", verify.run, verify.HELP, **own_system)
+    # A crash is no verdict, never "invalid".
+    p.set_defaults(crash_status=check.EXIT_NO_VERDICT)
+    verify.add_arguments(p)
+    # A recorded history is judged offline: no system, so no connection options.
+    p = command("check", check.run, check.HELP)
+    p.set_defaults(crash_status=check.EXIT_NO_VERDICT)
     check.add_arguments(p)
+    # demo's -t is what to start in a temporary directory on a free port: demo.add_arguments has it.
     demo.add_arguments(command("demo", demo.run, demo.HELP))
     return parser
+
+
+def checked_admin(text: str, option: str) -> str:
+    """HOST:PORT `text` of `option`; UsageError if it is not one."""
+    try:
+        parse_admin(text)
+    except ValueError:
+        raise UsageError(f"{option} expects HOST:PORT (e.g. 127.0.0.1:19000), got {text!r}") from None
+    return text
+
+
+def use_admin_option(args) -> None:
+    """Check --admin, and remember --secret-file as the secret of the system it names."""
+    if getattr(args, "admin", None) is None:
+        return
+    port = parse_admin(checked_admin(args.admin, "--admin"))[1]
+    if args.secret_file:
+        remember_secret(port, args.secret_file)
+
+
+def os_error_text(error: OSError) -> str:
+    if error.filename is None:
+        return error.strerror or str(error)
+    return f"cannot use {error.filename}: {error.strerror}"
+
+
+def keep_traceback(text: str, data_dir: Path | None) -> Path:
+    """Append `text` to `data_dir`'s raftline.log, else (no data directory, or
+    one that cannot be written) to a new file in the temporary directory; its path."""
+    from coordinator.system import LOG_FILE
+
+    if data_dir is not None and data_dir.is_dir():
+        try:
+            with open(data_dir / LOG_FILE, "a", encoding="utf-8") as log:
+                log.write(text)
+            return data_dir / LOG_FILE
+        except OSError:
+            pass
+    descriptor, path = tempfile.mkstemp(prefix="raftline-internal-error-", suffix=".log", text=True)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as log:
+        log.write(text)
+    return Path(path)
+
+
+def report_internal_error(args, error: Exception) -> None:
+    """A bug: one line on stderr naming the log that holds its traceback."""
+    trace = f"raftline {args.command}: internal error\n{''.join(traceback.format_exception(error))}"
+    log = keep_traceback(trace, deployment_data_dir(args))
+    print(f"raftline {args.command}: internal error (a bug): {type(error).__name__}: {error}; traceback in {log}",
+          file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,25 +571,27 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit:
         return int(exit.code or 0)
     try:
-        if getattr(args, "secret_file", None) and getattr(args, "admin", None):
-            remember_secret(parse_admin(args.admin)[1], args.secret_file)
+        use_admin_option(args)
         return args.handler(args)
-    except UsageError as error:
+    except (UsageError, bench.BenchUsageError, TopologyError) as error:
         print(f"raftline {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (RaftlineError, SecretFileError, TopologyError, ValueError, TimeoutError, RuntimeError) as error:
+    except (RaftlineError, SecretFileError, TimeoutError, RuntimeError) as error:
         print(f"raftline {args.command}: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return bench.EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`raftline status | head`): not an error of ours.
         # Point stdout at nothing so the interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as error:  # a bug: still one line, never a traceback
-        print(f"raftline {args.command}: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+    except OSError as error:  # what the machine refused: a read-only data directory, a full disk
+        print(f"raftline {args.command}: {os_error_text(error)}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as error:
+        report_internal_error(args, error)
+        return getattr(args, "crash_status", EXIT_ERROR)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ HELP = "start, transact, sleep a replica and watch repair, kill a leader, stop"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-t", "--topology", metavar="FILE",
+                        help="the topology to start, in a temporary data directory on a free admin port"
+                             " (default ./topology.yaml, else the embedded default)")
     parser.add_argument("--keep", action="store_true", help="keep the demo's data directory")
 
 
@@ -100,7 +103,8 @@ class TransferProgressLine:
 
     def show(self, label: str) -> None:
         bank = self.bank
-        line = f"  [{label:<28}] {bank.committed:5d} committed, {bank.aborted:4d} aborted (conflicts), {bank.failed} failed"
+        line = (f"  [{label:<28}] {bank.committed:5d} committed, {bank.aborted:4d} aborted (conflicts), "
+                f"{bank.failed} failed")
         if self.tty:
             print("\r" + line, end="", flush=True)
         elif time.monotonic() - self.last_line > 2.0:
@@ -160,7 +164,8 @@ def tour(cluster, data_dir: Path) -> int:
     progress.wait(SLEEP_SECONDS + 0.3, f"{sleeper} asleep")
     caught_up = progress.wait(15.0, f"{sleeper} repairing", until=lambda: _caught_up(cluster, name, sleeper))
     replica = cluster.status()["clusters"][name]["replicas"][sleeper]
-    print(f"    {sleeper} {'caught up' if caught_up else 'still behind'}: applied {replica['applied']}, commit {replica['commit']}")
+    print(f"    {sleeper} {'caught up' if caught_up else 'still behind'}: "
+          f"applied {replica['applied']}, commit {replica['commit']}")
     for line in _repair_lines(data_dir / sleeper / "server.log"):
         print(f"    log: {line}")
 
@@ -173,7 +178,8 @@ def tour(cluster, data_dir: Path) -> int:
     elected = progress.wait(15.0, "electing", until=lambda: _new_leader(cluster, victim_cluster, victim))
     failover = time.monotonic() - killed_at
     new_leader = cluster.status()["clusters"][victim_cluster]["leader"]
-    print(f"    {'new leader ' + str(new_leader) if elected else 'no new leader'} after {failover:.2f} s; the coordinator restarts {victim}")
+    print(f"    {'new leader ' + str(new_leader) if elected else 'no new leader'} after {failover:.2f} s; "
+          f"the coordinator restarts {victim}")
     progress.wait(2.0, "transfers")
 
     bank.finish()

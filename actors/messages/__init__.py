@@ -33,6 +33,7 @@ from actors.messages.client import (
     TxnStatusResult,
 )
 from actors.messages.control import (
+    MAX_FAULT_SECONDS,
     AdminReply,
     Boot,
     CoordinatorForward,
@@ -112,6 +113,7 @@ from actors.messages.txn import (
 )
 
 __all__ = [
+    "MAX_FAULT_SECONDS",
     "AckDecision",
     "AckDecisionResult",
     "AddCluster",

@@ -146,6 +146,10 @@ class WhoServesReply:
     leaders: dict[str, str | None]
 
 
+MAX_FAULT_SECONDS = 3600
+"""The longest Sleep or Isolate the coordinator accepts."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Sleep:
     """Put a server to sleep: it neither processes messages nor ticks.

@@ -59,6 +59,8 @@ from raftline.harness import DEFAULT_CLUSTERS
 from raftline.workloads import BENCH_ACCOUNTS, BENCH_KEYS, BENCH_WORKLOADS
 
 EXPERIMENTS = ("election", "sweep", "reconfig", "catchup", "failover", "transport")
+EXIT_INTERRUPTED = 130
+"""A workload run cut short by Ctrl-C (SIGINT), after its partial report: the shell's convention."""
 HELP = (
     f"throughput, latency, aborts and hops of a workload ({', '.join(BENCH_WORKLOADS)})"
     f" or an experiment ({', '.join(EXPERIMENTS)})"
@@ -70,8 +72,8 @@ class BenchUsageError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add bench's arguments to `parser`, which already has --admin (and -t,
-    which bench ignores: without --admin it always starts its own system)."""
+    """Add bench's arguments to `parser`, which already has --admin and
+    --secret-file (no -t: without --admin bench starts its own system)."""
     parser.add_argument(
         "workload",
         choices=BENCH_WORKLOADS + EXPERIMENTS,
@@ -151,8 +153,15 @@ def check_arguments(args) -> tuple[list[int], list[tuple[int, int]]]:
         raise BenchUsageError(f"bench {args.workload} starts its own systems: --admin does not apply")
     if args.workload in ("election", "failover") and args.trials < 1:
         raise BenchUsageError(f"--trials must be at least 1, got {args.trials}")
-    if args.workload == "transport" and args.rounds < 1:
-        raise BenchUsageError(f"--rounds must be at least 1, got {args.rounds}")
+    if args.workload == "transport":
+        if args.rounds < 1:
+            raise BenchUsageError(f"--rounds must be at least 1, got {args.rounds}")
+        from raftline.bench.transport import parse_bases  # here only: it imports Thespian
+
+        try:
+            parse_bases(args.bases)
+        except ValueError as error:
+            raise BenchUsageError(str(error)) from None
     if args.workload == "catchup" and replicas[0] < 3:
         raise BenchUsageError("catchup needs --replicas 3 or more: a follower sleeps while the others commit")
     return replicas, parse_timeouts(args.timeouts)
@@ -199,6 +208,7 @@ def run(args) -> int:
             result = result["summary"]
         if args.json:
             print(json.dumps(result, sort_keys=True))
-        return 0
+        # Interrupted (Ctrl-C): the partial report is out; the status says it is partial.
+        return EXIT_INTERRUPTED if "interrupted_after_s" in result else 0
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -3,7 +3,7 @@
     python3 -m raftline.bench.client SPEC.json
 
 It connects, warms up, prints "ready", waits for "go" on stdin, runs its
-workload until its deadline, writes one record per operation to the spec's
+workload until its deadline (or SIGINT), writes one record per operation to the spec's
 result file, prints "done N", then keeps its clerk until stdin closes, so
 the driver can read every process's CPU time before anything exits.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -61,14 +62,19 @@ def client_main(spec_path: str) -> int:
         began = time.monotonic()
         deadline = began + spec["duration"]
         reported = began
-        while time.monotonic() < deadline:
-            body = generator.next()
-            start = time.monotonic()
-            outcome, attempts, hops = run_operation(store, body, spec["retries"])
-            records.append([round(start - began, 6), round(time.monotonic() - start, 6), outcome, attempts, hops])
-            if time.monotonic() - reported >= PROGRESS_INTERVAL:
-                reported = time.monotonic()
-                print(f"ops {len(records)}", flush=True)
+        try:
+            while time.monotonic() < deadline:
+                body = generator.next()
+                start = time.monotonic()
+                outcome, attempts, hops = run_operation(store, body, spec["retries"])
+                records.append([round(start - began, 6), round(time.monotonic() - start, 6), outcome, attempts, hops])
+                if time.monotonic() - reported >= PROGRESS_INTERVAL:
+                    reported = time.monotonic()
+                    print(f"ops {len(records)}", flush=True)
+        except KeyboardInterrupt:
+            # Ctrl-C reaches every client with the driver: stop, and hand over what
+            # was done (the operation it cut short is left out); once is enough.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         Path(spec["result"]).write_text(json.dumps(records))
         print(f"done {len(records)}", flush=True)
         sys.stdin.read()  # keep the clerk until the driver has read every process's CPU time

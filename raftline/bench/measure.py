@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import statistics
 import time
 from pathlib import Path
@@ -82,10 +83,23 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
         began = time.monotonic()
         bar = ProgressBar(workload, args.duration)
         hard_deadline = began + args.duration + CLIENT_GRACE_SECONDS
-        while not all(handle.done for handle in handles) and time.monotonic() < hard_deadline:
-            check_running(handles)
-            bar.show(time.monotonic() - began, sum(handle.ops for handle in handles))
-            time.sleep(PROGRESS_INTERVAL)
+        interrupted_at = None
+        try:
+            while not all(handle.done for handle in handles) and time.monotonic() < hard_deadline:
+                check_running(handles)
+                bar.show(time.monotonic() - began, sum(handle.ops for handle in handles))
+                time.sleep(PROGRESS_INTERVAL)
+        except KeyboardInterrupt:
+            # Ctrl-C: the clients stop too (they get it from the terminal, or from
+            # here) and hand over what they did, which is reported as such.
+            interrupted_at = time.monotonic() - began
+            for handle in handles:
+                if handle.process.poll() is None:
+                    handle.process.send_signal(signal.SIGINT)
+            hard_deadline = time.monotonic() + CLIENT_GRACE_SECONDS
+            while not all(handle.done for handle in handles) and time.monotonic() < hard_deadline:
+                check_running(handles)
+                time.sleep(PROGRESS_INTERVAL)
         bar.close(time.monotonic() - began, sum(handle.ops for handle in handles))
         if not all(handle.done for handle in handles):
             raise TimeoutError(f"clients still running {CLIENT_GRACE_SECONDS:g} s after the deadline")
@@ -95,11 +109,14 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
         for handle in handles:
             stop_client(handle)
 
-    summary = summarize(records, args.duration)
+    duration = args.duration if interrupted_at is None else round(interrupted_at, 1)
+    summary = summarize(records, duration)
+    if interrupted_at is not None:
+        summary["interrupted_after_s"] = duration
     summary.update(
         workload=workload,
         clients=clients,
-        duration_s=args.duration,
+        duration_s=duration,
         clusters=len(status["clusters"]),
         replicas=max(len(info["replicas"]) for info in status["clusters"].values()),
         keys=len(keys),

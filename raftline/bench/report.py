@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from raftline.bench.experiments import CATCHUP_WRITERS
 from raftline.bench.measure import percentile
 
@@ -20,7 +18,9 @@ def format_workload(summary: dict) -> str:
         f"bench {summary['workload']}: {summary['clients']} client(s), {summary['duration_s']:g} s, "
         f"{summary['clusters']} cluster(s) x {summary['replicas']} replicas, {summary['keys']} keys, "
         f"{summary['value_size']} B values"
-        + (f", read ratio {summary['read_ratio']:g}" if "read_ratio" in summary else ""),
+        + (f", read ratio {summary['read_ratio']:g}" if "read_ratio" in summary else "")
+        + (f"; interrupted after {summary['interrupted_after_s']:g} s: what was done by then"
+           if "interrupted_after_s" in summary else ""),
         f"  ops          {summary['ops']} committed ({summary['gave_up']} out of retries, {summary['failed']} unavailable)",
         f"  throughput   {summary['throughput']:.1f} ops/s",
         f"  latency ms   p50 {latency['p50']:.2f}  p95 {latency['p95']:.2f}  p99 {latency['p99']:.2f}  max {latency['max']:.2f}",
@@ -42,16 +42,18 @@ def plot(records: list[list], summary: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    seconds = max(1, math.ceil(max([summary["duration_s"]] + [record[0] + record[1] for record in records])))
+    # Whole seconds only: a last, partial second drawn as a full bar is a dip that never happened.
+    seconds = max(1, int(summary["duration_s"]))
     buckets: list[list[float]] = [[] for _ in range(seconds)]
     for start, latency, outcome, _, _ in records:
-        if outcome == "ok":
-            buckets[min(seconds - 1, int(start + latency))].append(latency * 1000)
+        if outcome == "ok" and start + latency < seconds:
+            buckets[int(start + latency)].append(latency * 1000)
     times = list(range(seconds))
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 6))
     for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         top.plot(times, [percentile(sorted(bucket), fraction) for bucket in buckets], label=name)
     top.set_ylabel("latency (ms)")
+    top.set_ylim(bottom=0)
     top.legend()
     bottom.bar(times, [len(bucket) for bucket in buckets], width=0.9)
     bottom.set_ylabel("committed ops / s")

@@ -3,9 +3,9 @@
 Prints "valid" (saying so when the history held nothing to check), or
 "INVALID: N anomalies" and one line per anomaly, or "UNDETERMINED" with the
 limit a search hit and how to raise it (or the verdict as JSON with --json).
-Exit status: 0 valid, 1 anomalies found, 2 when the file cannot be read or is
-not a history (one line on stderr naming the line at fault, never a
-traceback), 3 undetermined.
+Exit status: 0 valid, 1 anomalies found, 2 no verdict: a wrong command line,
+or a file that cannot be read or is not a history (one line on stderr naming
+the line at fault, never a traceback), 3 undetermined.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from raftline.check.rw_register import check_rw_register
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_NO_VERDICT = 2
-"""No verdict: the history could not be read (check) or the run that records it failed (verify)."""
+"""No verdict: a wrong command line, a history that could not be read (check), or a run that failed (verify);
+the first two are what every raftline command's exit status 2, bad usage or input, means."""
 EXIT_UNDETERMINED = 3
 """The checker could not decide within its limits: neither valid nor invalid."""
 MODELS = ("list-append", "rw-register", "bank", "register")
@@ -93,7 +94,8 @@ def verdict_lines(result: CheckResult) -> list[str]:
             return ["UNDETERMINED: no anomaly found, but not everything could be decided",
                     *(f"  {line}" for line in result.undetermined)]
     count = len(result.anomalies) or len(result.violations)
-    lines = [f"INVALID: {count} {'anomaly' if count == 1 else 'anomalies'}", *(f"  {line}" for line in result.violations)]
+    lines = [f"INVALID: {count} {'anomaly' if count == 1 else 'anomalies'}",
+             *(f"  {line}" for line in result.violations)]
     return lines + [f"  undetermined: {line}" for line in result.undetermined]
 
 

@@ -20,8 +20,9 @@ How a run works:
 - List-append and rw-register histories are judged for strict
   serializability (real-time edges), registers for linearizability, bank
   runs by the bank's invariant; the report says which.
-- Exit status as `raftline check`'s: 0 valid, 1 invalid, 3 undetermined, 2 no verdict (the
-  run itself failed; one line on stderr).
+- Exit status as `raftline check`'s, a documented contract (docs/DESIGN.md
+  section 8): 0 valid, 1 invalid, 3 undetermined, 2 no verdict (a wrong
+  command line, or the run itself failed; one line on stderr).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from raftline.harness import (
     system_for_run,
     wait_until_connected,
 )
-from raftline.verify.faults import FaultScheduler, FaultUsageError, parse_faults
+from raftline.verify.faults import FAULT_KINDS, FaultScheduler, FaultUsageError, parse_faults
 from raftline.workloads import OPENING_BALANCE, VERIFY_ACCOUNTS, VERIFY_WORKLOADS, bank_keys
 
 CLIENT_MODULE = "raftline.verify.clients"
@@ -70,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of workload (default 30)")
     parser.add_argument("--clients", type=int, default=4, help="client processes (default 4)")
     parser.add_argument(
-        "--faults", default="none", help="none, all, or a comma-separated list of sleep,isolate,kill,clerk (default none)"
+        "--faults", default="none",
+        help=f"none, all, or a comma-separated list of {','.join(FAULT_KINDS)} (default none)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seeds the clients' operations and the faults")
     parser.add_argument("--history", metavar="FILE", help="where to write the history (default: a new temp dir)")
@@ -359,7 +361,8 @@ def format_report(report: dict, result: CheckResult) -> str:
     outcomes = report["outcomes"]
     faults = ", ".join(f"{kind} {count}" for kind, count in report["faults"].items()) or "none"
     lines = [
-        f"verify {report['workload']}: {report['clients']} client(s), {report['duration_s']:g} s, seed {report['seed']}",
+        f"verify {report['workload']}: {report['clients']} client(s), {report['duration_s']:g} s, "
+        f"seed {report['seed']}",
         f"  history     {report['history']}",
         f"  operations  {report['operations']} (ok {outcomes['ok']}, fail {outcomes['fail']}, info {outcomes['info']})",
         f"  faults      {sum(report['faults'].values())} injected ({faults})",

@@ -6,13 +6,16 @@ protocol guarantees (hops per operation have a floor set by its phases)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 from actors.messages import ClientBatch, ClientRequest, CommitOnePhase, Decide, Prepare, ReadKeys
 from clerk.session import CriticalPath
 from raftline.bench.measure import percentile, summarize
-from tests.integration.conftest import admin_options
+from tests.integration.conftest import admin_options, wait_for
 
 REPORT_KEYS = {
     "workload",
@@ -94,12 +97,32 @@ def test_failover_times_puts_transactions_and_status_after_the_acting_coordinato
         assert 0 < report[measured]["p50"] <= report[measured]["max"]
 
 
+def test_ctrl_c_reports_what_was_done_and_leaves_nothing_behind(cluster):
+    """Ctrl-C at a terminal reaches the bench and its clients (one process
+    group): the clients stop and hand over their records, the bench prints the
+    partial report and exits 130; the clients' clerks go with them."""
+    clerks_before = cluster.status()["clerks"]
+    command = [sys.executable, "-m", "raftline.cli", "bench", "put", "--clients", "2", "--duration", "60",
+               *admin_options(cluster)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          text=True, start_new_session=True) as bench:
+        wait_for(lambda: cluster.status()["clerks"] >= clerks_before + 2, timeout=60)
+        time.sleep(2)  # some operations done
+        os.killpg(bench.pid, signal.SIGINT)
+        stdout, stderr = bench.communicate(timeout=120)
+    assert bench.returncode == 130, stderr
+    assert "interrupted after" in stdout, stdout
+    committed = int(stdout.split("ops", 1)[1].split("committed", 1)[0])
+    assert committed > 0, stdout
+    wait_for(lambda: cluster.status()["clerks"] <= clerks_before, timeout=30)
+
+
 def test_inconsistent_arguments_are_one_line_errors():
     result = bench("put", "--replicas", "3,5")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == "raftline bench: put takes one --replicas count, got 3,5"
     result = bench("sweep", "--admin", "127.0.0.1:1")
-    assert result.returncode == 1 and "--admin does not apply" in result.stderr
+    assert result.returncode == 2 and "--admin does not apply" in result.stderr
 
 
 def test_summary_counts_attempts_aborts_and_percentiles():

@@ -32,9 +32,9 @@ def test_one_round_per_base_reports_every_figure_and_leaves_no_process_behind(tm
 
 
 def test_inconsistent_arguments_are_one_line_errors(capsys):
-    assert main(["bench", "transport", "--rounds", "0"]) == 1
+    assert main(["bench", "transport", "--rounds", "0"]) == 2
     assert capsys.readouterr().err.strip() == "raftline bench: --rounds must be at least 1, got 0"
-    assert main(["bench", "transport", "--bases", "stock,tcp"]) == 1
+    assert main(["bench", "transport", "--bases", "stock,tcp"]) == 2
     assert capsys.readouterr().err.strip() == (
         "raftline bench: --bases expects some of stock,raftline separated by commas, got 'stock,tcp'"
     )

@@ -18,8 +18,9 @@ def raftline(*args: str, timeout: float = 90.0, cwd=None) -> subprocess.Complete
     )
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode != 0
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, status: int) -> None:
+    """One line on stderr, nothing on stdout, exit `status`: 1 the operation failed, 2 bad usage or input."""
+    assert result.returncode == status, result.stderr
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -62,7 +63,7 @@ def test_put_reads_a_large_value_from_a_file_or_standard_input(cluster, tmp_path
                            input="from stdin", capture_output=True, text=True, timeout=90)
     assert piped.returncode == 0, piped.stderr
     assert json.loads(raftline("get", key, *admin).stdout) == "from stdin"
-    assert_one_line_error(raftline("put", key, "v", "--file", str(path), *admin), "a VALUE or --file F")
+    assert_one_line_error(raftline("put", key, "v", "--file", str(path), *admin), "a VALUE or --file F", status=2)
 
 
 def test_status_json_is_pure_json_with_the_promised_fields(cluster):
@@ -80,7 +81,8 @@ def test_status_json_is_pure_json_with_the_promised_fields(cluster):
 
 def test_sleep_and_kill_through_the_cli(cluster):
     admin = admin_options(cluster)
-    follower = next(r for r, info in cluster.status()["clusters"]["c2"]["replicas"].items() if info["role"] == "follower")
+    replicas = cluster.status()["clusters"]["c2"]["replicas"]
+    follower = next(r for r, info in replicas.items() if info["role"] == "follower")
     result = raftline("sleep", follower, "1", *admin)
     assert result.returncode == 0 and "sleeps for 1 s" in result.stdout
     wait_for(lambda: not cluster.status()["clusters"]["c2"]["replicas"][follower]["asleep"], timeout=15)
@@ -90,20 +92,31 @@ def test_sleep_and_kill_through_the_cli(cluster):
 
 
 def test_error_paths_are_one_clear_line(cluster, tmp_path):
+    """Exit status 1 when the running system refuses or is not there, 2 for bad usage or input."""
     admin = admin_options(cluster)
-    assert_one_line_error(raftline("sleep", "c9-r9", "1", *admin), "unknown server 'c9-r9'")
-    assert_one_line_error(raftline("kill", "nobody", *admin), "unknown server 'nobody'")
-    assert_one_line_error(raftline("put", "big", "x" * 40_000, *admin), "value too large")
-    assert_one_line_error(raftline("txn", "frobnicate a", *admin), "bad transaction operation")
-    assert_one_line_error(raftline("sleep", "c1-r0", "-1", *admin), "SECONDS must be positive")
-    assert_one_line_error(raftline("get", "k", "--admin", "nonsense"), "HOST:PORT")
+    assert_one_line_error(raftline("sleep", "c9-r9", "1", *admin), "unknown server 'c9-r9'", status=1)
+    assert_one_line_error(raftline("kill", "nobody", *admin), "unknown server 'nobody'", status=1)
+    assert_one_line_error(raftline("put", "big", "x" * 40_000, *admin), "value too large", status=2)
+    assert_one_line_error(raftline("put", "", "1", *admin), "keys are non-empty strings", status=2)
+    assert_one_line_error(raftline("txn", "frobnicate a", *admin), "bad transaction operation", status=2)
+    assert_one_line_error(raftline("sleep", "c1-r0", "-1", *admin), "SECONDS must be more than 0", status=2)
+    assert_one_line_error(raftline("sleep", "c1-r0", "100000", *admin), "at most 3600, got 100000", status=2)
+    assert_one_line_error(raftline("get", "k", "--admin", "nonsense"), "HOST:PORT", status=2)
     nobody = f"127.0.0.1:{free_port()}"
-    assert_one_line_error(raftline("get", "k", "--admin", nobody), "no raftline system is running", "raftline start")
-    assert_one_line_error(raftline("status", "--admin", nobody), "raftline start")
+    assert_one_line_error(raftline("get", "k", "--admin", nobody), "no raftline system is running", "raftline start",
+                          status=1)
+    assert_one_line_error(raftline("status", "--admin", nobody), "raftline start", status=1)
     broken = tmp_path / "broken.yaml"
     broken.write_text("clusters:\n  c1: {replicas: 3}\nraft:\n  election_ticks: [12, 6]\n")
-    assert_one_line_error(raftline("get", "k", "-t", str(broken)), "broken.yaml:4", "raft.election_ticks")
-    assert_one_line_error(raftline("get", "k", "-t", str(tmp_path / "missing.yaml")), "missing.yaml", "no such file")
+    assert_one_line_error(raftline("get", "k", "-t", str(broken)), "broken.yaml:4", "raft.election_ticks", status=2)
+    assert_one_line_error(raftline("get", "k", "-t", str(tmp_path / "missing.yaml")), "missing.yaml", "no such file",
+                          status=2)
+
+
+def test_start_refuses_an_option_it_would_ignore(tmp_path):
+    for option in ("--admin", "--secret-file"):
+        refused = raftline("start", "-t", str(write_topology(tmp_path)), option, "127.0.0.1:19000")
+        assert refused.returncode == 2 and f"unrecognized arguments: {option}" in refused.stderr
 
 
 def test_start_status_stop_in_the_background(tmp_path):
@@ -116,11 +129,11 @@ def test_start_status_stop_in_the_background(tmp_path):
     status = json.loads(raftline("status", "--json", *admin).stdout)
     pids = {status["admin_pid"]} | {r["pid"] for c in status["clusters"].values() for r in c["replicas"].values()}
     again = raftline("start", "-t", str(topology), "--data-dir", str(tmp_path / "data"), "--admin-port", port)
-    assert_one_line_error(again, "already listens")
+    assert_one_line_error(again, "already listens", status=1)
     stopped = raftline("stop", *admin)
     assert stopped.returncode == 0, stopped.stderr
     wait_for(lambda: not any(process_running(pid) for pid in pids), timeout=15)
-    assert_one_line_error(raftline("stop", *admin), "no raftline system is running")
+    assert_one_line_error(raftline("stop", *admin), "no raftline system is running", status=1)
     assert (tmp_path / "data" / "raftline.log").exists()
 
 

@@ -187,8 +187,8 @@ def test_a_host_whose_servers_are_all_silent_is_lost():
     assert (b.up, b.lost_since, b.why) == (False, START + SERVER_SILENCE + 0.5, "no answer from its servers for 3 s")
     assert of_type(actions, ForgetLeader) == [ForgetLeader(cluster=shell.supervisor.servers[r].cluster, replica=r)
                                               for r in shell.on("b")]
-    assert Log(text=f"host b lost (no answer from its servers for 3 s): servers {', '.join(shell.on('b'))} down") \
-        in actions
+    assert Log(text=f"host b lost (no answer from its servers for 3 s): servers {', '.join(shell.on('b'))} down",
+               warning=True) in actions
     assert actions[-1] == BroadcastMap()
     assert all(not r.alive and r.lost for r in shell.supervisor.servers.values() if r.host == "b")
     assert shell.supervisor.hosts["c"].up, "c answered in time"
@@ -237,7 +237,8 @@ def test_a_host_lost_by_silence_is_back_when_one_of_its_servers_answers():
 def test_an_unknown_actor_system_is_only_logged():
     shell = Shell(hosts_topology("abc"))
     assert shell.supervisor.convention_changed("zz", True, "tcp://zz:1900", START) == [
-        Log(text="actor system tcp://zz:1900 (node 'zz') joined the convention; not a host of the topology")]
+        Log(text="actor system tcp://zz:1900 (node 'zz') joined the convention; not a host of the topology",
+            warning=True)]
 
 
 # -- several hosts: replacement -----------------------------------------------------------
@@ -258,7 +259,7 @@ def test_replacement_that_would_break_spread_is_refused_and_retried():
     note = shell.supervisor.hosts["b"].replacement
     for cluster in ("c1", "c2"):
         assert f"no host can take a replica of {cluster} without breaking spread: hosts" in note
-    assert actions == [Log(text=f"host b lost: not replacing its replicas yet: {note}")]
+    assert actions == [Log(text=f"host b lost: not replacing its replicas yet: {note}", warning=True)]
     assert shell.reconfig.jobs == [] and shell.supervisor.replacements == {}
     assert beyond_probes(shell.sweep(START + 2.6)) == [], "the same reason is logged once"
 

@@ -249,7 +249,7 @@ def test_a_corrupted_tail_row_is_discarded_while_earlier_rows_survive(tmp_path, 
     with SqliteStorage(path) as store:
         store.save(hard_state=HardState(term=1, commit=5), entries=entries(1, 6, term=1))
     tamper(path, "UPDATE log SET data = ? WHERE idx = 5", b"torn")
-    with caplog.at_level(logging.WARNING, logger="actors.sqlite_storage"):
+    with caplog.at_level(logging.WARNING, logger="raftline.storage"):
         store = SqliteStorage(path)
     with store:
         state = store.load()

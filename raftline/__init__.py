@@ -34,17 +34,10 @@ def _refuse_shadowed_packages() -> None:
 
 _refuse_shadowed_packages()
 
-from clerk import (  # noqa: E402 - after the check, so a hidden package is named rather than half-imported
-    AdminError,
-    ClusterNotRunning,
-    NotAuthorized,
-    RaftlineError,
-    TransactionAborted,
-    TransactionTooLarge,
-    Unavailable,
-    __version__,
-    connect,
-)
+# After the check, so a hidden package is named rather than half-imported.
+from clerk import *  # noqa: E402,F403 - the client API, re-exported as it is
+from clerk import __all__ as _CLIENT_API  # noqa: E402
+from clerk import __version__  # noqa: E402,F401
 
 
 def __getattr__(name: str):
@@ -56,15 +49,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'raftline' has no attribute {name!r}")
 
 
-__all__ = [
-    "AdminError",
-    "Cluster",
-    "ClusterNotRunning",
-    "NotAuthorized",
-    "RaftlineError",
-    "TransactionAborted",
-    "TransactionTooLarge",
-    "Unavailable",
-    "__version__",
-    "connect",
-]
+__all__ = [*_CLIENT_API, "Cluster", "__version__"]  # noqa: F405 - Cluster comes from __getattr__

@@ -104,8 +104,10 @@ def test_ctrl_c_reports_what_was_done_and_leaves_nothing_behind(cluster):
     clerks_before = cluster.status()["clerks"]
     command = [sys.executable, "-m", "raftline.cli", "bench", "put", "--clients", "2", "--duration", "60",
                *admin_options(cluster)]
+    # As at a terminal: a job a shell ran in the background (CI, say) inherits SIGINT ignored.
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                          text=True, start_new_session=True) as bench:
+                          text=True, start_new_session=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as bench:
         wait_for(lambda: cluster.status()["clerks"] >= clerks_before + 2, timeout=60)
         time.sleep(2)  # some operations done
         os.killpg(bench.pid, signal.SIGINT)

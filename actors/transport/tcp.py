@@ -88,7 +88,8 @@ REFUSAL_LOG_PERIOD = 60.0
 
 
 class UnsupportedCapability(ActorSystemStartupFailure):
-    pass
+    """A capability asks for a Thespian feature this transport does not offer
+    (admin routing, outbound-only systems)."""
 
 
 class RaftlineEndpoint(TransportInit__Base):

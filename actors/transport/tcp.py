@@ -159,6 +159,19 @@ class _Connection:
         self.filled = remaining
 
 
+def _receive(conn: _Connection) -> int | None:
+    """Read what has arrived into `conn`'s buffer: the byte count, 0 if the
+    peer closed or the connection broke, None if nothing is there yet."""
+    try:
+        received = conn.sock.recv_into(conn.view[conn.filled :])
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return 0
+    conn.filled += received
+    return received
+
+
 def _send_queued(conn: _Connection) -> bool:
     """Write as much of `conn`'s queued bytes as the socket takes; False if the connection broke."""
     if conn.out:
@@ -395,9 +408,7 @@ class RaftlineTransport(asyncTransportBase, wakeupTransportBase):
             remaining = deadline - perf_counter()
             if remaining <= 0:
                 return
-            for key, mask in self._selector.select(min(remaining, HOUSEKEEPING)):
-                handler, subject = key.data
-                handler(self, subject, mask)
+            self._dispatch(min(remaining, HOUSEKEEPING))
             self._housekeeping_if_due()
 
     def __del__(self):
@@ -541,16 +552,12 @@ class RaftlineTransport(asyncTransportBase, wakeupTransportBase):
             self._read_channel(channel, conn)
 
     def _read_channel(self, channel: Channel, conn: _Connection) -> None:
-        try:
-            received = conn.sock.recv_into(conn.view[conn.filled :])
-        except (BlockingIOError, InterruptedError):
+        received = _receive(conn)
+        if received is None:
             return
-        except OSError:
-            received = 0
         if not received:
             self._connection_lost(channel)
             return
-        conn.filled += received
         if channel.state == "handshake":
             if conn.filled < wire.CHALLENGE_BYTES:
                 return
@@ -701,16 +708,12 @@ class RaftlineTransport(asyncTransportBase, wakeupTransportBase):
                 return
         if not mask & selectors.EVENT_READ:
             return
-        try:
-            received = conn.sock.recv_into(conn.view[conn.filled :])
-        except (BlockingIOError, InterruptedError):
+        received = _receive(conn)
+        if received is None:
             return
-        except OSError:
-            received = 0
         if not received:
             self._close_inbound(inbound)
             return
-        conn.filled += received
         if inbound.state != "open" and not self._inbound_handshake(inbound, conn):
             return
         self._read_frames(inbound, conn)
@@ -977,13 +980,17 @@ class RaftlineTransport(asyncTransportBase, wakeupTransportBase):
             if deadline is not None and deadline < wake_at:
                 wake_at = deadline
             timeout = 0 if (self._finished or (envelopes and not transmit_only)) else max(0.0, wake_at - now)
-            for key, mask in self._selector.select(timeout):
-                handler, subject = key.data
-                handler(self, subject, mask)
+            self._dispatch(timeout)
             if self._watch_ready:
                 self._envelopes.append(ReceiveEnvelope(self.myAddress, WatchMessage(self._watch_ready)))
                 self._watch_ready = []
             self._housekeeping_if_due()
+
+    def _dispatch(self, timeout: float) -> None:
+        """Wait up to `timeout` for sockets, and hand each ready one to its handler."""
+        for key, mask in self._selector.select(timeout):
+            handler, subject = key.data
+            handler(self, subject, mask)
 
     def _housekeeping_if_due(self) -> None:
         now = perf_counter()

@@ -61,6 +61,7 @@ set_thespian_environment()
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher
 
 from actors.process import process_running
+from raftline.bench.probe import ProbePing, ProbePong
 from raftline.bench.report import load_line
 from raftline.harness import progress_line
 
@@ -100,22 +101,6 @@ class TransportBenchSettings:
 
 
 # -- the actors -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TransportBenchPing:
-    """Fields:
-    seq: numbers the ping; echoed back."""
-
-    seq: int
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TransportBenchPong:
-    """Fields:
-    seq: the TransportBenchPing's number."""
-
-    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -194,8 +179,8 @@ class TransportBenchActor(ActorTypeDispatcher):
 
 
 class TransportBenchEcho(TransportBenchActor):
-    def receiveMsg_TransportBenchPing(self, message: TransportBenchPing, sender) -> None:
-        self.send(sender, TransportBenchPong(seq=message.seq))
+    def receiveMsg_ProbePing(self, message: ProbePing, sender) -> None:
+        self.send(sender, ProbePong(seq=message.seq))
 
 
 class TransportBenchDriver(TransportBenchActor):
@@ -230,7 +215,7 @@ class TransportBenchDriver(TransportBenchActor):
         self.awaited = len(self.targets)
         self.step_began = time.perf_counter()
         for target in self.targets:
-            self.send(target, TransportBenchPing(seq=self.seq))
+            self.send(target, ProbePing(seq=self.seq))
 
     def receiveMsg_TransportBenchPipeline(self, message: TransportBenchPipeline, sender) -> None:
         self.asker, self.targets, self.pipelined = sender, (message.echo,), True
@@ -243,9 +228,9 @@ class TransportBenchDriver(TransportBenchActor):
     def pipeline_ping(self) -> None:
         self.seq += 1
         self.in_flight += 1
-        self.send(self.targets[0], TransportBenchPing(seq=self.seq))
+        self.send(self.targets[0], ProbePing(seq=self.seq))
 
-    def receiveMsg_TransportBenchPong(self, message: TransportBenchPong, sender) -> None:
+    def receiveMsg_ProbePong(self, message: ProbePong, sender) -> None:
         now = time.perf_counter()
         if self.pipelined:
             self.in_flight -= 1

@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import contextmanager
 
 import pytest
 
 from actors.messages import AddCluster
 from actors.process import process_running
 from clerk import Unavailable, connect
-from coordinator.admin import stop_system
 from coordinator.system import start
 from raftline.workloads import OPENING_BALANCE
 from tests.integration.conftest import system_pids, wait_for, write_topology
 from tests.integration.transfers import ACCOUNTS, Transfers, total
 
 
-def start_system(tmp_path):
-    return start(write_topology(tmp_path), data_dir=tmp_path / "data", admin_port=0)
+@contextmanager
+def running_system(tmp_path):
+    """A system on tmp_path's data, and the PIDs seen of it (tests add to them):
+    stopped when the block ends, however it ends; then none may be left."""
+    cluster = start(write_topology(tmp_path), data_dir=tmp_path / "data", admin_port=0)
+    pids = system_pids(cluster)
+    try:
+        yield cluster, pids
+    finally:
+        cluster.stop()
+    assert_all_gone(pids)
 
 
 def acting(cluster) -> tuple[str, int, int]:
@@ -42,20 +51,12 @@ def assert_all_gone(pids: set[int]) -> None:
 
 def assert_the_next_start_reads(tmp_path, key: str, value) -> None:
     """A start on the same data directory works and holds `value` at `key`; stopped, it leaves nothing behind."""
-    again = start_system(tmp_path)
-    try:
-        with connect(admin=again.admin) as store:
-            assert store.get(key) == value
-        pids = system_pids(again)
-    finally:
-        again.stop()
-    assert_all_gone(pids)
+    with running_system(tmp_path) as (again, _), connect(admin=again.admin) as store:
+        assert store.get(key) == value
 
 
 def test_commits_go_on_while_the_acting_coordinator_dies_and_its_successor_takes_over(tmp_path):
-    cluster = start_system(tmp_path)
-    pids = system_pids(cluster)
-    try:
+    with running_system(tmp_path) as (cluster, pids):
         with connect(admin=cluster.admin) as store:
             with store.transaction() as txn:
                 for account in ACCOUNTS:
@@ -85,15 +86,10 @@ def test_commits_go_on_while_the_acting_coordinator_dies_and_its_successor_takes
                 worker.join(30)
             assert not [error for worker in workers for error in worker.errors]
             assert total(store) == OPENING_BALANCE * len(ACCOUNTS)
-    finally:
-        cluster.stop()
-    assert_all_gone(pids)
 
 
 def test_a_job_in_flight_resumes_under_the_next_acting_coordinator(tmp_path):
-    cluster = start_system(tmp_path)
-    pids = system_pids(cluster)
-    try:
+    with running_system(tmp_path) as (cluster, pids):
         with connect(admin=cluster.admin) as store:
             with store.transaction() as txn:
                 for number in range(200):
@@ -112,29 +108,19 @@ def test_a_job_in_flight_resumes_under_the_next_acting_coordinator(tmp_path):
             with store.transaction() as txn:
                 assert txn.get_many([f"resume-{number}" for number in range(200)]) == {
                     f"resume-{number}": number for number in range(200)}
-    finally:
-        cluster.stop()
-    assert_all_gone(pids)
 
 
 def test_stop_after_the_acting_coordinator_died_ends_everything_and_the_next_start_works(tmp_path):
-    cluster = start_system(tmp_path)
-    pids = system_pids(cluster)
-    try:
+    with running_system(tmp_path) as (cluster, pids):
         with connect(admin=cluster.admin) as store:
             store.put("kept", "before")
             pids |= system_pids(cluster)
             os.kill(acting(cluster)[1], signal.SIGKILL)
-    finally:
-        cluster.stop()
-    assert_all_gone(pids)
     assert_the_next_start_reads(tmp_path, "kept", "before")
 
 
 def test_the_admins_death_leaves_connected_clients_working_and_stop_ends_everything(tmp_path):
-    cluster = start_system(tmp_path)
-    pids = system_pids(cluster)
-    try:
+    with running_system(tmp_path) as (cluster, pids):
         with connect(admin=cluster.admin) as store:
             store.put("kept", "before")
             pids |= system_pids(cluster)
@@ -144,7 +130,4 @@ def test_the_admins_death_leaves_connected_clients_working_and_stop_ends_everyth
             # Nothing new can attach, and it says so at once (not after Thespian's ~15 s).
             with pytest.raises(Unavailable, match="admin at .* is dead.*raftline stop"):
                 connect(admin=cluster.admin)
-    finally:
-        stop_system(cluster.admin, tmp_path / "data")
-    assert_all_gone(pids)
     assert_the_next_start_reads(tmp_path, "kept", "after the admin died")

@@ -82,6 +82,8 @@ class Job:
         state: RUNNING, DONE or FAILED.
         phase: where the state machine is (internal, stable across restarts).
         step: what it is doing, for people.
+        waiting: why the cluster leader could not take the step yet (its
+            last report's refusal, such as "busy: ..."), or "".
         locks: the clusters it locks.
         replicas: replica ids it created (add_*) or removes (remove_*).
         moves: planned slot moves, (slot, source, destination), in order.
@@ -102,6 +104,7 @@ class Job:
     state: str = RUNNING
     phase: str
     step: str
+    waiting: str = ""
     locks: tuple[str, ...]
     replicas: tuple[str, ...] = ()
     moves: tuple[tuple[int, str, str], ...] = ()
@@ -365,7 +368,9 @@ class Reconfig:
         return job
 
     def _update(self, job: Job, **changes) -> Job:
-        updated = replace(job, **changes)
+        """Replace `job` by a copy with `changes`; a refusal it was waiting on
+        holds only until the next change that does not repeat it."""
+        updated = replace(job, **{"waiting": "", **changes})
         self.jobs[self.jobs.index(job)] = updated
         if updated.state != RUNNING:
             finished = [j for j in self.jobs if j.state != RUNNING]
@@ -388,13 +393,13 @@ class Reconfig:
         if job is None or job.phase == "start":  # a new replica counts once it is in the map
             return
         replica = job.replicas[0]
-        note = f" ({report.error})" if report.error else ""
+        waiting = report.error
         if job.kind == REMOVE_REPLICA:
             if job.phase == "remove":
                 if replica not in report.voters and replica not in report.learners and not report.pending:
                     self._update(job, phase="stop", step=f"stopping {replica}")
                 else:
-                    self._update(job, step=f"removing {replica} from {job.cluster}'s membership{note}")
+                    self._update(job, step=f"removing {replica} from {job.cluster}'s membership", waiting=waiting)
             return
         if replica in report.voters and not report.pending:
             self._finish(job, now, f"{replica} is a voter of {job.cluster}")
@@ -403,15 +408,15 @@ class Reconfig:
                 self._update(job, phase="catch_up", step=f"{replica} catching up {report.match.get(replica, 0)}"
                                                          f"/{report.commit}")
             else:
-                self._update(job, step=f"adding {replica} to {job.cluster} as a learner{note}")
+                self._update(job, step=f"adding {replica} to {job.cluster} as a learner", waiting=waiting)
         elif job.phase == "catch_up":
             match = report.match.get(replica, 0)
             if replica in report.learners and not report.pending and match >= report.commit:
                 self._update(job, phase="promote", step=f"promoting {replica} to voter")
             else:
-                self._update(job, step=f"{replica} catching up {match}/{report.commit}{note}")
+                self._update(job, step=f"{replica} catching up {match}/{report.commit}", waiting=waiting)
         elif job.phase == "promote":
-            self._update(job, step=f"promoting {replica} to voter{note}")
+            self._update(job, waiting=waiting)
 
     def observe_move(self, progress: MoveProgress, now: float) -> None:
         """A source leader's MoveProgress: a dropped slot moves in the map; the job goes on to the next."""

@@ -251,7 +251,8 @@ def format_status(status: dict) -> str:
         role = ", convention leader" if host["leader"] else ""
         lines.append(f"host {name} ({host['address']}{role}): {state}; replicas {', '.join(host['replicas']) or '-'}")
     for job in jobs:
-        lines.append(f"job {job['id']} ({job['kind'].replace('_', '-')} {job['target']}): {job['step']}")
+        waiting = f" (waiting: {job['waiting']})" if job.get("waiting") else ""
+        lines.append(f"job {job['id']} ({job['kind'].replace('_', '-')} {job['target']}): {job['step']}{waiting}")
     return "\n".join(lines)
 
 
@@ -272,9 +273,11 @@ class JobProgress:
                       f"({index + 1}/{len(moves)})")
         self.moves_done = job["moves_done"]
         # Each line shows once: the step right after a move says what the move's line said, and a
-        # cluster leader's reports flip a removal's step between its text with and without a note.
-        if job["state"] == "running" and job["step"] not in self.shown:
-            self.emit(job["step"])
+        # cluster leader repeats its refusal on every report until the step can be taken.
+        if job["state"] == "running":
+            for line in (job["step"], f"  waiting: {job['waiting']}" if job.get("waiting") else ""):
+                if line and line not in self.shown:
+                    self.emit(line)
 
     def emit(self, line: str) -> None:
         self.shown.add(line)

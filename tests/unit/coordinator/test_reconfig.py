@@ -169,9 +169,10 @@ def test_add_replica_joins_as_learner_catches_up_then_is_promoted():
     assert reconfig.job(job.id).phase == "promote"
     assert reconfig.drive(1.2, {}) == [membership(CONF_PROMOTE, "c1-r3", "c1")]
     reconfig.observe_membership(report("c1", voters, ["c1-r3"], error="busy: a change is pending"), now=1.3)
-    assert reconfig.job(job.id).step == "promoting c1-r3 to voter (busy: a change is pending)"
+    waiting = reconfig.job(job.id)
+    assert (waiting.step, waiting.waiting) == ("promoting c1-r3 to voter", "busy: a change is pending")
     reconfig.observe_membership(report("c1", voters + ["c1-r3"], pending=True), now=1.4)
-    assert reconfig.job(job.id).state == RUNNING
+    assert (reconfig.job(job.id).state, reconfig.job(job.id).waiting) == (RUNNING, "")
     reconfig.observe_membership(report("c1", voters + ["c1-r3"]), now=1.5)
     done = reconfig.job(job.id)
     assert (done.state, done.step, done.finished) == (DONE, "c1-r3 is a voter of c1", 1.5)
@@ -185,7 +186,9 @@ def test_remove_replica_follows_the_leader_then_stops_it_and_leaves_the_map():
     assert reconfig.drive(0.3, leaders_of(reconfig)) == [remove]
     reconfig.observe_membership(report("c2", ["c2-r0", "c2-r1", "c2-r2"], error="handing leadership to c2-r1 first"),
                                 now=0.4)
-    assert reconfig.job(job.id).step == "removing c2-r0 from c2's membership (handing leadership to c2-r1 first)"
+    handing = reconfig.job(job.id)
+    assert (handing.step, handing.waiting) == ("removing c2-r0 from c2's membership",
+                                               "handing leadership to c2-r1 first")
     assert reconfig.drive(0.6, {"c2": "c2-r1"}) == [remove]  # the shell sends it to the new leader
     reconfig.observe_membership(report("c2", ["c2-r1", "c2-r2"], pending=True), now=0.7)
     assert reconfig.job(job.id).phase == "remove"

@@ -171,18 +171,26 @@ def test_a_bug_in_check_is_no_verdict_never_invalid(monkeypatch, tmp_path, capsy
     os.remove(log)
 
 
-def job(step: str, *, state: str = "running") -> dict:
-    return {"moves": [], "moves_done": 0, "move_seconds": [], "step": step, "state": state}
+def job(step: str, *, state: str = "running", waiting: str = "") -> dict:
+    return {"moves": [], "moves_done": 0, "move_seconds": [], "step": step, "state": state, "waiting": waiting}
 
 
-def test_a_job_step_that_comes_back_is_printed_once(capsys):
+def test_a_job_step_and_what_it_waits_on_are_each_printed_once(capsys):
     progress = JobProgress()
     removing = "removing c1-r2 from c1's membership"
-    handing = f"{removing} (handing leadership to c1-r0 first)"
-    for step in (handing, removing, handing, removing, "stopping c1-r2"):
-        progress(job(step))
+    handing = "handing leadership to c1-r0 first"
+    for waiting in (handing, "", handing, ""):
+        progress(job(removing, waiting=waiting))
+    progress(job("stopping c1-r2"))
     progress(job("removed c1-r2", state="done"))
-    assert capsys.readouterr().out.splitlines() == [handing, removing, "stopping c1-r2"]
+    assert capsys.readouterr().out.splitlines() == [removing, f"  waiting: {handing}", "stopping c1-r2"]
+
+
+def test_a_step_refused_before_it_was_first_shown_is_still_printed_before_the_refusal(capsys):
+    progress = JobProgress()
+    progress(job("adding c2-r3 to c2 as a learner", waiting="busy: this leader's first entry is not committed yet"))
+    assert capsys.readouterr().out.splitlines() == [
+        "adding c2-r3 to c2 as a learner", "  waiting: busy: this leader's first entry is not committed yet"]
 
 
 def test_a_moved_slot_is_printed_once_though_the_step_repeats_it(capsys):

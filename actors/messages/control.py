@@ -232,6 +232,25 @@ class ReplicaStatusReply:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkMetricsRequest:
+    """The acting coordinator asks a subscribed clerk for its metrics, once
+    per status round; the clerk's latest answer is shown until the next."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkMetricsReply:
+    """A clerk's answer to ClerkMetricsRequest.
+
+    Fields:
+        clerk: the clerk's name ("clerk-<pid>"), its `replica` label.
+        metrics: its `actors.metrics.Metrics.snapshot()`.
+    """
+
+    clerk: str
+    metrics: dict
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AdminReply:
     """The coordinator's answer to an administrative request.
 

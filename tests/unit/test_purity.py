@@ -14,6 +14,7 @@ PURE_CORES = [
     "actors/codec.py",
     "actors/keyspace.py",
     "actors/messages",
+    "actors/metrics.py",
     "actors/raft",
     "actors/replica.py",
     "actors/slot_shipping.py",

@@ -15,7 +15,13 @@ source's side of a slot move).
 
 Rules and invariants (docs/DESIGN.md sections 2-4):
 - Persist first: each Ready is saved in one storage batch before its messages
-  are queued and its committed entries applied.
+  are queued and its committed entries applied. One exception (Raft thesis,
+  section 10.2.1): a leader's AppendLogs carrying new entries go to the
+  shell's `send_before_saving` before the save, so that its followers write
+  those entries while it writes them too. That is safe because the leader
+  handles the acknowledgements, and so counts its own entries toward a
+  quorum, only in a later input, after this save returned; a leader that
+  crashes during the save merely sent entries nobody committed.
 - Committed entries are applied once each, in index order; a snapshot from
   the leader replaces the machine and moves `applied` to its index.
 - Only log entries change the machine. The leader's collaborators merely
@@ -35,6 +41,12 @@ Rules and invariants (docs/DESIGN.md sections 2-4):
   would refuse anyway (a transaction unknown here, a read check, a read).
 - Membership (ChangeMembership): the leader proposes the change to Raft and
   always answers a MembershipReport; conf entries never reach the machine.
+- Metrics (docs/DESIGN.md section 14): the shell's `Metrics` is handed in;
+  the RaftMeter counts from each saved Ready, the machine counts
+  transactions, and `metrics_snapshot()` sets the gauges when asked. The
+  age of a prepared transaction is counted in ticks, from the tick its
+  Prepare was applied here (or a snapshot brought it), and shown in seconds
+  by `tick_ms`.
 - Caller errors: an unknown message or client operation raises TypeError
   before anything changes; a command too large for one entry is refused (a
   no vote) without being logged. A broken invariant raises AssertionError:
@@ -55,6 +67,7 @@ from actors.messages import (
     MOVE_FROZEN,
     TXN_ABORTED,
     TXN_COMMITTED,
+    TXN_PREPARED,
     TXN_REFUSED,
     TXN_UNKNOWN,
     ChangeMembership,
@@ -86,15 +99,19 @@ from actors.messages import (
     ValidateReadsResult,
     WrongEpoch,
 )
+from actors.metrics import Metrics
 from actors.raft.messages import (
     ENTRY_COMMAND,
     ENTRY_CONF,
     RAFT_MESSAGES,
+    AppendLog,
     ConfChange,
     ConfState,
     Entry,
+    RepairLogReply,
     Snapshot,
 )
+from actors.raft.meter import RaftMeter
 from actors.raft.node import LEADER, ConfChangeBusy, NotLeader, RaftConfig, RaftNode, SoftState
 from actors.raft.storage import Storage
 from actors.slot_shipping import Note, Report, ShippingAction, SlotShipping
@@ -162,6 +179,8 @@ class ReplicaConfig:
             here and slots never move).
         founding_slots: the slots the cluster owned when it was created
             (used only when storage holds no snapshot).
+        tick_ms: how long the shell's tick is, in milliseconds (only to
+            report ages in seconds).
     """
 
     cluster: str
@@ -174,6 +193,7 @@ class ReplicaConfig:
     read_from_followers: bool = False
     slot_count: int = 0
     founding_slots: tuple[int, ...] = ()
+    tick_ms: int = 50
 
 
 MAX_REQUESTS_PER_BATCH = 200
@@ -250,19 +270,27 @@ def _too_large(command: Any, size: int, limit: int) -> Any:
 class Replica:
     """A database server's logic; see the module docstring."""
 
-    def __init__(self, config: ReplicaConfig, storage: Storage, rng: random.Random) -> None:
+    def __init__(self, config: ReplicaConfig, storage: Storage, rng: random.Random, *,
+                 metrics: Metrics | None = None,
+                 send_before_saving: Callable[[list[tuple[Destination, Any]]], None] | None = None) -> None:
         """Recover from `storage`: restore the machine from the stored snapshot,
-        replay the committed log, rejoin the cluster as a follower."""
+        replay the committed log, rejoin the cluster as a follower. `metrics`
+        is the shell's, counting from now on (the replay included).
+        `send_before_saving`, when given, sends a leader's AppendLogs at once,
+        before its own save (see the module docstring); without it they wait
+        for the save, as every other message does."""
         self.config = config
+        self._send_before_saving = send_before_saving
         self.id = config.raft.id
         self.cluster = config.cluster
+        self.metrics = metrics if metrics is not None else Metrics()
         self._storage = storage
         stored = storage.load()
         snapshot = stored.snapshot
         self._machine = (
-            Machine.restore(self.cluster, snapshot.data)
+            Machine.restore(self.cluster, snapshot.data, metrics=self.metrics)
             if snapshot
-            else Machine(self.cluster, config.slot_count, config.founding_slots)
+            else Machine(self.cluster, config.slot_count, config.founding_slots, metrics=self.metrics)
         )
         self._snapshot_index = snapshot.index if snapshot else 0
         self._applied = self._snapshot_index
@@ -274,7 +302,10 @@ class Replica:
             entries=stored.entries,
             initial_conf=config.initial_conf,
         )
+        self._meter = RaftMeter(self.metrics, self._node)
         self._now = 0
+        # Txid -> the tick its Prepare was applied here, oldest first, while it is prepared.
+        self._prepared_at: dict[str, int] = dict.fromkeys((txn.txid for txn in self._machine.prepared()), 0)
         # Index of the last membership change in the log: it is pending while above the commit index.
         self._conf_index = max((entry.index for entry in stored.entries if entry.kind == ENTRY_CONF), default=0)
         self._leadership: _Leadership | None = None
@@ -316,6 +347,8 @@ class Replica:
         elif isinstance(message, ChangeMembership):
             self._handle_change_membership(message)
         elif isinstance(message, RAFT_MESSAGES):
+            if type(message) is RepairLogReply:
+                self._meter.repaired(message)
             self._node.step(message)
         else:
             raise TypeError(f"a replica does not take {type(message).__name__} messages")
@@ -383,6 +416,15 @@ class Replica:
             },
         }
 
+    def metrics_snapshot(self) -> dict:
+        """The metrics (`Metrics.snapshot()`), their gauges set to this moment."""
+        machine, metrics = self._machine, self.metrics
+        self._meter.set_gauges(self._applied)
+        metrics.set("raftline_prepared_transactions", machine.prepared_count)
+        oldest = next(iter(self._prepared_at.values()), self._now)
+        metrics.set("raftline_oldest_prepared_seconds", (self._now - oldest) * self.config.tick_ms / 1000)
+        return metrics.snapshot()
+
     # -- the Ready loop -----------------------------------------------------------
 
     def _finish_input(self) -> None:
@@ -401,7 +443,11 @@ class Replica:
         node = self._node
         while node.has_ready():
             rd = node.ready()
+            messages = rd.messages
+            if self._send_before_saving is not None and rd.entries and node.role == LEADER:
+                messages = self._send_appends_first(messages)
             self._storage.save(hard_state=rd.hard_state, entries=rd.entries, snapshot=rd.snapshot)
+            self._meter.saved(rd)
             for entry in rd.entries:
                 if entry.kind == ENTRY_CONF:
                     self._conf_index = entry.index
@@ -409,11 +455,20 @@ class Replica:
                 self._handle_soft_state(rd.soft_state)
             if rd.snapshot is not None:
                 self._install_snapshot(rd.snapshot)
-            self._outbox.extend((ToReplica(to), message) for to, message in rd.messages)
+            self._outbox.extend((ToReplica(to), message) for to, message in messages)
             for entry in rd.committed_entries:
                 self._apply(entry)
             node.advance(rd)
         self._maybe_compact()
+
+    def _send_appends_first(self, messages: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """Hand the AppendLogs that carry entries to `send_before_saving`; the rest, to send after the save."""
+        appends = [(ToReplica(to), message) for to, message in messages
+                   if type(message) is AppendLog and message.entries]
+        if not appends:
+            return messages
+        self._send_before_saving(appends)
+        return [(to, message) for to, message in messages if not (type(message) is AppendLog and message.entries)]
 
     def _handle_soft_state(self, soft: SoftState) -> None:
         # One Ready reports only the latest role, so a lost-and-won-again
@@ -455,9 +510,10 @@ class Replica:
     def _install_snapshot(self, snapshot: Snapshot) -> None:
         # Only a follower receives snapshots, so there is no leader state (which
         # reads the machine) or waiting client to carry over.
-        self._machine = Machine.restore(self.cluster, snapshot.data)
+        self._machine = Machine.restore(self.cluster, snapshot.data, metrics=self.metrics)
         self._applied = snapshot.index
         self._snapshot_index = snapshot.index
+        self._prepared_at = dict.fromkeys((txn.txid for txn in self._machine.prepared()), self._now)
 
     def _maybe_compact(self) -> None:
         since_snapshot = self._applied - self._snapshot_index
@@ -477,6 +533,7 @@ class Replica:
             command = codec.decode(entry.data)
             stage = self._machine.move_stage(command.move) if isinstance(command, _SLOT_COMMANDS) else None
             result = self._machine.apply(command)
+            self._track_prepared(command)
             if self._leadership is not None:
                 self._track_applied(command, result)
             if isinstance(command, _SLOT_COMMANDS):
@@ -495,6 +552,15 @@ class Replica:
             )
         for waiter in proposal.waiters:
             self._reply(waiter.token, waiter.req, waiter.answer(result))
+
+    def _track_prepared(self, command: Any) -> None:
+        """Keep `_prepared_at` in step with the history line."""
+        kind = type(command)
+        if kind is Prepare:
+            if self._machine.status(command.txid) == TXN_PREPARED:
+                self._prepared_at.setdefault(command.txid, self._now)
+        elif kind is Decide:
+            self._prepared_at.pop(command.txid, None)
 
     def _track_applied(self, command: Any, result: Any) -> None:
         """Keep this term's recovery timers and shipments in step with an applied entry."""

@@ -21,6 +21,9 @@ Everything a server decides lives in actors/replica.py. This shell only:
   move steps and membership changes included, as the Replica reports them).
   Entries a restart replays from storage were logged when first applied:
   one summary line stands for them. Errors go to the system log as well.
+- keeps this process's metrics (docs/DESIGN.md section 14): it counts every
+  message it receives (timers aside) and sends, its storage times each
+  write, the Replica counts the rest; a status reply carries them.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from actors.messages import (
     ServerStarted,
     Sleep,
 )
+from actors.metrics import Metrics
 from actors.process import DATA_DIR_CAPABILITY, set_process_title
 from actors.raft.messages import RAFT_MESSAGES, ConfState, RepairLogReply, RepairLogRequest
 from actors.raft.node import RaftConfig
@@ -66,6 +70,7 @@ from actors.replica import (
     ToReplica,
 )
 from actors.sqlite_storage import SqliteStorage
+from actors.transport import write_now
 
 
 class DatabaseServer(ActorTypeDispatcher):
@@ -93,6 +98,16 @@ class DatabaseServer(ActorTypeDispatcher):
         self.isolated_until = 0.0
         self.log: logging.Logger | None = None
         self.last_role: str | None = None
+        self.metrics = Metrics()
+
+    def receiveMessage(self, message, sender):
+        if not isinstance(message, WakeupMessage):
+            self.metrics.count("raftline_messages_received_total", kind=type(message).__name__)
+        return super().receiveMessage(message, sender)
+
+    def send(self, targetAddr, msg):
+        self.metrics.count("raftline_messages_sent_total", kind=type(msg).__name__)
+        super().send(targetAddr, msg)
 
     # -- start ----------------------------------------------------------------
 
@@ -119,7 +134,8 @@ class DatabaseServer(ActorTypeDispatcher):
             return
         try:
             if config.engine == "sqlite":
-                self.storage = SqliteStorage(os.path.join(config.data_dir, "raft.db"), fsync=config.fsync)
+                self.storage = SqliteStorage(os.path.join(config.data_dir, "raft.db"), fsync=config.fsync,
+                                             metrics=self.metrics)
             else:
                 self.storage = MemoryStorage()
         except StorageUnavailable as error:
@@ -143,9 +159,12 @@ class DatabaseServer(ActorTypeDispatcher):
                     read_from_followers=config.read_from_followers,
                     slot_count=config.slot_count,
                     founding_slots=config.founding_slots,
+                    tick_ms=config.tick_ms,
                 ),
                 self.storage,
                 random.Random(config.seed),
+                metrics=self.metrics,
+                send_before_saving=self.send_before_saving,
             )
         except StorageUnavailable as error:
             self.fail(error)
@@ -185,8 +204,23 @@ class DatabaseServer(ActorTypeDispatcher):
         raise TypeError(f"unknown destination {destination!r}")
 
     def flush(self) -> None:
+        self.send_all(self.replica.take_output())
+        for line in self.replica.take_events():
+            self.event(line)
+        role = self.replica.role
+        if role != self.last_role:
+            self.last_role = role
+            self.event(f"became {role}")
+
+    def send_before_saving(self, appends: list) -> None:
+        """A leader's AppendLogs, handed over before its fsync: on the wire now,
+        so its followers write while it writes."""
+        self.send_all(appends)
+        write_now(self)
+
+    def send_all(self, output: list) -> None:
         cut_off = self.isolated()
-        for destination, message in self.replica.take_output():
+        for destination, message in output:
             if cut_off and isinstance(destination, ToReplica):
                 continue
             if isinstance(message, RepairLogRequest):
@@ -197,12 +231,6 @@ class DatabaseServer(ActorTypeDispatcher):
             address = self.resolve(destination)
             if address is not None:
                 self.send(address, message)
-        for line in self.replica.take_events():
-            self.event(line)
-        role = self.replica.role
-        if role != self.last_role:
-            self.last_role = role
-            self.event(f"became {role}")
 
     # -- the protocol ------------------------------------------------------------
 
@@ -295,6 +323,7 @@ class DatabaseServer(ActorTypeDispatcher):
             return
         status = dict(self.replica.status())
         status["pid"] = os.getpid()
+        status["metrics"] = self.replica.metrics_snapshot()
         self.send(sender, ReplicaStatusReply(round=message.round, replica=self.config.replica, status=status))
 
     # -- lifecycle ----------------------------------------------------------------

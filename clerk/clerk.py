@@ -4,7 +4,9 @@ The application's process talks to its clerk with ClerkRead / ClerkCommit
 (through ActorSystem.ask); the session (clerk/session.py) decides everything
 else. Each handler reads the clock once, hands the message to the session and
 carries out the actions it returns. The shell itself only subscribes to the
-coordinator, and exits when its application's process is gone.
+coordinator, answers its ClerkMetricsRequest with the session's metrics
+(counting every message in and out there too), and exits when its
+application's process is gone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from thespian.actors import (
 
 from actors.messages import (
     ClerkCommit,
+    ClerkMetricsReply,
+    ClerkMetricsRequest,
     ClerkOpen,
     ClerkOpenReply,
     ClerkRead,
@@ -63,8 +67,18 @@ class Clerk(ActorTypeDispatcher):
         # Read once: timestamps are Unix time, the session's clock the monotonic one.
         config = SessionConfig(clerk=clerk_id, wall_offset=time.time() - time.monotonic())
         self.session = ClerkSession(config, random.Random())
+        self.metrics = self.session.metrics
         self.coordinators: tuple[object, ...] = ()
         self.coordinator_term = 0
+
+    def receiveMessage(self, message, sender):
+        if not isinstance(message, WakeupMessage):
+            self.metrics.count("raftline_messages_received_total", kind=type(message).__name__)
+        return super().receiveMessage(message, sender)
+
+    def send(self, targetAddr, msg):
+        self.metrics.count("raftline_messages_sent_total", kind=type(msg).__name__)
+        super().send(targetAddr, msg)
 
     def carry_out(self, actions: list[Action]) -> None:
         for action in actions:
@@ -115,6 +129,9 @@ class Clerk(ActorTypeDispatcher):
 
     def receiveMsg_ClientBatchReply(self, message: ClientBatchReply, sender) -> None:
         self.carry_out(self.session.on_server_reply(message, time.monotonic()))
+
+    def receiveMsg_ClerkMetricsRequest(self, message: ClerkMetricsRequest, sender) -> None:
+        self.send(sender, ClerkMetricsReply(clerk=self.session.clerk, metrics=self.metrics.snapshot()))
 
     def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
         wakeup = message.payload

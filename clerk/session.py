@@ -26,6 +26,9 @@ Rules:
   sees Moved.
 - Hops: every reply says how many messages were on its critical path
   (CriticalPath), re-runs included, for benchmarks.
+- Metrics (docs/DESIGN.md section 14): every answer counts its operation
+  ("read" or "commit") by outcome, its time from arrival to answer, its hops,
+  and its requests sent again (redirects, timeouts) and re-runs after Moved.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from actors.messages import (
     MapUpdate,
     ReadKeys,
 )
+from actors.metrics import Metrics
 from clerk.core import (
     Aborted,
     ClerkConfig,
@@ -155,10 +159,12 @@ class _PendingRead:
     Fields:
         asker: who gets the ClerkReply.
         req: the application's request id.
+        arrived: when the clerk got it.
     """
 
     asker: object
     req: int
+    arrived: float
 
 
 @dataclass(kw_only=True, slots=True, eq=False)
@@ -170,7 +176,7 @@ class _PendingCommit:
         req: the application's request id.
         message: the application's commit, kept to run it again.
         txid: the current attempt's transaction id.
-        first_attempt: when the first attempt began.
+        first_attempt: when the first attempt began (when the clerk got it).
         reruns: attempts run again after Moved so far.
         awaited_epoch: after Moved, the epoch the map must pass before the
             next attempt; None while an attempt runs.
@@ -206,6 +212,11 @@ class ClerkSession:
         self._tick_asked_at: float | None = None  # None: no TickDue wakeup pending
         self._path = CriticalPath()
         self._actions: list[Action] = []
+        self.metrics = Metrics()
+
+    @property
+    def clerk(self) -> str:
+        return self._config.clerk
 
     # -- inputs -----------------------------------------------------------------
 
@@ -280,7 +291,7 @@ class ClerkSession:
     def _start(self, message: ClerkRead | ClerkCommit, asker: object, now: float) -> None:
         op = next(self._op_ids)
         if isinstance(message, ClerkRead):
-            self._ops[op] = _PendingRead(asker=asker, req=message.req)
+            self._ops[op] = _PendingRead(asker=asker, req=message.req, arrived=now)
             self._path.begin(op)
             self._core.read(op, list(message.keys))
             return
@@ -331,9 +342,18 @@ class ClerkSession:
                 self._actions.append(WakeAfter(wait + 1 / MICROSECONDS, AnswerDue(completion.op)))
                 return
         del self._ops[completion.op]
-        txid = pending.txid if isinstance(pending, _PendingCommit) else ""
-        hops = self._path.finish(completion.op, txid)
-        self._actions.append(Reply(pending.asker, _reply(pending.req, completion, hops)))
+        if isinstance(pending, _PendingCommit):
+            operation, txid, arrived, reruns = "commit", pending.txid, pending.first_attempt, pending.reruns
+        else:
+            operation, txid, arrived, reruns = "read", "", pending.arrived, 0
+        hops, resent = self._path.finish(completion.op, txid)
+        reply = _reply(pending.req, completion, hops)
+        self.metrics.count("raftline_client_operations_total", operation=operation, outcome=reply.outcome)
+        self.metrics.observe("raftline_client_operation_duration_seconds", now - arrived, operation=operation)
+        self.metrics.count("raftline_client_hops_total", hops, operation=operation)
+        if resent + reruns:
+            self.metrics.count("raftline_client_retries_total", resent + reruns, operation=operation)
+        self._actions.append(Reply(pending.asker, reply))
 
     def _commit(self, op: int, pending: _PendingCommit, now: float) -> None:
         """Start an attempt of commit `op` in the core, under a fresh timestamp."""
@@ -393,6 +413,7 @@ class CriticalPath:
         self._phase_of_request: dict[int, tuple[int, int]] = {}  # request id -> (op, index into its phases)
         self._op_of_txid: dict[str, int] = {}
         self._reading: int | None = None  # the read whose ReadKeys the next batch carries (they have no txid)
+        self._resent: dict[int, int] = {}  # per op: requests sent again
 
     def begin(self, op: int, *, txid: str = "") -> None:
         self._hops_outside_phases[op] = 2
@@ -428,16 +449,20 @@ class CriticalPath:
                     self._phase_of_request[request.req] = (op, opened[op])
                 op, phase = self._phase_of_request[request.req]
                 hops = self._phases[op][phase]
+                if request.req in hops:
+                    self._resent[op] = self._resent.get(op, 0) + 1
                 hops[request.req] = hops.get(request.req, 0) + (2 if isinstance(request.op, ReadKeys) else 4)
         self._reading = None
 
-    def finish(self, op: int, txid: str = "") -> int:
+    def finish(self, op: int, txid: str = "") -> tuple[int, int]:
+        """Operation `op` is answered: its hops, and how many of its requests were sent again."""
         phases = self._phases.pop(op, [])
         for phase in phases:
             for req in phase:
                 self._phase_of_request.pop(req, None)
         self._op_of_txid.pop(txid, None)
-        return self._hops_outside_phases.pop(op, 2) + sum(max(phase.values()) for phase in phases)
+        hops = self._hops_outside_phases.pop(op, 2) + sum(max(phase.values()) for phase in phases)
+        return hops, self._resent.pop(op, 0)
 
 
 def _reply(req: int, completion: Completion, hops: int) -> ClerkReply:

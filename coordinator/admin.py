@@ -481,6 +481,14 @@ def _listeners(port: int) -> list[int]:
     return found
 
 
+def recorded_admin_port(data_dir: Path) -> int | None:
+    """The admin port of the last system started on `data_dir`, as it recorded it (None: none recorded)."""
+    try:
+        return int(json.loads((Path(data_dir) / PIDS_FILE).read_text())["admin_port"]) or None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 def _recorded_session(data_dir: Path | None, port: int | None = None) -> int:
     """The session of the system recorded in `data_dir` (0: none), if it ran
     on admin `port` when one is given: a data directory records only the last

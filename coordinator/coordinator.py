@@ -38,6 +38,12 @@ lead drops what was waiting, and its successor decides again.
 
 It never blocks and never asks: every answer goes back to the asker's address
 when ready.
+
+Metrics (docs/DESIGN.md section 14): each replica keeps one `Metrics`, shared
+with its CoordinatorGroup (whose Raft counts into it); this shell counts the
+messages it receives (timers aside) and sends, the servers it restarts and
+the jobs that end. The acting replica's snapshot goes into
+`status["coordinator"]["metrics"]`.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ from actors.messages import (
     AddReplica,
     AdminReply,
     Boot,
+    ClerkMetricsReply,
+    ClerkMetricsRequest,
     CoordinatorForward,
     CoordinatorForwardTaken,
     CoordinatorReports,
@@ -100,6 +108,7 @@ from actors.messages import (
     WhoServes,
     WhoServesReply,
 )
+from actors.metrics import Metrics
 from actors.process import process_running, set_process_title
 from actors.raft.messages import (
     AppendLog,
@@ -235,6 +244,7 @@ class Coordinator(ActorTypeDispatcher):
         self.leaders: dict[str, str | None] = {}
         self.terms: dict[str, int] = {}
         self.subscribers: list[tuple[object, int]] = []  # (address, pid); addresses are not hashable
+        self.clerk_metrics: dict[str, tuple[object, dict]] = {}  # clerk id -> (address, its latest snapshot)
         self.pending: dict[int, PendingRequest] = {}
         """Requests this replica took and no acting replica has taken yet, by token."""
         self.next_token = 0
@@ -255,6 +265,16 @@ class Coordinator(ActorTypeDispatcher):
         self.round_counter = 0
         self.last_reports: dict[str, dict] = {}
         """Replica -> its last status report, shown while it is silent."""
+        self.metrics = Metrics()
+
+    def receiveMessage(self, message, sender):
+        if not isinstance(message, WakeupMessage):
+            self.metrics.count("raftline_messages_received_total", kind=type(message).__name__)
+        return super().receiveMessage(message, sender)
+
+    def send(self, targetAddr, msg):
+        self.metrics.count("raftline_messages_sent_total", kind=type(msg).__name__)
+        super().send(targetAddr, msg)
 
     # -- boot -----------------------------------------------------------------
 
@@ -278,7 +298,8 @@ class Coordinator(ActorTypeDispatcher):
             return
         try:
             if topology.storage.engine == "sqlite":
-                self.storage = SqliteStorage(os.fspath(directory / "raft.db"), fsync=topology.storage.fsync)
+                self.storage = SqliteStorage(os.fspath(directory / "raft.db"), fsync=topology.storage.fsync,
+                                             metrics=self.metrics)
             else:
                 self.storage = MemoryStorage()
         except StorageUnavailable as error:
@@ -289,7 +310,7 @@ class Coordinator(ActorTypeDispatcher):
                             election_max=topology.raft.election_max,
                             heartbeat_ticks=topology.raft.heartbeat_ticks, max_batch_bytes=MAX_ENTRY_BYTES)
         self.group = CoordinatorGroup(config, topology.coordinator.replica_ids, self.storage,
-                                      random.Random(os.urandom(8)))
+                                      random.Random(os.urandom(8)), metrics=self.metrics)
         self.peers = {**message.peers, self.replica_id: self.myAddress}
         self.peer_pids[self.replica_id] = os.getpid()
         self.admin_pid = os.getppid()  # read now: once the admin dies, the parent is init
@@ -578,6 +599,8 @@ class Coordinator(ActorTypeDispatcher):
         from actors.server import DatabaseServer
 
         record = self.supervisor.servers[replica]
+        if record.restarts:
+            self.metrics.count("raftline_server_restarts_total")
         topo = self.topology
         requirements = {"node": record.host} if record.host else None
         address = self.createActor(DatabaseServer, targetActorRequirements=requirements)
@@ -816,6 +839,9 @@ class Coordinator(ActorTypeDispatcher):
         probe = ReplicaStatusRequest(round=self.round_counter)
         for record in self.supervisor.answering(now):
             self.send(record.address, probe)
+        # Clerks answer for the next round: a status never waits for an application's process.
+        for subscriber, _ in self.subscribers:
+            self.send(subscriber, ClerkMetricsRequest())
         self.wakeupAfter(STATUS_DEADLINE, payload=("status", self.round_counter, self.acting_term))
         self.finish_status(now)
 
@@ -836,6 +862,9 @@ class Coordinator(ActorTypeDispatcher):
         current.reports[message.replica] = message.status
         self.finish_status(now)
 
+    def receiveMsg_ClerkMetricsReply(self, message: ClerkMetricsReply, sender) -> None:
+        self.clerk_metrics[message.clerk] = (sender, message.metrics)
+
     def finish_status(self, now: float, deadline_passed: bool = False) -> None:
         """Answer the round once every server that should answer has, or its deadline passed."""
         current = self.status_round
@@ -854,12 +883,18 @@ class Coordinator(ActorTypeDispatcher):
             status = build_status(shard_map=self.reconfig.map, supervisor=self.supervisor, reports=current.reports,
                                   last_reports=self.last_reports, leaders=self.leaders, terms=self.terms,
                                   jobs=self.reconfig.jobs, now=now, admin_pid=self.admin_pid,
-                                  clerks=len(self.subscribers),
+                                  clerks=len(self.subscribers), clerk_metrics=self.subscribed_clerk_metrics(),
                                   coordinator=coordinator_shown(self.group.status(), pids, running))
             for asker in current.askers:
                 self.send(asker, StatusReply(status=status))
 
         self.once_persisted(answer)
+
+    def subscribed_clerk_metrics(self) -> dict[str, dict]:
+        """The latest snapshot of each clerk still subscribed (one that left is forgotten)."""
+        self.clerk_metrics = {clerk: (address, snapshot) for clerk, (address, snapshot) in self.clerk_metrics.items()
+                              if any(address == subscriber for subscriber, _ in self.subscribers)}
+        return {clerk: snapshot for clerk, (_, snapshot) in self.clerk_metrics.items()}
 
     # -- reconfiguration ----------------------------------------------------------------
 
@@ -962,9 +997,12 @@ class Coordinator(ActorTypeDispatcher):
         running = {job.id for job in self.reconfig.running()}
         for job_id in sorted(self.running_jobs - running):
             job = self.reconfig.job(job_id)
-            if job is not None and job.state == FAILED:
+            if job is None:
+                continue
+            self.metrics.count("raftline_jobs_total", kind=job.kind, state=job.state)
+            if job.state == FAILED:
                 log().warning("job %s failed: %s: %s", job.id, job.doing, job.error)
-            elif job is not None:
+            else:
                 log().info("job %s finished: %s", job.id, job.doing)
         self.running_jobs = running
 

@@ -26,6 +26,9 @@ Rules:
   replica acts per term (Raft's election safety); a deposed leader stops
   acting as soon as its node steps down (CheckQuorum: within an election
   timeout of losing its quorum).
+- Metrics (docs/DESIGN.md section 14): the shell's `Metrics` is handed in; a
+  RaftMeter counts from each saved Ready, and `status()` carries the
+  snapshot, its gauges set to that moment.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from actors.raft.messages import ENTRY_COMMAND, ConfState, Entry, Snapshot
+from actors.metrics import Metrics
+from actors.raft.messages import ENTRY_COMMAND, ConfState, Entry, RepairLogReply, Snapshot
+from actors.raft.meter import RaftMeter
 from actors.raft.node import LEADER, RaftConfig, RaftNode
 from actors.raft.storage import Storage, StorageUnavailable
 
@@ -47,8 +52,9 @@ class CoordinatorGroup:
     """One coordinator replica's consensus and applied values; see the module docstring."""
 
     def __init__(self, config: RaftConfig, voters: tuple[str, ...], storage: Storage, rng: random.Random,
-                 *, snapshot_entries: int = SNAPSHOT_ENTRIES) -> None:
+                 *, snapshot_entries: int = SNAPSHOT_ENTRIES, metrics: Metrics | None = None) -> None:
         self.id = config.id
+        self.metrics = metrics if metrics is not None else Metrics()
         self._storage = storage
         self._snapshot_entries = snapshot_entries
         stored = storage.load()
@@ -58,6 +64,7 @@ class CoordinatorGroup:
         self._snapshot_index = self.applied
         self._node = RaftNode(config, rng=rng, hard_state=stored.hard_state, snapshot=snapshot,
                               entries=stored.entries, initial_conf=ConfState(voters=voters))
+        self._meter = RaftMeter(self.metrics, self._node)
         self._term_start = 0  # index of this leader's no-op; 0 while not leading
         self._outbox: list[tuple[str, Any]] = []
         self.storage_failure = ""
@@ -89,10 +96,12 @@ class CoordinatorGroup:
 
     def status(self) -> dict:
         node = self._node
+        self._meter.set_gauges(self.applied)
         return {"replica": self.id, "role": node.role, "term": node.term, "leader": node.leader,
                 "commit": node.commit, "applied": self.applied, "last_index": node.last_index,
                 "snapshot_index": self._snapshot_index, "storage_failure": self.storage_failure,
-                "lag": {peer: node.last_index - match for peer, match in sorted(node.progress.items())}}
+                "lag": {peer: node.last_index - match for peer, match in sorted(node.progress.items())},
+                "metrics": self.metrics.snapshot()}
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -102,6 +111,8 @@ class CoordinatorGroup:
 
     def receive(self, message: Any) -> None:
         """A Raft message from a peer."""
+        if type(message) is RepairLogReply:
+            self._meter.repaired(message)
         self._node.step(message)
         self._process_ready()
 
@@ -132,6 +143,7 @@ class CoordinatorGroup:
                                      committed_entries=()))
                 return
             self.storage_failure = ""
+            self._meter.saved(ready)
             if ready.soft_state is not None:
                 self._term_start = node.last_index if ready.soft_state.role == LEADER else 0
             if ready.snapshot is not None:

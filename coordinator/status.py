@@ -50,9 +50,11 @@ def build_status(
     admin_pid: int,
     clerks: int,
     coordinator: dict,
+    clerk_metrics: Mapping[str, dict],
 ) -> dict:
     """The status dict from a round's `reports` (and each silent server's last
-    report); `coordinator` is the coordinator group's own part."""
+    report); `coordinator` is the coordinator group's own part, `clerk_metrics`
+    each subscribed clerk's latest metrics snapshot."""
     clusters = {}
     for cluster in shard_map.clusters:
         leader_report = reports.get(leaders.get(cluster) or "") or {}
@@ -73,6 +75,7 @@ def build_status(
         "epoch": shard_map.epoch,
         "admin_pid": admin_pid,
         "clerks": clerks,
+        "clerk_metrics": dict(clerk_metrics),
         "coordinator": coordinator,
         "clusters": clusters,
         "hosts": hosts_shown(supervisor, now),
@@ -82,8 +85,8 @@ def build_status(
 
 def coordinator_shown(group: dict, pids: Mapping[str, int], running: Mapping[str, bool]) -> dict:
     """The coordinator group as its acting replica sees it: `group` is that
-    replica's CoordinatorGroup.status(); `pids` and `running` say what it
-    knows of each replica's process."""
+    replica's CoordinatorGroup.status() (its metrics included); `pids` and
+    `running` say what it knows of each replica's process."""
     lag = group["lag"]
     replicas = {}
     for replica in sorted(pids):
@@ -93,7 +96,8 @@ def coordinator_shown(group: dict, pids: Mapping[str, int], running: Mapping[str
             role = "follower" if running.get(replica) else "down"
         replicas[replica] = {"role": role, "pid": pids[replica], "lag": lag.get(replica, 0)}
     return {"leader": group["replica"], "term": group["term"], "commit": group["commit"],
-            "storage_failure": group.get("storage_failure", ""), "replicas": replicas}
+            "storage_failure": group.get("storage_failure", ""), "metrics": group["metrics"],
+            "replicas": replicas}
 
 
 def replica_shown(record: ServerRecord, report: dict | None, last_report: dict, now: float, *,

@@ -14,8 +14,10 @@ its traceback was written.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -26,7 +28,7 @@ from actors.messages import MAX_FAULT_SECONDS
 from actors.transport import SECRET_FILE, SecretFileError
 from clerk import __version__
 from clerk.errors import RaftlineError
-from coordinator.admin import parse_admin, remember_secret
+from coordinator.admin import LOOPBACK, parse_admin, recorded_admin_port, remember_secret
 from coordinator.topology import HOST_NAME, MAX_REPLICAS, TopologyError, load_topology, topology_file
 from raftline import bench, check, demo, verify
 
@@ -96,9 +98,13 @@ def admin_of(args) -> tuple[str, str]:
     from clerk.client import resolve_admin
 
     secret_file = args.secret_file
-    if secret_file is None and getattr(args, "data_dir", None):
-        secret_file = Path(args.data_dir) / SECRET_FILE  # the system's own data directory holds it
-    return resolve_admin(args.topology, args.admin, secret_file)
+    admin, data_dir = args.admin, getattr(args, "data_dir", None)
+    if data_dir:
+        if secret_file is None:
+            secret_file = Path(data_dir) / SECRET_FILE  # the system's own data directory holds it
+        if admin is None and args.topology is None and (port := recorded_admin_port(Path(data_dir))):
+            admin = f"{LOOPBACK}:{port}"  # the system started on that directory, on whatever port it had
+    return resolve_admin(args.topology, admin, secret_file)
 
 
 def deployment_data_dir(args) -> Path | None:
@@ -254,6 +260,42 @@ def format_status(status: dict) -> str:
         waiting = f" (waiting: {job['waiting']})" if job.get("waiting") else ""
         lines.append(f"job {job['id']} ({job['kind'].replace('_', '-')} {job['target']}): {job['step']}{waiting}")
     return "\n".join(lines)
+
+
+def cmd_metrics(args) -> int:
+    from raftline.metrics import exposition
+
+    print(exposition(open_cluster(args).status()), end="")
+    return 0
+
+
+DASHBOARD_PORT = 19080
+
+
+def cmd_dashboard(args) -> int:
+    from raftline.dashboard import Dashboard
+
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port must be 0..65535, got {args.port}")
+    if not args.host.strip():
+        raise UsageError("--host must name an address (an empty one would listen on every interface)")
+    # Listen first: a bad address is bad input, told before anything talks to the system.
+    try:
+        dashboard = Dashboard(args.host, args.port, admin_of(args)[0])
+    except OSError as error:
+        if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(f"--host {args.host}: not an address of this machine ({error.strerror})") from None
+        raise RuntimeError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    try:
+        cluster = open_cluster(args)
+        print(f"raftline dashboard at {dashboard.url} (metrics at {dashboard.url}metrics); Ctrl-C stops it",
+              flush=True)
+        dashboard.run(cluster.status)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how it is meant to stop: success
+    finally:
+        dashboard.close()
+    return 0
 
 
 class JobProgress:
@@ -466,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("status", cmd_status, "clusters, replicas, roles, terms, indexes, lag", **RUNNING_SYSTEM)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--watch", action="store_true", help="refresh every second until interrupted")
+    command("metrics", cmd_metrics, "print every process's metrics in the Prometheus text format", **RUNNING_SYSTEM)
+    p = command("dashboard", cmd_dashboard, "serve a live web page of the system, and its metrics at /metrics, "
+                "until interrupted", **RUNNING_SYSTEM)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on, and only there (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DASHBOARD_PORT,
+                   help=f"the port to listen on (default {DASHBOARD_PORT}; 0 = a free port)")
     p = command("put", cmd_put, "write KEY = VALUE (VALUE parsed as JSON, else taken as a string)", **RUNNING_SYSTEM)
     p.add_argument("key", metavar="KEY", help="the key: a non-empty string")
     p.add_argument("value", metavar="VALUE", nargs="?", help="the value (or give --file)")

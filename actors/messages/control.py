@@ -242,7 +242,7 @@ class ClerkMetricsReply:
     """A clerk's answer to ClerkMetricsRequest.
 
     Fields:
-        clerk: the clerk's name ("clerk-<pid>"), its `replica` label.
+        clerk: the clerk's id (its txids' prefix), its metrics' `replica` label.
         metrics: its `actors.metrics.Metrics.snapshot()`.
     """
 

@@ -18,6 +18,8 @@ with its own rules:
   `Ready`, and `MemoryStorage` for tests and the simulator. The durable
   `SqliteStorage` does I/O, so it lives outside, in actors/sqlite_storage.py.
 - messages.py: Raft's wire and persisted types.
+- meter.py: `RaftMeter`, a node's metrics, counted from what its Ready loop
+  sees (docs/DESIGN.md section 14).
 """
 
 from actors.raft.log import InvariantViolation

@@ -256,6 +256,7 @@ class RaftNode:
         self._transfer_elapsed = 0
         self._election_elapsed = 0
         self._randomized_timeout = config.election_max
+        self._campaigns = 0
         self._role: Role = FOLLOWER
         self._leader: str | None = None
         self._step_role = self._step_follower
@@ -319,6 +320,12 @@ class RaftNode:
     def transferee(self) -> str | None:
         """Leader only: the replica leadership is being handed to, or None."""
         return self._transferee
+
+    @property
+    def campaigns(self) -> int:
+        """Elections this node started since it was created, for metrics: each
+        pre-vote, and each real vote not following a won pre-vote."""
+        return self._campaigns
 
     # -- roles ---------------------------------------------------------------------
 
@@ -417,6 +424,8 @@ class RaftNode:
         return self.id in self._confs.current.voters
 
     def _campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
+        if pre_vote or self._role != PRE_CANDIDATE:  # a won pre-vote goes on with the same election
+            self._campaigns += 1
         if pre_vote:
             self._become_pre_candidate()
             term = self._term + 1

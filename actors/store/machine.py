@@ -41,6 +41,10 @@ Rules and invariants (docs/DESIGN.md sections 3 and 4):
   the move is applied. A drop forgets the slot's keys, tombstones included.
 - `snapshot()` carries everything: table, history line, records with their
   acknowledgement state, threshold, violations, and the slot state.
+- Metrics: transactions prepared, committed and aborted (by the rule that
+  refused them, "wrong_epoch", or "decision") and slot moves installed are
+  counted where the state changes, so a repeated command counts nothing.
+  Every replica counts what it applies.
 """
 
 from __future__ import annotations
@@ -83,12 +87,14 @@ from actors.messages import (
     ValidateReadsResult,
     WrongEpoch,
 )
+from actors.metrics import Metrics
 from actors.store.kv import KeyState, VersionedTable
 from actors.store.validator import (
     HistoryLine,
     OutcomeRecord,
     PreparedTxn,
     prior_vote,
+    rule_of,
     validate,
     validate_reads,
 )
@@ -133,8 +139,10 @@ class Incoming:
 class Machine:
     """The state machine of cluster `cluster`; see the module rules."""
 
-    def __init__(self, cluster: str, slot_count: int = 0, founding_slots: tuple[int, ...] = ()) -> None:
+    def __init__(self, cluster: str, slot_count: int = 0, founding_slots: tuple[int, ...] = (), *,
+                 metrics: Metrics | None = None) -> None:
         self.cluster = cluster
+        self._metrics = metrics if metrics is not None else Metrics()
         self._slot_count = slot_count
         self._table = VersionedTable(slot_count)
         self._line = HistoryLine()
@@ -180,8 +188,10 @@ class Machine:
         reason = validate(txn.stamp, txn.reads, txn.written_keys, self._table, self._line, self._threshold)
         if reason is not None:
             self._record(txn, committed=False, reason=reason)
+            self._metrics.count("raftline_transactions_aborted_total", rule=rule_of(reason))
             return PrepareResult(txid=txn.txid, vote=False, reason=reason)
         self._line.add(txn)
+        self._metrics.count("raftline_transactions_prepared_total")
         return PrepareResult(txid=txn.txid, vote=True)
 
     def handle_decide(self, command: Decide) -> DecideResult:
@@ -192,8 +202,10 @@ class Machine:
             if command.commit:
                 self._install(txn)
                 self._record(txn, committed=True)
+                self._metrics.count("raftline_transactions_committed_total")
                 return DecideResult(txid=txid, status=TXN_COMMITTED)
             self._record(txn, committed=False, reason="aborted by decision")
+            self._metrics.count("raftline_transactions_aborted_total", rule="decision")
             return DecideResult(txid=txid, status=TXN_ABORTED)
 
         record = self._records.get(txid)
@@ -215,6 +227,7 @@ class Machine:
             self._records[txid] = OutcomeRecord(
                 txid=txid, ts=command.ts, committed=False, reason="aborted by decision before its prepare"
             )
+            self._metrics.count("raftline_transactions_aborted_total", rule="decision")
             return DecideResult(txid=txid, status=TXN_ABORTED)
         reason = f"commit of {txid} at {stamp}, which was never prepared here"
         self._violations.append(reason)
@@ -247,9 +260,11 @@ class Machine:
         reason = validate(txn.stamp, txn.reads, txn.written_keys, self._table, self._line, self._threshold)
         if reason is not None:
             self._record(txn, committed=False, reason=reason)
+            self._metrics.count("raftline_transactions_aborted_total", rule=rule_of(reason))
             return CommitOnePhaseResult(txid=txid, committed=False, reason=reason)
         self._install(txn)
         self._record(txn, committed=True)
+        self._metrics.count("raftline_transactions_committed_total")
         return CommitOnePhaseResult(txid=txid, committed=True)
 
     def handle_validate_reads(self, command: ValidateReads) -> ValidateReadsResult:
@@ -332,6 +347,7 @@ class Machine:
         self._incoming.pop(move, None)
         self._owned.add(slot)
         self._finished[move] = MOVE_INSTALLED
+        self._metrics.count("raftline_slot_moves_total")
         return InstallSlotResult(move=move, chunk=chunk, complete=True)
 
     def _install_clash(self, command: InstallSlot) -> str | None:
@@ -371,6 +387,7 @@ class Machine:
         wrong = self.refusal(txn.txid, (*txn.reads, *txn.written_keys), writing=True)
         if wrong is not None:
             self._record(txn, committed=False, reason=wrong.reason, moved_slots=wrong.slots)
+            self._metrics.count("raftline_transactions_aborted_total", rule="wrong_epoch")
         return wrong
 
     def _install(self, txn: PreparedTxn) -> None:
@@ -605,14 +622,15 @@ class Machine:
         )
 
     @classmethod
-    def restore(cls, cluster: str, data: bytes) -> Machine:
-        """The machine `snapshot()` described. Raises ValueError for another cluster's snapshot."""
+    def restore(cls, cluster: str, data: bytes, *, metrics: Metrics | None = None) -> Machine:
+        """The machine `snapshot()` described, counting into `metrics` from now
+        on. Raises ValueError for another cluster's snapshot."""
         state = codec.decode(data)
         if state["cluster"] != cluster:
             raise ValueError(f"snapshot of cluster {state['cluster']!r} cannot restore {cluster!r}")
         # A snapshot from before slots could move: the machine serves every key.
         slots = state.get("slots", {"count": 0, "owned": [], "frozen": [], "incoming": [], "finished": []})
-        machine = cls(cluster, slots["count"], tuple(slots["owned"]))
+        machine = cls(cluster, slots["count"], tuple(slots["owned"]), metrics=metrics)
         machine._threshold = state["threshold"]
         machine._table = VersionedTable.load(state["table"], slots["count"])
         for fields in state["prepared"]:

@@ -193,6 +193,21 @@ def validate_reads(
     )
 
 
+RULE_NAMES = {
+    "rule 1": "threshold",
+    "rule 2": "earlier_prepared",
+    "rule 3": "current_version",
+    "rule 4": "later_prepared",
+    "rule 5": "write_write",
+}
+"""Each rule by the number its refusals' reasons start with, as this module's docstring names it."""
+
+
+def rule_of(reason: str) -> str:
+    """The name of the rule a refusal's reason (from `validate` or `validate_reads`) cites."""
+    return RULE_NAMES[reason.partition(":")[0]]
+
+
 def check_threshold(stamp: Stamp, threshold: Stamp) -> str | None:
     """Rule 1: records at or below the threshold are gone, so T can no longer be judged."""
     if stamp <= threshold:

@@ -42,6 +42,16 @@ def install() -> None:
     thespian_tuning.apply()
 
 
+def write_now(actor) -> None:
+    """Write what `actor` has sent so far to its sockets now, instead of when
+    its handler returns (a leader's AppendLogs before its own fsync). A no-op
+    on another base, which has no such call."""
+    transport = getattr(getattr(actor, "_myRef", None), "transport", None)
+    flush_now = getattr(transport, "flush_now", None)
+    if flush_now is not None:
+        flush_now()
+
+
 __all__ = [
     "BASE_NAME",
     "SECRET_CAPABILITY",
@@ -53,4 +63,5 @@ __all__ = [
     "install",
     "keep_secret",
     "read_secret",
+    "write_now",
 ]

@@ -658,6 +658,10 @@ class RaftlineTransport(asyncTransportBase, wakeupTransportBase):
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if wanted else 0)
             self._selector.modify(conn.sock, events, data)
 
+    def flush_now(self) -> None:
+        """Write what the running handler queued so far, without waiting for it to return."""
+        self._flush()
+
     def _flush(self) -> None:
         """Write what handlers queued: every frame for one receiver in one send()."""
         dirty, self._dirty = self._dirty, set()

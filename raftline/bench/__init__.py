@@ -1,6 +1,6 @@
 """`raftline bench`: throughput, latency and critical-path hops on real processes.
 
-    raftline bench put --clients 8 --duration 10 [--json] [--plot FILE.png]
+    raftline bench put --clients 8 --duration 10 [--json] [--plot FILE.png] [--versus etcd]
     raftline bench mixed --read-ratio 0.9 --admin 127.0.0.1:19000
     raftline bench election --timeouts 150-300,300-500 --replicas 3,5,7
     raftline bench sweep --replicas 3,5,7
@@ -25,6 +25,12 @@ How a run works:
 - hops: messages on the critical path per committed operation, as the clerk
   counts them (ClerkReply.hops); rtt_ms: the median round trip between two
   probe actors (raftline/bench/probe.py) in the same system just before the run.
+- messages: every message all actors sent per committed operation, by kind
+  (raftline/bench/messages.py), from the metrics each actor keeps.
+- --versus etcd runs the same workload, clients and keys on a fresh etcd
+  cluster of as many members right after (raftline/bench/etcd.py), and
+  reports the two side by side as ratios: the machine is shared, so only
+  figures of one run compare.
 - Everything is bounded: --duration plus a hard timeout on clients, status
   polls and elections; reports are figures, never pass/fail on speed.
 """
@@ -52,6 +58,7 @@ from raftline.bench.report import (
     format_failover,
     format_reconfig,
     format_sweep,
+    format_versus,
     format_workload,
     plot,
 )
@@ -59,6 +66,7 @@ from raftline.harness import DEFAULT_CLUSTERS
 from raftline.workloads import BENCH_ACCOUNTS, BENCH_KEYS, BENCH_WORKLOADS
 
 EXPERIMENTS = ("election", "sweep", "reconfig", "catchup", "failover", "transport")
+VERSUS = ("etcd",)
 EXIT_INTERRUPTED = 130
 """A workload run cut short by Ctrl-C (SIGINT), after its partial report: the shell's convention."""
 HELP = (
@@ -104,6 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="transport: rounds per base, alternated between the bases (default 5)")
     parser.add_argument("--bases", default="stock,raftline",
                         help="transport: Thespian system bases to compare (default stock,raftline)")
+    parser.add_argument("--versus", choices=VERSUS,
+                        help="a workload: run it on etcd too, right after, as many members as --replicas, "
+                             "and report the two side by side (needs the `etcd` binary)")
     parser.add_argument("--seed", type=int, default=1, help="seeds every client's key choices")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument(
@@ -162,6 +173,13 @@ def check_arguments(args) -> tuple[list[int], list[tuple[int, int]]]:
             parse_bases(args.bases)
         except ValueError as error:
             raise BenchUsageError(str(error)) from None
+    if args.versus and args.workload not in BENCH_WORKLOADS:
+        raise BenchUsageError(f"--versus runs a workload ({', '.join(BENCH_WORKLOADS)}) on both, not {args.workload}")
+    if args.versus == "etcd":
+        from raftline.bench.etcd import etcd_binary
+
+        if etcd_binary() is None:
+            raise BenchUsageError("--versus etcd needs the `etcd` binary on PATH (Debian: apt-get install etcd-server)")
     if args.workload == "catchup" and replicas[0] < 3:
         raise BenchUsageError("catchup needs --replicas 3 or more: a follower sleeps while the others commit")
     return replicas, parse_timeouts(args.timeouts)
@@ -200,12 +218,15 @@ def run(args) -> int:
             result = run_transport(parse_bases(args.bases), args.rounds, directory)
             print(format_transport(result))
         else:
-            result = run_workload(args, replicas[0], directory)
-            print(format_workload(result["summary"]))
+            run_result = run_workload(args, replicas[0], directory)
+            result = run_result["summary"]
+            print(format_workload(result))
+            if "etcd" in run_result:
+                result["etcd"] = run_result["etcd"]["summary"]
+                print(format_versus(result, result["etcd"]))
             if args.plot:
-                plot(result["records"], result["summary"], args.plot)
+                plot(run_result["records"], result, args.plot, versus=run_result.get("etcd", {}).get("records"))
                 print(f"plot written to {args.plot}")
-            result = result["summary"]
         if args.json:
             print(json.dumps(result, sort_keys=True))
         # Interrupted (Ctrl-C): the partial report is out; the status says it is partial.

@@ -7,8 +7,9 @@ workload until its deadline (or SIGINT), writes one record per operation to the 
 result file, prints "done N", then keeps its clerk until stdin closes, so
 the driver can read every process's CPU time before anything exits.
 
-The spec holds: admin, workload, duration, keys, slots (each slot's
-cluster), value_size, read_ratio, retries, seed, result.
+The spec holds: admin and secret_file (or etcd: etcd's client URLs, for
+--versus etcd), workload, duration, keys, slots (each slot's cluster),
+value_size, read_ratio, retries, seed, result.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def client_main(spec_path: str) -> int:
         value_size=spec["value_size"],
         read_ratio=spec["read_ratio"],
     )
-    store = connect(admin=spec["admin"], secret_file=spec["secret_file"])
+    if "etcd" in spec:  # --versus etcd: the same workload on etcd's endpoints
+        from raftline.bench.etcd import EtcdStore
+
+        store = EtcdStore(spec["etcd"])
+    else:
+        store = connect(admin=spec["admin"], secret_file=spec["secret_file"])
     try:
         store.get(spec["keys"][0])  # warm up: the clerk has its map and knows the leaders
         print("ready", flush=True)

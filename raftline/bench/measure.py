@@ -1,5 +1,6 @@
 """One bench workload run: clients started, timed, summarized (latency,
-throughput, aborts, hops, and CPU seconds by process kind from /proc)."""
+throughput, aborts, hops, messages per op from every actor's metrics, and CPU
+seconds by process kind from /proc)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import os
 import signal
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from raftline.bench.messages import message_counts, messages_per_op
 from raftline.harness import (
     CLIENT_GRACE_SECONDS,
     DEFAULT_CLUSTERS,
@@ -26,13 +30,18 @@ from raftline.harness import (
 from raftline.workloads import OPENING_BALANCE, bank_total, bench_keys
 
 CLIENT_MODULE = "raftline.bench.client"
+CLERK_ANSWER_SECONDS = 0.2
 
 
 def run_workload(args, replicas: int, directory: Path) -> dict:
-    """One workload run: {"summary": the report dict, "records": every operation}."""
+    """One workload run: {"summary": the report dict, "records": every operation},
+    and with --versus etcd "etcd": the same for etcd, run right after on as many members."""
     clusters = args.clusters or DEFAULT_CLUSTERS
     with system_for_run(directory / "system", admin=args.admin, clusters=clusters, replicas=replicas) as cluster:
-        return measure(cluster, args, args.workload, args.clients, directory)
+        result = measure(cluster, args, args.workload, args.clients, directory)
+    if args.versus == "etcd":
+        result["etcd"] = measure_etcd(args, args.workload, args.clients, replicas, result["slots"], directory)
+    return result
 
 
 def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict:
@@ -42,10 +51,7 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
 
     keys = bench_keys(workload, args.keys)
     status = cluster.status()
-    slots = [""] * sum(len(info["slots"]) for info in status["clusters"].values())
-    for name, info in status["clusters"].items():
-        for slot in info["slots"]:
-            slots[slot] = name
+    slots = slot_owners(status)
     with connect(admin=cluster.admin) as store:
         if workload == "bank":
             preload(store, keys, OPENING_BALANCE)
@@ -54,34 +60,124 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
         total_before = bank_total(store, keys) if workload == "bank" else None
     rtt_ms = measure_rtt(cluster.admin)
 
-    run_dir = directory / f"run-{workload}-{time.monotonic_ns()}"
+    base_spec = {
+        "admin": cluster.admin,
+        "secret_file": os.fspath(cluster.secret_file),
+        "workload": workload,
+        "duration": args.duration,
+        "keys": keys,
+        "slots": slots,
+        "value_size": args.value_size,
+        "read_ratio": args.read_ratio,
+        "retries": args.retries,
+    }
+    run = run_clients(base_spec, clients, args, directory / f"run-{workload}-{time.monotonic_ns()}",
+                      kinds_of=lambda client_pids: process_kinds(cluster.status(), client_pids),
+                      sample=lambda: message_counts(status_with_clerks(cluster)))
+    records, interrupted_at = run.records, run.interrupted_at
+    duration = args.duration if interrupted_at is None else round(interrupted_at, 1)
+    summary = summarize(records, duration)
+    if interrupted_at is not None:
+        summary["interrupted_after_s"] = duration
+    summary.update(
+        workload=workload,
+        clients=clients,
+        duration_s=duration,
+        clusters=len(status["clusters"]),
+        replicas=max(len(info["replicas"]) for info in status["clusters"].values()),
+        keys=len(keys),
+        value_size=args.value_size,
+        rtt_ms=round(rtt_ms, 3),
+        cpu_s=run.cpu_s,
+        load=round(os.getloadavg()[0], 2),
+    )
+    summary["messaging_ms"] = round(summary["hops"] / 2 * rtt_ms, 2)
+    summary["messages"] = messages_per_op(*run.samples, summary["ops"])
+    if workload == "mixed":
+        summary["read_ratio"] = args.read_ratio
+    if workload == "bank":
+        with connect(admin=cluster.admin) as store:
+            summary["bank_total_conserved"] = bank_total(store, keys) == total_before
+    return {"summary": summary, "records": records, "slots": slots}
+
+
+def measure_etcd(args, workload: str, clients: int, members: int, slots: list[str], directory: Path) -> dict:
+    """The same workload, clients and keys on an etcd cluster of `members`
+    (raftline/bench/etcd.py): {"summary": ..., "records": ...}. `slots` are
+    raftline's, so txn picks the same key pairs."""
+    from raftline.bench.etcd import EtcdCluster, EtcdStore
+
+    keys = bench_keys(workload, args.keys)
+    with EtcdCluster(directory / "etcd", members=members) as etcd:
+        with EtcdStore(etcd.endpoints) as store:
+            if workload == "bank":
+                preload(store, keys, OPENING_BALANCE)
+            elif workload in ("get", "mixed"):
+                preload(store, keys, "v" * args.value_size)
+            total_before = bank_total(store, keys) if workload == "bank" else None
+        base_spec = {"etcd": etcd.endpoints, "workload": workload, "duration": args.duration, "keys": keys,
+                     "slots": slots, "value_size": args.value_size, "read_ratio": args.read_ratio,
+                     "retries": args.retries}
+        run = run_clients(base_spec, clients, args, directory / f"run-etcd-{workload}-{time.monotonic_ns()}",
+                          kinds_of=lambda client_pids: {"etcd": etcd.pids, "clients": client_pids})
+        duration = args.duration if run.interrupted_at is None else round(run.interrupted_at, 1)
+        summary = summarize(run.records, duration)
+        summary.update(workload=workload, clients=clients, duration_s=duration, members=members, cpu_s=run.cpu_s,
+                       load=round(os.getloadavg()[0], 2))
+        if workload == "bank":
+            with EtcdStore(etcd.endpoints) as store:
+                summary["bank_total_conserved"] = bank_total(store, keys) == total_before
+    return {"summary": summary, "records": run.records}
+
+
+def slot_owners(status: dict) -> list[str]:
+    """Each slot's cluster, by slot number."""
+    slots = [""] * sum(len(info["slots"]) for info in status["clusters"].values())
+    for name, info in status["clusters"].items():
+        for slot in info["slots"]:
+            slots[slot] = name
+    return slots
+
+
+@dataclass
+class ClientRun:
+    """What run_clients measured.
+
+    Fields:
+        records: every client's operation records.
+        interrupted_at: seconds into the run when Ctrl-C cut it short, else None.
+        cpu_s: CPU seconds per process kind over the run.
+        samples: `sample()` before "go" and after the last client was done.
+    """
+
+    records: list[list]
+    interrupted_at: float | None
+    cpu_s: dict[str, float]
+    samples: tuple
+
+
+def run_clients(base_spec: dict, clients: int, args, run_dir: Path, *,
+                kinds_of: Callable[[list[int]], dict[str, list[int]]],
+                sample: Callable[[], object] = lambda: None) -> ClientRun:
+    """Run `clients` client processes of `base_spec` (each with its own seed and
+    result file) from "go" for args.duration; `kinds_of(client pids)` names the
+    processes whose CPU time counts."""
     run_dir.mkdir(parents=True)
     handles = []
     try:
         for number in range(clients):
             result = run_dir / f"client-{number}.json"
-            spec = {
-                "admin": cluster.admin,
-                "secret_file": os.fspath(cluster.secret_file),
-                "workload": workload,
-                "duration": args.duration,
-                "keys": keys,
-                "slots": slots,
-                "value_size": args.value_size,
-                "read_ratio": args.read_ratio,
-                "retries": args.retries,
-                "seed": args.seed * 1000 + number,
-                "result": os.fspath(result),
-            }
+            spec = {**base_spec, "seed": args.seed * 1000 + number, "result": os.fspath(result)}
             handles.append(start_client(CLIENT_MODULE, number, spec, run_dir, result))
         wait_until_connected(handles)
 
-        kinds = process_kinds(cluster.status(), [handle.process.pid for handle in handles])
+        kinds = kinds_of([handle.process.pid for handle in handles])
+        sampled_before = sample()
         before = sample_cpu(kinds)
         for handle in handles:
             handle.send("go")
         began = time.monotonic()
-        bar = ProgressBar(workload, args.duration)
+        bar = ProgressBar(base_spec["workload"], args.duration)
         hard_deadline = began + args.duration + CLIENT_GRACE_SECONDS
         interrupted_at = None
         try:
@@ -104,34 +200,21 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
         if not all(handle.done for handle in handles):
             raise TimeoutError(f"clients still running {CLIENT_GRACE_SECONDS:g} s after the deadline")
         after = sample_cpu(kinds)
+        sampled_after = sample()
         records = [record for handle in handles for record in json.loads(handle.result.read_text())]
     finally:
         for handle in handles:
             stop_client(handle)
+    return ClientRun(records=records, interrupted_at=interrupted_at, cpu_s=cpu_by_kind(kinds, before, after),
+                     samples=(sampled_before, sampled_after))
 
-    duration = args.duration if interrupted_at is None else round(interrupted_at, 1)
-    summary = summarize(records, duration)
-    if interrupted_at is not None:
-        summary["interrupted_after_s"] = duration
-    summary.update(
-        workload=workload,
-        clients=clients,
-        duration_s=duration,
-        clusters=len(status["clusters"]),
-        replicas=max(len(info["replicas"]) for info in status["clusters"].values()),
-        keys=len(keys),
-        value_size=args.value_size,
-        rtt_ms=round(rtt_ms, 3),
-        cpu_s=cpu_by_kind(kinds, before, after),
-        load=round(os.getloadavg()[0], 2),
-    )
-    summary["messaging_ms"] = round(summary["hops"] / 2 * rtt_ms, 2)
-    if workload == "mixed":
-        summary["read_ratio"] = args.read_ratio
-    if workload == "bank":
-        with connect(admin=cluster.admin) as store:
-            summary["bank_total_conserved"] = bank_total(store, keys) == total_before
-    return {"summary": summary, "records": records}
+
+def status_with_clerks(cluster) -> dict:
+    """A status whose clerk metrics are current: a clerk's snapshot answers the
+    round before, so the second of two rounds shows what every clerk counted by the first."""
+    cluster.status()
+    time.sleep(CLERK_ANSWER_SECONDS)
+    return cluster.status()
 
 
 def measure_rtt(admin: str) -> float:

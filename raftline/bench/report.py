@@ -30,13 +30,47 @@ def format_workload(summary: dict) -> str:
         f"  cpu s        {cpu}",
         load_line(summary["load"], width=13),
     ]
+    if summary.get("messages"):
+        kinds = ", ".join(f"{kind} {count:g}" for kind, count in summary["messages"]["by_kind"].items())
+        lines.insert(-2, f"  messages     {summary['messages']['total']:g} per op, all actors ({kinds}, ...)")
     if "bank_total_conserved" in summary:
         lines.append(f"  bank total   {'conserved' if summary['bank_total_conserved'] else 'VIOLATED'}")
     return "\n".join(lines)
 
 
-def plot(records: list[list], summary: dict, path: str) -> None:
-    """Latency percentiles and throughput per second of the run."""
+def format_versus(raftline: dict, etcd: dict) -> str:
+    """The raftline run and the etcd run of one bench, side by side, with raftline/etcd ratios."""
+    def ratio(ours: float, theirs: float) -> str:
+        return f"{ours / theirs:.2f}x" if theirs else "-"
+
+    rows = [("throughput ops/s", raftline["throughput"], etcd["throughput"], ".1f")]
+    rows += [(f"latency {name} ms", raftline["latency_ms"][name], etcd["latency_ms"][name], ".2f")
+             for name in ("p50", "p95", "p99")]
+    rows += [("aborts of attempts", raftline["abort_rate"], etcd["abort_rate"], ".2%"),
+             ("cpu s, all processes", sum(raftline["cpu_s"].values()), sum(etcd["cpu_s"].values()), ".2f")]
+    lines = [f"side by side: the same workload, clients and keys on etcd ({etcd['members']} members, loopback, "
+             f"its v3 JSON gateway), run right after",
+             f"  {'':<22} {'raftline':>10} {'etcd':>10} {'raftline/etcd':>14}"]
+    for name, ours, theirs, spec in rows:
+        lines.append(f"  {name:<22} {ours:>10{spec}} {theirs:>10{spec}} {ratio(ours, theirs):>14}")
+    if "bank_total_conserved" in etcd:
+        lines.append(f"  etcd bank total       {'conserved' if etcd['bank_total_conserved'] else 'VIOLATED'}")
+    lines.append(load_line(etcd["load"], width=13))
+    return "\n".join(lines)
+
+
+def per_second(records: list[list], seconds: int) -> list[list[float]]:
+    """Committed operations' latencies (ms) by the whole second they finished in."""
+    buckets: list[list[float]] = [[] for _ in range(seconds)]
+    for start, latency, outcome, _, _ in records:
+        if outcome == "ok" and start + latency < seconds:
+            buckets[int(start + latency)].append(latency * 1000)
+    return buckets
+
+
+def plot(records: list[list], summary: dict, path: str, versus: list[list] | None = None) -> None:
+    """Latency percentiles and throughput per second of the run; with `versus`
+    (etcd's records of the same workload), its p50 and throughput beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,21 +78,27 @@ def plot(records: list[list], summary: dict, path: str) -> None:
 
     # Whole seconds only: a last, partial second drawn as a full bar is a dip that never happened.
     seconds = max(1, int(summary["duration_s"]))
-    buckets: list[list[float]] = [[] for _ in range(seconds)]
-    for start, latency, outcome, _, _ in records:
-        if outcome == "ok" and start + latency < seconds:
-            buckets[int(start + latency)].append(latency * 1000)
+    buckets = per_second(records, seconds)
     times = list(range(seconds))
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 6))
     for name, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        top.plot(times, [percentile(sorted(bucket), fraction) for bucket in buckets], label=name)
+        top.plot(times, [percentile(sorted(bucket), fraction) for bucket in buckets], label=f"raftline {name}")
+    width = 0.9
+    if versus is not None:
+        theirs = per_second(versus, seconds)
+        top.plot(times, [percentile(sorted(bucket), 0.5) for bucket in theirs], label="etcd p50", linestyle="--")
+        width = 0.45
+        bottom.bar([time + width for time in times], [len(bucket) for bucket in theirs], width=width, label="etcd")
     top.set_ylabel("latency (ms)")
     top.set_ylim(bottom=0)
     top.legend()
-    bottom.bar(times, [len(bucket) for bucket in buckets], width=0.9)
+    bottom.bar(times, [len(bucket) for bucket in buckets], width=width, label="raftline")
     bottom.set_ylabel("committed ops / s")
     bottom.set_xlabel("seconds into the run")
-    figure.suptitle(f"raftline bench {summary['workload']}, {summary['clients']} client(s)")
+    if versus is not None:
+        bottom.legend()
+    figure.suptitle(f"raftline bench {summary['workload']}, {summary['clients']} client(s)"
+                    + (", etcd beside it" if versus is not None else ""))
     figure.savefig(path)
     plt.close(figure)
 

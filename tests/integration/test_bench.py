@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
+
 from actors.messages import ClientBatch, ClientRequest, CommitOnePhase, Decide, Prepare, ReadKeys
 from clerk.session import CriticalPath
+from raftline.bench.etcd import CLUSTER_TOKEN
 from raftline.bench.measure import percentile, summarize
 from tests.integration.conftest import admin_options, wait_for
 
@@ -63,6 +67,34 @@ def test_put_on_its_own_system():
     assert report["clients"] == 2 and report["clusters"] == 2
     # The ask, then one logged phase (clerk <-> leader, AppendLog and acks).
     assert report["hops"] >= 6
+    # Every message on the critical path is a message some actor counted.
+    assert report["messages"]["total"] >= report["hops"]
+    assert {"ClerkCommit", "ClientBatch", "ClerkReply"} <= set(report["messages"]["by_kind"])
+
+
+@pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd binary (Debian: etcd-server; .ci/run installs it)")
+def test_versus_etcd_runs_the_same_bank_workload_on_etcd_and_ends_every_member():
+    report = last_json_line(bench("bank", "--clients", "2", "--duration", "2", "--clusters", "2", "--versus", "etcd",
+                                  "--json"))
+    assert_sane(report, "bank")
+    etcd = report["etcd"]
+    assert etcd["workload"] == "bank" and etcd["members"] == 3 and etcd["ops"] > 0
+    # Conflicting transfers on etcd abort and retry, as on raftline: money is conserved on both.
+    assert report["bank_total_conserved"] and etcd["bank_total_conserved"]
+    assert set(etcd["cpu_s"]) == {"etcd", "clients"}
+    assert not etcd_members_running()
+
+
+def etcd_members_running() -> list[str]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if f"--initial-cluster-token\x00{CLUSTER_TOKEN}".encode() in cmdline.read():
+                    found.append(entry)
+        except OSError:
+            pass
+    return found
 
 
 def test_txn_against_a_running_system(cluster):
@@ -125,6 +157,8 @@ def test_inconsistent_arguments_are_one_line_errors():
     assert result.stderr.strip() == "raftline bench: put takes one --replicas count, got 3,5"
     result = bench("sweep", "--admin", "127.0.0.1:1")
     assert result.returncode == 2 and "--admin does not apply" in result.stderr
+    result = bench("election", "--versus", "etcd")
+    assert result.returncode == 2 and "--versus runs a workload" in result.stderr
 
 
 def test_summary_counts_attempts_aborts_and_percentiles():
@@ -152,7 +186,7 @@ def test_critical_path_counts_phases_resends_and_skips_aborts():
     path.begin(1)
     path.sent(batch(ClientRequest(req=1, op=ReadKeys(keys=("a",))), ClientRequest(req=2, op=ReadKeys(keys=("b",)))))
     path.sent(batch(ClientRequest(req=2, op=ReadKeys(keys=("b",)))))  # a resend
-    assert path.finish(1) == 2 + 2 * 2
+    assert path.finish(1) == (2 + 2 * 2, 1)
 
     path.begin(2, txid="t2")
     prepare = Prepare(
@@ -162,10 +196,10 @@ def test_critical_path_counts_phases_resends_and_skips_aborts():
     path.sent(batch(ClientRequest(req=5, op=Decide(txid="t2", ts=5, commit=True))))
     path.sent(batch(ClientRequest(req=6, op=Decide(txid="t2", ts=5, commit=True))))
     path.sent(batch(ClientRequest(req=7, op=Decide(txid="t2", ts=5, commit=False))))
-    assert path.finish(2, "t2") == 2 + 3 * 4
+    assert path.finish(2, "t2") == (2 + 3 * 4, 0)
 
     path.begin(3, txid="t3")
     path.sent(
         batch(ClientRequest(req=8, op=CommitOnePhase(txid="t3", ts=6, reads={}, writes={"a": 2}, deletes=(), epoch=1)))
     )
-    assert path.finish(3, "t3") == 2 + 4
+    assert path.finish(3, "t3") == (2 + 4, 0)

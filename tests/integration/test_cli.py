@@ -130,8 +130,10 @@ def test_start_status_stop_in_the_background(tmp_path):
     pids = {status["admin_pid"]} | {r["pid"] for c in status["clusters"].values() for r in c["replicas"].values()}
     again = raftline("start", "-t", str(topology), "--data-dir", str(tmp_path / "data"), "--admin-port", port)
     assert_one_line_error(again, "already listens", status=1)
-    stopped = raftline("stop", *admin)
+    # --data-dir alone finds the system started on it, on the port it recorded.
+    stopped = raftline("stop", "--data-dir", str(tmp_path / "data"))
     assert stopped.returncode == 0, stopped.stderr
+    assert f"raftline at 127.0.0.1:{port} stopped" in stopped.stdout
     wait_for(lambda: not any(process_running(pid) for pid in pids), timeout=15)
     assert_one_line_error(raftline("stop", *admin), "no raftline system is running", status=1)
     assert (tmp_path / "data" / "raftline.log").exists()

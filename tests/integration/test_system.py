@@ -19,6 +19,7 @@ from clerk import TransactionAborted, TransactionTooLarge, connect
 from clerk.errors import AlreadyRunning
 from coordinator.admin import attach, coordinator_addresses
 from coordinator.system import start
+from raftline.metrics import exposition
 from tests.integration.conftest import unique, wait_for, write_topology
 
 
@@ -117,6 +118,26 @@ def test_sleeping_follower_repairs_its_log(cluster, store):
     log = (cluster.data_dir / sleeper / "server.log").read_text()
     assert "sleeping for 2 s" in log and "woke up" in log
     assert "found a gap" in log and "repair from" in log
+    metrics = cluster.status()["clusters"]["c1"]["replicas"][sleeper]["metrics"]
+    assert metrics["raftline_log_repair_requests_total"][0]["value"] >= 1
+    assert metrics["raftline_log_repair_entries_total"][0]["value"] >= 1
+
+
+def test_status_carries_each_servers_and_the_acting_coordinators_metrics(cluster, store):
+    key = keys_on_each_cluster(cluster, unique("metrics"))["c1"]
+    store.put(key, 1)
+    status = cluster.status()
+    leader = status["clusters"]["c1"]["replicas"][status["clusters"]["c1"]["leader"]]["metrics"]
+    received = {series["labels"]["kind"] for series in leader["raftline_messages_received_total"]}
+    assert {"ClientBatch", "AppendLogReply", "ReplicaStatusRequest"} <= received
+    assert leader["raftline_is_leader"][0]["value"] == 1
+    assert leader["raftline_transactions_committed_total"][0]["value"] >= 1
+    assert leader["raftline_fsync_duration_seconds"][0]["count"] >= 1
+    coordinator = status["coordinator"]["metrics"]
+    assert coordinator["raftline_is_leader"][0]["value"] == 1
+    assert coordinator["raftline_messages_sent_total"]
+    exposed = exposition(status)
+    assert 'raftline_is_leader{cluster="coordinator",replica="%s"} 1.0' % status["coordinator"]["leader"] in exposed
 
 
 def test_killed_leader_is_replaced_and_restarted(cluster, store):

@@ -9,7 +9,8 @@ Rules:
 - Each database server is an `actors.replica.Replica` over a storage that
   survives its crashes, driven exactly as the actor shell drives it: `tick()`
   every tick at the server's own phase, `receive()` for every delivered
-  message, then `take_output()` sent in order. Clerks are `ClerkCore`s driven
+  message, then `take_output()` sent in order (a leader's AppendLogs before its
+  save, through `send_before_saving`). Clerks are `ClerkCore`s driven
   by `ClerkDriver`s (txn/workloads.py).
 - A coordinator stand-in routes: slots -> clusters from `ShardMap.initial`,
   leaders learnt from the replicas' LeaderChange, pushed to clerks, and used
@@ -434,7 +435,9 @@ class TxnSim:
         """Start the server's process from its storage (the Replica recovers by itself)."""
         server.incarnation += 1
         rng = self.rng(f"replica:{server.id}:{server.incarnation}")
-        server.replica = Replica(self._replica_config(server), server.storage, rng)
+        # As the shell does: a leader's AppendLogs leave before its own save.
+        server.replica = Replica(self._replica_config(server), server.storage, rng,
+                                 send_before_saving=lambda appends: self._send(server, appends))
         self.network.set_down(server.id, False)
         self._after(server)
 
@@ -458,7 +461,10 @@ class TxnSim:
                 conflict = log.record(server.id, entry, self.scheduler.now)
                 if conflict is not None:
                     raise self.violation(STATE_MACHINE_SAFETY, conflict)
-        for destination, message in server.replica.take_output():
+        self._send(server, server.replica.take_output())
+
+    def _send(self, server: Server, output: list) -> None:
+        for destination, message in output:
             match destination:
                 case ToReplica(replica=to):
                     self.network.send(server.id, to, message)

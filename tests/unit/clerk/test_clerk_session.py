@@ -7,7 +7,10 @@ servers."""
 import dataclasses
 import random
 
+import pytest
+
 from actors.messages import ClerkCommit, ClerkRead, CommitOnePhaseResult, ReadKeysResult
+from actors.metrics import DURATION_BUCKETS
 from clerk.session import AnswerDue, ClerkSession, Reply, RerunDue, Send, SessionConfig, TickDue, WakeAfter
 from tests.unit.clerk.clerk_helpers import (
     MOVED_SLOT,
@@ -241,3 +244,47 @@ def test_with_one_clock_a_commit_is_answered_as_soon_as_it_is_done():
     session = mapped_session(wall_offset=100.0)
     [send] = of_kind(session.on_app_request(commit(keys_in("c1")[0]), "app", 0.0), Send)
     assert len(of_kind(commit_one_phase(session, send, 0.001), Reply)) == 1
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def test_every_answer_counts_its_operation_outcome_duration_and_hops():
+    session = mapped_session()
+    [send] = of_kind(session.on_app_request(commit(keys_in("c1")[0], req=1), "app", 1.0), Send)
+    commit_one_phase(session, send, 1.004, committed=False, reason="read k0 is stale")
+    key = keys_in("c2")[0]
+    [send] = of_kind(session.on_app_request(ClerkRead(req=2, keys=(key,)), "app", 2.0), Send)
+    [request] = send.batch.requests
+    session.on_server_reply(answer(send.batch, send.address, {request.req: ReadKeysResult(values=(absent(key),))}),
+                            2.3)
+    metrics = session.metrics
+    assert metrics.value("raftline_client_operations_total", operation="commit", outcome="aborted") == 1
+    assert metrics.value("raftline_client_operations_total", operation="read", outcome="ok") == 1
+    assert metrics.value("raftline_client_hops_total", operation="commit") == 2 + 4
+    assert metrics.value("raftline_client_hops_total", operation="read") == 2 + 2
+    durations = {series["labels"]["operation"]: series
+                 for series in metrics.snapshot()["raftline_client_operation_duration_seconds"]}
+    assert durations["commit"]["count"] == 1 and durations["commit"]["sum"] == pytest.approx(0.004)
+    assert durations["read"]["buckets"][DURATION_BUCKETS.index(0.5)] == 1  # 0.3 s: above 0.25, at most 0.5
+    assert "raftline_client_retries_total" not in metrics.snapshot()
+
+
+def test_requests_sent_again_and_moved_re_runs_count_as_retries():
+    session = ClerkSession(DEFAULTS, random.Random(7))
+    session.on_map(dataclasses.replace(map_update(1), addresses={}), 0.0)
+    key = keys_in("c2")[0]
+    session.on_app_request(ClerkRead(req=1, keys=(key,)), "app", 0.0)
+    session.on_map(map_update(1), 0.1)
+    [resent] = of_kind(session.tick(0.5), Send)
+    [request] = resent.batch.requests
+    session.on_server_reply(answer(resent.batch, resent.address, {request.req: ReadKeysResult(values=(absent(key),))}),
+                            0.6)
+    assert session.metrics.value("raftline_client_retries_total", operation="read") == 1
+
+    [send] = of_kind(session.on_app_request(commit(key_in_slot(MOVED_SLOT), req=2), "app", 1.0), Send)
+    [wakeup] = rerun_wakeups(session.on_server_reply(refuse(send.address, send.batch), 1.0))
+    [send] = of_kind(session.on_rerun_due(wakeup, 1.0 + DEFAULTS.moved_retry_seconds), Send)
+    commit_one_phase(session, send, 1.2)
+    assert session.metrics.value("raftline_client_retries_total", operation="commit") == 1
+    assert session.metrics.value("raftline_client_operations_total", operation="commit", outcome="ok") == 1

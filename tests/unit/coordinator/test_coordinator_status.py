@@ -25,14 +25,16 @@ def booted(text: str) -> tuple[Supervisor, Reconfig]:
     return supervisor, Reconfig.fresh(shard_map, 1.0)
 
 
-GROUP = {"replica": "coordinator-1", "term": 4, "commit": 9, "lag": {"coordinator-0": 0, "coordinator-2": 3}}
+GROUP_METRICS = {"raftline_term": [{"labels": {}, "value": 4}]}
+GROUP = {"replica": "coordinator-1", "term": 4, "commit": 9, "lag": {"coordinator-0": 0, "coordinator-2": 3},
+         "metrics": GROUP_METRICS}
 COORDINATOR = coordinator_shown(GROUP, {"coordinator-0": 10, "coordinator-1": 11, "coordinator-2": 0},
                                 {"coordinator-0": True, "coordinator-1": True})
 
 
-def test_the_coordinator_group_shows_its_leader_and_each_replica_with_its_role_and_lag():
+def test_the_coordinator_group_shows_its_leader_and_each_replica_with_its_role_lag_and_metrics():
     assert COORDINATOR == {
-        "leader": "coordinator-1", "term": 4, "commit": 9, "storage_failure": "",
+        "leader": "coordinator-1", "term": 4, "commit": 9, "storage_failure": "", "metrics": GROUP_METRICS,
         "replicas": {"coordinator-0": {"role": "follower", "pid": 10, "lag": 0},
                      "coordinator-1": {"role": "leader", "pid": 11, "lag": 0},
                      "coordinator-2": {"role": "down", "pid": 0, "lag": 3}},
@@ -51,7 +53,8 @@ def status_of(supervisor: Supervisor, reconfig: Reconfig, reports: dict, last_re
     leaders = {cluster: reconfig.map.replicas(cluster)[0] for cluster in reconfig.map.clusters}
     return build_status(shard_map=reconfig.map, supervisor=supervisor, reports=reports,
                         last_reports=last_reports or {}, leaders=leaders, terms=dict.fromkeys(leaders, 3),
-                        jobs=reconfig.jobs, now=now, admin_pid=11, clerks=2, coordinator=COORDINATOR)
+                        jobs=reconfig.jobs, now=now, admin_pid=11, clerks=2, coordinator=COORDINATOR,
+                        clerk_metrics={})
 
 
 def report(role: str, commit: int = 120, **more) -> dict:

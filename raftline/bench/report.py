@@ -59,6 +59,9 @@ def format_versus(raftline: dict, etcd: dict) -> str:
     return "\n".join(lines)
 
 
+ETCD_COLOR = "0.55"  # grey: raftline's own colours stay those of its runs without etcd
+
+
 def per_second(records: list[list], seconds: int) -> list[list[float]]:
     """Committed operations' latencies (ms) by the whole second they finished in."""
     buckets: list[list[float]] = [[] for _ in range(seconds)]
@@ -86,13 +89,15 @@ def plot(records: list[list], summary: dict, path: str, versus: list[list] | Non
     width = 0.9
     if versus is not None:
         theirs = per_second(versus, seconds)
-        top.plot(times, [percentile(sorted(bucket), 0.5) for bucket in theirs], label="etcd p50", linestyle="--")
+        top.plot(times, [percentile(sorted(bucket), 0.5) for bucket in theirs], label="etcd p50", linestyle="--",
+                 color=ETCD_COLOR)
         width = 0.45
-        bottom.bar([time + width for time in times], [len(bucket) for bucket in theirs], width=width, label="etcd")
+        bottom.bar([time + width for time in times], [len(bucket) for bucket in theirs], width=width, label="etcd",
+                   color=ETCD_COLOR)
     top.set_ylabel("latency (ms)")
     top.set_ylim(bottom=0)
     top.legend()
-    bottom.bar(times, [len(bucket) for bucket in buckets], width=width, label="raftline")
+    bottom.bar(times, [len(bucket) for bucket in buckets], width=width, label="raftline", color="C0")
     bottom.set_ylabel("committed ops / s")
     bottom.set_xlabel("seconds into the run")
     if versus is not None:

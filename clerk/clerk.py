@@ -1,4 +1,4 @@
-"""Clerk: the Thespian shell around one ClerkSession, one per client connection (docs/DESIGN.md section 4).
+"""Clerk: the Thespian shell around one ClerkSession, one per application process (docs/DESIGN.md section 4).
 
 The application's process talks to its clerk with ClerkRead / ClerkCommit
 (through ActorSystem.ask); the session (clerk/session.py) decides everything
@@ -98,8 +98,9 @@ class Clerk(ActorTypeDispatcher):
             self.coordinators = message.coordinators
             for coordinator in self.coordinators:
                 self.send(coordinator, Subscribe(pid=os.getpid()))
+            self.wakeupAfter(OWNER_CHECK, payload=OwnerCheck(message.owner_pid))
+        # Again to every later Store of the same process: it asks to know this clerk still runs.
         self.send(sender, ClerkOpenReply(pid=os.getpid()))
-        self.wakeupAfter(OWNER_CHECK, payload=OwnerCheck(message.owner_pid))
 
     def receiveMsg_ClerkRead(self, message: ClerkRead, sender) -> None:
         self.carry_out(self.session.on_app_request(message, sender, time.monotonic()))

@@ -6,8 +6,11 @@
     with store.transaction() as txn:      # commits on exit; TransactionAborted on conflict
         txn.put("alice", txn.get("alice") - 10)
 
-A Store owns one Clerk actor in the running system and talks to it through
-its own ActorSystem handle. A Transaction buffers its writes in the
+Every Store of one application process on one system shares one Clerk actor
+(the first one opened creates it, the last one closed ends it), so an
+application's threads cost the system one clerk, not one each. Each Store
+talks to it through its own ActorSystem handle: a Store is for one thread, and
+threads each open their own. A Transaction buffers its writes in the
 application's process and caches what it read (with versions); at commit the
 clerk validates the reads and installs the writes atomically across clusters.
 
@@ -22,7 +25,9 @@ import itertools
 import json
 import os
 import random
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from actors.messages import (
@@ -42,6 +47,8 @@ MAX_VALUE_BYTES = 32 * 1024
 MAX_KEY_BYTES = 1024
 REQUEST_TIMEOUT = 30.0
 """Seconds the application waits for its clerk; the clerk's own budgets are shorter."""
+CLERK_CHECK_TIMEOUT = 5.0
+"""Seconds a new Store waits for the process's shared clerk to say it still runs."""
 PLAIN_RETRIES = 10
 """Attempts of a plain get/put/delete that lost a race with another transaction."""
 RETRY_BASE_SECONDS = 0.02
@@ -121,6 +128,25 @@ def connect(topology: str | os.PathLike | None = None, *, admin: str | None = No
     return Store(address, base or topo_base)
 
 
+@dataclass
+class _SharedClerk:
+    """The clerk the Stores of this process share on one system.
+
+    Fields:
+        address: its actor address.
+        pid: its process id.
+        stores: the open Stores using it; the last to close ends it.
+    """
+
+    address: object
+    pid: int
+    stores: int = 0
+
+
+_clerks: dict[tuple[str, int], _SharedClerk] = {}  # (admin, this process's pid) -> its clerk there
+_clerks_lock = threading.Lock()
+
+
 class Store:
     """A connection to raftline; see the module docstring. Not thread-safe: one per thread."""
 
@@ -128,22 +154,40 @@ class Store:
         self._system = attach(admin, base)
         from thespian.actors import ActorExitRequest
 
-        from clerk.clerk import Clerk
-
         self.admin = admin
         self._exit_request = ActorExitRequest
-        coordinators = tuple(coordinator_addresses(self._system, admin, base))
-        self._clerk = self._system.createActor(Clerk)
-        opened = self._system.ask(self._clerk, ClerkOpen(owner_pid=os.getpid(), coordinators=coordinators),
-                                  REQUEST_TIMEOUT)
-        if not isinstance(opened, ClerkOpenReply):
-            raise Unavailable(f"the system at {admin} did not start a clerk within {REQUEST_TIMEOUT:g} s")
-        self.clerk_pid = opened.pid
+        # Keyed by pid too: a forked child must not use its parent's clerk, which exits with the parent.
+        self._clerk_key = (admin, os.getpid())
+        with _clerks_lock:
+            shared = _clerks.get(self._clerk_key)
+            if shared is None or not self._answers(shared):
+                # None yet, or it died (killed, or its host lost): the Stores still on it fail as before.
+                shared = _clerks[self._clerk_key] = self._open_clerk(base)
+            shared.stores += 1
+        self._shared = shared
+        self._clerk = shared.address
+        self.clerk_pid = shared.pid
         self._requests = itertools.count(1)
         self.last_hops = 0
         """Messages on the critical path of the last clerk request (ClerkReply.hops), for benchmarks."""
         self.total_hops = 0
         """The same, summed over every clerk request of this store."""
+
+    def _open_clerk(self, base: str) -> _SharedClerk:
+        from clerk.clerk import Clerk
+
+        coordinators = tuple(coordinator_addresses(self._system, self.admin, base))
+        clerk = self._system.createActor(Clerk)
+        opened = self._system.ask(clerk, ClerkOpen(owner_pid=os.getpid(), coordinators=coordinators),
+                                  REQUEST_TIMEOUT)
+        if not isinstance(opened, ClerkOpenReply):
+            raise Unavailable(f"the system at {self.admin} did not start a clerk within {REQUEST_TIMEOUT:g} s")
+        return _SharedClerk(address=clerk, pid=opened.pid)
+
+    def _answers(self, shared: _SharedClerk) -> bool:
+        """Whether the shared clerk still answers (a dead one's address refuses at once)."""
+        opened = self._system.ask(shared.address, ClerkOpen(owner_pid=os.getpid(), coordinators=()), CLERK_CHECK_TIMEOUT)
+        return isinstance(opened, ClerkOpenReply)
 
     # -- plain operations (each one a transaction) ---------------------------------
 
@@ -203,9 +247,16 @@ class Store:
         return Cluster(self.admin, base=DEFAULT_BASE).status()
 
     def close(self) -> None:
-        if self._system is not None:
-            self._system.tell(self._clerk, self._exit_request())
-            self._system = None
+        if self._system is None:
+            return
+        with _clerks_lock:
+            shared = self._shared
+            shared.stores -= 1
+            if shared.stores == 0:
+                if _clerks.get(self._clerk_key) is shared:
+                    del _clerks[self._clerk_key]
+                self._system.tell(self._clerk, self._exit_request())
+        self._system = None
 
     def __enter__(self) -> Store:
         return self

@@ -14,10 +14,13 @@ How a run works:
 - A workload (put, get, txn, bank, mixed; raftline/workloads.py) runs on a
   system of raftline/harness.py: its own unless --admin names a running one.
   Experiments (election, sweep, reconfig, catchup, failover, transport) always start their own.
-- Each client is its own OS process (raftline/bench/client.py). It
-  connects, warms up, runs its workload from "go" until its deadline, writes
-  one record per operation (start, latency, outcome, attempts, hops) to a
-  JSON file, then keeps its clerk until stdin closes, so the driver can read
+- Clients are threads, each with its own store, spread over --processes OS
+  processes (raftline/bench/client.py; default as many as clients, at most
+  8, as etcd's benchmark spreads its clients over a few connections); the
+  stores of one process share its clerk. A process connects its clients,
+  warms them up, runs the workload from "go" until the deadline, writes one
+  record per operation (start, latency, outcome, attempts, hops) to a JSON
+  file, then keeps its clerk until stdin closes, so the driver can read
   every process's CPU time before anything exits.
 - Every operation is a transaction retried on conflict up to --retries
   times; its latency spans every attempt. Only committed operations count as
@@ -51,7 +54,7 @@ from raftline.bench.experiments import (
     run_reconfig,
     run_sweep,
 )
-from raftline.bench.measure import run_workload
+from raftline.bench.measure import DEFAULT_CLIENT_PROCESSES, run_workload
 from raftline.bench.report import (
     format_catchup,
     format_election,
@@ -87,7 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=BENCH_WORKLOADS + EXPERIMENTS,
         help=f"what to measure: a workload ({', '.join(BENCH_WORKLOADS)}) or an experiment ({', '.join(EXPERIMENTS)})",
     )
-    parser.add_argument("--clients", type=int, default=1, help="client processes, each with its own clerk (default 1)")
+    parser.add_argument("--clients", type=int, default=1, help="clients, each a thread with its own store (default 1)")
+    parser.add_argument("--processes", type=int,
+                        help=f"processes the clients run in, one clerk each (default: as many as clients, "
+                             f"at most {DEFAULT_CLIENT_PROCESSES})")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run (default 10)")
     parser.add_argument(
         "--keys", type=int, help=f"keys drawn from (default {BENCH_KEYS}; bank: {BENCH_ACCOUNTS} accounts)"
@@ -145,6 +151,8 @@ def check_arguments(args) -> tuple[list[int], list[tuple[int, int]]]:
     BenchUsageError when an argument is out of range."""
     if args.clients < 1:
         raise BenchUsageError(f"--clients must be at least 1, got {args.clients}")
+    if args.processes is not None and not 1 <= args.processes <= args.clients:
+        raise BenchUsageError(f"--processes must be within 1..--clients ({args.clients}), got {args.processes}")
     if not args.duration > 0:
         raise BenchUsageError(f"--duration must be positive, got {args.duration:g}")
     if args.keys is not None and args.keys < 2:

@@ -31,6 +31,8 @@ from raftline.workloads import OPENING_BALANCE, bank_total, bench_keys
 
 CLIENT_MODULE = "raftline.bench.client"
 CLERK_ANSWER_SECONDS = 0.2
+DEFAULT_CLIENT_PROCESSES = 8
+"""As etcd's benchmark runs its clients over a few connections: 64 clients are 8 processes of 8 threads."""
 
 
 def run_workload(args, replicas: int, directory: Path) -> dict:
@@ -82,6 +84,7 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
     summary.update(
         workload=workload,
         clients=clients,
+        processes=client_processes(args, clients),
         duration_s=duration,
         clusters=len(status["clusters"]),
         replicas=max(len(info["replicas"]) for info in status["clusters"].values()),
@@ -122,7 +125,8 @@ def measure_etcd(args, workload: str, clients: int, members: int, slots: list[st
                           kinds_of=lambda client_pids: {"etcd": etcd.pids, "clients": client_pids})
         duration = args.duration if run.interrupted_at is None else round(run.interrupted_at, 1)
         summary = summarize(run.records, duration)
-        summary.update(workload=workload, clients=clients, duration_s=duration, members=members, cpu_s=run.cpu_s,
+        summary.update(workload=workload, clients=clients, processes=client_processes(args, clients),
+                       duration_s=duration, members=members, cpu_s=run.cpu_s,
                        load=round(os.getloadavg()[0], 2))
         if workload == "bank":
             with EtcdStore(etcd.endpoints) as store:
@@ -159,16 +163,19 @@ class ClientRun:
 def run_clients(base_spec: dict, clients: int, args, run_dir: Path, *,
                 kinds_of: Callable[[list[int]], dict[str, list[int]]],
                 sample: Callable[[], object] = lambda: None) -> ClientRun:
-    """Run `clients` client processes of `base_spec` (each with its own seed and
-    result file) from "go" for args.duration; `kinds_of(client pids)` names the
-    processes whose CPU time counts."""
+    """Run `clients` clients of `base_spec`, as threads spread over
+    `client_processes(args)` processes (each client with its own seed, each
+    process its result file), from "go" for args.duration; `kinds_of(client
+    pids)` names the processes whose CPU time counts."""
     run_dir.mkdir(parents=True)
     handles = []
     try:
-        for number in range(clients):
+        first = 0
+        for number, threads in enumerate(threads_per_process(clients, client_processes(args, clients))):
             result = run_dir / f"client-{number}.json"
-            spec = {**base_spec, "seed": args.seed * 1000 + number, "result": os.fspath(result)}
+            spec = {**base_spec, "threads": threads, "seed": args.seed * 1000 + first, "result": os.fspath(result)}
             handles.append(start_client(CLIENT_MODULE, number, spec, run_dir, result))
+            first += threads
         wait_until_connected(handles)
 
         kinds = kinds_of([handle.process.pid for handle in handles])
@@ -207,6 +214,16 @@ def run_clients(base_spec: dict, clients: int, args, run_dir: Path, *,
             stop_client(handle)
     return ClientRun(records=records, interrupted_at=interrupted_at, cpu_s=cpu_by_kind(kinds, before, after),
                      samples=(sampled_before, sampled_after))
+
+
+def client_processes(args, clients: int) -> int:
+    """--processes, else up to DEFAULT_CLIENT_PROCESSES, never more than clients."""
+    return min(clients, args.processes or DEFAULT_CLIENT_PROCESSES)
+
+
+def threads_per_process(clients: int, processes: int) -> list[int]:
+    """`clients` spread as evenly as they go over `processes`."""
+    return [clients // processes + (1 if number < clients % processes else 0) for number in range(processes)]
 
 
 def status_with_clerks(cluster) -> dict:

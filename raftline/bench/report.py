@@ -15,7 +15,8 @@ def format_workload(summary: dict) -> str:
     latency = summary["latency_ms"]
     cpu = "  ".join(f"{kind} {seconds:.2f}" for kind, seconds in summary["cpu_s"].items())
     lines = [
-        f"bench {summary['workload']}: {summary['clients']} client(s), {summary['duration_s']:g} s, "
+        f"bench {summary['workload']}: {summary['clients']} client(s) in {summary['processes']} process(es), "
+        f"{summary['duration_s']:g} s, "
         f"{summary['clusters']} cluster(s) x {summary['replicas']} replicas, {summary['keys']} keys, "
         f"{summary['value_size']} B values"
         + (f", read ratio {summary['read_ratio']:g}" if "read_ratio" in summary else "")

@@ -5,6 +5,7 @@ protocol guarantees (hops per operation have a floor set by its phases)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import pytest
 from actors.messages import ClientBatch, ClientRequest, CommitOnePhase, Decide, Prepare, ReadKeys
 from clerk.session import CriticalPath
 from raftline.bench.etcd import CLUSTER_TOKEN
-from raftline.bench.measure import percentile, summarize
+from raftline.bench.measure import client_processes, percentile, summarize, threads_per_process
 from tests.integration.conftest import admin_options, wait_for
 
 REPORT_KEYS = {
@@ -62,9 +63,10 @@ def assert_sane(report: dict, workload: str) -> None:
 
 
 def test_put_on_its_own_system():
-    report = last_json_line(bench("put", "--clients", "2", "--duration", "2", "--clusters", "2", "--json"))
+    report = last_json_line(bench("put", "--clients", "3", "--processes", "2", "--duration", "2", "--clusters", "2",
+                                  "--json"))
     assert_sane(report, "put")
-    assert report["clients"] == 2 and report["clusters"] == 2
+    assert (report["clients"], report["processes"], report["clusters"]) == (3, 2, 2)
     # The ask, then one logged phase (clerk <-> leader, AppendLog and acks).
     assert report["hops"] >= 6
     # Every message on the critical path is a message some actor counted.
@@ -159,6 +161,14 @@ def test_inconsistent_arguments_are_one_line_errors():
     assert result.returncode == 2 and "--admin does not apply" in result.stderr
     result = bench("election", "--versus", "etcd")
     assert result.returncode == 2 and "--versus runs a workload" in result.stderr
+    result = bench("put", "--clients", "2", "--processes", "3")
+    assert result.returncode == 2 and "--processes must be within 1..--clients (2), got 3" in result.stderr
+
+
+def test_clients_are_spread_evenly_over_at_most_eight_processes_unless_told():
+    assert threads_per_process(64, client_processes(argparse.Namespace(processes=None), 64)) == [8] * 8
+    assert threads_per_process(10, client_processes(argparse.Namespace(processes=3), 10)) == [4, 3, 3]
+    assert client_processes(argparse.Namespace(processes=None), 2) == 2
 
 
 def test_summary_counts_attempts_aborts_and_percentiles():

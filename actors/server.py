@@ -45,6 +45,7 @@ from thespian.actors import (
 )
 
 from actors.datadir import DataDirInUse, lock_data_dir
+from actors.message_counting import CountsMessages
 from actors.messages import (
     Isolate,
     MapUpdate,
@@ -73,7 +74,7 @@ from actors.sqlite_storage import SqliteStorage
 from actors.transport import write_now
 
 
-class DatabaseServer(ActorTypeDispatcher):
+class DatabaseServer(CountsMessages, ActorTypeDispatcher):
     @staticmethod
     def actorSystemCapabilityCheck(capabilities: dict, requirements: dict) -> bool:
         """Thespian asks each actor system of the convention: run here only on the required host."""
@@ -99,15 +100,6 @@ class DatabaseServer(ActorTypeDispatcher):
         self.log: logging.Logger | None = None
         self.last_role: str | None = None
         self.metrics = Metrics()
-
-    def receiveMessage(self, message, sender):
-        if not isinstance(message, WakeupMessage):
-            self.metrics.count("raftline_messages_received_total", kind=type(message).__name__)
-        return super().receiveMessage(message, sender)
-
-    def send(self, targetAddr, msg):
-        self.metrics.count("raftline_messages_sent_total", kind=type(msg).__name__)
-        super().send(targetAddr, msg)
 
     # -- start ----------------------------------------------------------------
 

@@ -5,7 +5,7 @@ The application's process talks to its clerk with ClerkRead / ClerkCommit
 else. Each handler reads the clock once, hands the message to the session and
 carries out the actions it returns. The shell itself only subscribes to the
 coordinator, answers its ClerkMetricsRequest with the session's metrics
-(counting every message in and out there too), and exits when its
+(CountsMessages adds every message in and out to them), and exits when its
 application's process is gone.
 """
 
@@ -25,6 +25,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
+from actors.message_counting import CountsMessages
 from actors.messages import (
     ClerkCommit,
     ClerkMetricsReply,
@@ -60,7 +61,7 @@ class OwnerCheck:
     pid: int
 
 
-class Clerk(ActorTypeDispatcher):
+class Clerk(CountsMessages, ActorTypeDispatcher):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         clerk_id = f"k{os.getpid()}-{random.getrandbits(24):06x}"
@@ -70,15 +71,6 @@ class Clerk(ActorTypeDispatcher):
         self.metrics = self.session.metrics
         self.coordinators: tuple[object, ...] = ()
         self.coordinator_term = 0
-
-    def receiveMessage(self, message, sender):
-        if not isinstance(message, WakeupMessage):
-            self.metrics.count("raftline_messages_received_total", kind=type(message).__name__)
-        return super().receiveMessage(message, sender)
-
-    def send(self, targetAddr, msg):
-        self.metrics.count("raftline_messages_sent_total", kind=type(msg).__name__)
-        super().send(targetAddr, msg)
 
     def carry_out(self, actions: list[Action]) -> None:
         for action in actions:

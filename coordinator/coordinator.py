@@ -70,6 +70,7 @@ from thespian.actors import (
 
 from actors.budgets import RECORD_RETENTION_SECONDS
 from actors.datadir import DataDirInUse, lock_data_dir
+from actors.message_counting import CountsMessages
 from actors.messages import (
     MAX_FAULT_SECONDS,
     MOVE_DROPPED,
@@ -221,7 +222,7 @@ def raft_sender(message) -> str:
     raise TypeError(f"not a Raft message: {type(message).__name__}")
 
 
-class Coordinator(ActorTypeDispatcher):
+class Coordinator(CountsMessages, ActorTypeDispatcher):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.boot: Boot | None = None
@@ -266,15 +267,6 @@ class Coordinator(ActorTypeDispatcher):
         self.last_reports: dict[str, dict] = {}
         """Replica -> its last status report, shown while it is silent."""
         self.metrics = Metrics()
-
-    def receiveMessage(self, message, sender):
-        if not isinstance(message, WakeupMessage):
-            self.metrics.count("raftline_messages_received_total", kind=type(message).__name__)
-        return super().receiveMessage(message, sender)
-
-    def send(self, targetAddr, msg):
-        self.metrics.count("raftline_messages_sent_total", kind=type(msg).__name__)
-        super().send(targetAddr, msg)
 
     # -- boot -----------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from actors.messages import (
     TXN_ABORTED,
     ClientBatch,
     ClientRequest,
-    CommitOnePhase,
     Decide,
     DecideResult,
     PrepareResult,
@@ -27,22 +26,11 @@ from actors.replica import Replica, ReplicaConfig
 from actors.sqlite_storage import SqliteStorage
 from coordinator.group import CoordinatorGroup
 from raftline.metrics import exposition
-from tests.unit.replica.replica_helpers import Clerk, Net, prepare
-
-
-def write(txid: str, ts: int, **values) -> CommitOnePhase:
-    return CommitOnePhase(txid=txid, ts=ts, reads={}, writes=values, epoch=1)
+from tests.unit.replica.replica_helpers import Clerk, Net, prepare, settle_followers, write, write_past_a_follower
 
 
 def value(replica: Replica, name: str, **labels) -> float:
     return replica.metrics.value(name, **labels)
-
-
-def settle(net: Net, cluster: str) -> None:
-    """Tick until every live member applied what the leader did."""
-    leader = net.leaders[cluster]
-    live = [rid for rid in net.members[cluster] if rid not in net.down]
-    net.run_until(lambda: all(net.status(rid)["applied"] == net.status(leader)["applied"] for rid in live))
 
 
 # -- Raft ---------------------------------------------------------------------------------
@@ -51,7 +39,7 @@ def settle(net: Net, cluster: str) -> None:
 def test_a_proposal_counts_once_proposed_committed_applied_and_sent_in_append_messages():
     net = Net({"c1": 3})
     leader = net.elect("c1")
-    settle(net, "c1")
+    settle_followers(net, "c1")
     before = {name: value(leader, name) for name in (
         "raftline_proposals_total", "raftline_committed_entries_total", "raftline_applied_entries_total",
         "raftline_append_messages_total", "raftline_appended_entries_total")}
@@ -62,7 +50,7 @@ def test_a_proposal_counts_once_proposed_committed_applied_and_sent_in_append_me
     # One AppendLog per follower, each carrying the one entry.
     assert value(leader, "raftline_append_messages_total") == before["raftline_append_messages_total"] + 2
     assert value(leader, "raftline_appended_entries_total") == before["raftline_appended_entries_total"] + 2
-    settle(net, "c1")
+    settle_followers(net, "c1")
     for rid in net.members["c1"]:
         replica = net.replicas[rid]
         assert value(replica, "raftline_committed_entries_total") == replica.status()["commit"]
@@ -106,7 +94,7 @@ def test_every_campaign_counts_and_a_new_leader_counts_as_a_change_for_those_tha
 def test_a_follower_that_missed_entries_counts_its_repair_and_the_entries_it_got():
     net = Net({"c1": 3})
     leader = net.elect("c1")
-    settle(net, "c1")
+    settle_followers(net, "c1")
     sleeper = next(rid for rid in net.members["c1"] if rid != leader.id)
     net.down.add(sleeper)
     clerk = Clerk(net)
@@ -116,7 +104,7 @@ def test_a_follower_that_missed_entries_counts_its_repair_and_the_entries_it_got
     missed = leader.status()["last_index"] - net.status(sleeper)["last_index"]
     assert missed >= 5
     net.down.clear()
-    settle(net, "c1")
+    settle_followers(net, "c1")
     repaired = net.replicas[sleeper]
     assert value(repaired, "raftline_log_repair_requests_total") >= 1
     assert value(repaired, "raftline_log_repair_entries_total") == missed
@@ -125,14 +113,9 @@ def test_a_follower_that_missed_entries_counts_its_repair_and_the_entries_it_got
 
 def test_a_leader_counts_each_snapshot_it_starts_sending():
     net = Net({"c1": 3}, snapshot_entries=5)
-    leader = net.elect("c1")
-    lagging = next(rid for rid in net.members["c1"] if rid != leader.id)
-    net.down.add(lagging)
-    clerk = Clerk(net)
-    for n in range(12):
-        clerk.call("c1", write(f"t{n}", 10 + n, **{f"k{n}": n}))
+    leader, lagging = write_past_a_follower(net)
     net.down.clear()
-    settle(net, "c1")
+    settle_followers(net, "c1")
     assert net.status(lagging)["snapshot_index"] > 0
     assert value(leader, "raftline_snapshots_sent_total") == 1
 
@@ -150,7 +133,7 @@ def test_transactions_count_on_every_replica_and_an_abort_under_the_rule_that_re
     clerk.call("c1", prepare("t1", 10, writes={"a": 1}))  # a repeat counts nothing
     assert clerk.call("c1", Decide(txid="t1", ts=10, commit=False)) == [DecideResult(txid="t1", status=TXN_ABORTED)]
     clerk.call("c1", write("t3", 12, b=3))
-    settle(net, "c1")
+    settle_followers(net, "c1")
     for rid in net.members["c1"]:
         replica = net.replicas[rid]
         assert value(replica, "raftline_transactions_prepared_total") == 1

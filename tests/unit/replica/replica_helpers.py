@@ -38,6 +38,30 @@ SLOTS = 4
 """The slot count of the slot tests."""
 
 
+def settle_followers(net: Net, cluster: str) -> None:
+    """Heartbeats carry the commit index: tick until every live member applied what the leader did."""
+    leader = net.leaders[cluster]
+    live = [rid for rid in net.members[cluster] if rid not in net.down]
+    net.run_until(lambda: all(net.status(rid)["applied"] == net.status(leader)["applied"] for rid in live))
+
+
+def write_past_a_follower(net: Net, cluster: str = "c1", count: int = 12):
+    """Elect a leader, take one follower down and commit `count` writes
+    without it: (the leader, that follower's id)."""
+    leader = net.elect(cluster)
+    lagging = next(rid for rid in net.members[cluster] if rid != leader.id)
+    net.down.add(lagging)
+    clerk = Clerk(net)
+    for n in range(count):
+        clerk.call(cluster, write(f"t{n}", 10 + n, **{f"k{n}": n}))
+    return leader, lagging
+
+
+def write(txid: str, ts: int, **values) -> CommitOnePhase:
+    """A one-phase commit of `values`, without reads."""
+    return CommitOnePhase(txid=txid, ts=ts, reads={}, writes=values, epoch=1)
+
+
 def prepare(txid, ts, reads=None, writes=None, deletes=(), primary="c1", participants=("c1", "c2")) -> Prepare:
     return Prepare(
         txid=txid,

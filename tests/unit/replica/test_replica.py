@@ -15,7 +15,6 @@ from actors.messages import (
     TXN_COMMITTED,
     TXN_PREPARED,
     ZERO_STAMP,
-    CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
     DecideResult,
@@ -36,11 +35,7 @@ from actors.raft.node import LEADER
 from actors.raft.storage import MemoryStorage
 from actors.replica import ToReplica
 from actors.sqlite_storage import SqliteStorage
-from tests.unit.replica.replica_helpers import Clerk, Net, prepare
-
-
-def write(txid: str, ts: int, **values) -> CommitOnePhase:
-    return CommitOnePhase(txid=txid, ts=ts, reads={}, writes=values, epoch=1)
+from tests.unit.replica.replica_helpers import Clerk, Net, prepare, settle_followers, write, write_past_a_follower
 
 
 def read(net: Net, rid: str, key: str):
@@ -54,13 +49,6 @@ def machine_status(net: Net, rid: str, txid: str) -> str:
 
 def stored_commands(net: Net, rid: str) -> list:
     return [codec.decode(e.data) for e in net.storages[rid].entries() if e.kind == ENTRY_COMMAND]
-
-
-def settle_followers(net: Net, cluster: str) -> None:
-    """Heartbeats carry the commit index: tick until every live member applied what the leader did."""
-    leader = net.leaders[cluster]
-    live = [rid for rid in net.members[cluster] if rid not in net.down]
-    net.run_until(lambda: all(net.status(rid)["applied"] == net.status(leader)["applied"] for rid in live))
 
 
 # -- elections and plain requests -------------------------------------------------------
@@ -433,12 +421,7 @@ def test_a_restarted_cluster_keeps_its_committed_data(disks):
 
 def test_a_lagging_replica_catches_up_through_a_snapshot():
     net = Net({"c1": 3}, snapshot_entries=5, read_from_followers=True)
-    leader = net.elect("c1")
-    lagging = next(rid for rid in net.members["c1"] if rid != leader.id)
-    net.down.add(lagging)
-    clerk = Clerk(net)
-    for n in range(12):
-        clerk.call("c1", write(f"t{n}", 10 + n, **{f"k{n}": n}))
+    leader, lagging = write_past_a_follower(net)
     status = leader.status()
     assert status["snapshot_index"] >= status["applied"] - 5 > 0
     assert net.storages[leader.id].first_index() == status["snapshot_index"] + 1

@@ -10,8 +10,10 @@ labels of the actor that kept them (`cluster`, `replica`).
 Rules:
 - Pure: no clock (callers pass durations in seconds), no Thespian, no I/O.
 - Every name is declared once, in CATALOGUE, with its kind, help and its own
-  label names; recording an undeclared name or other labels raises, so a
-  typo fails the first test that reaches it. Names follow Prometheus
+  label names; recording an undeclared name or other labels (or the labels
+  in another order) raises, so a typo fails the first test that reaches it.
+  A series is checked when it is first recorded; after that a count is two
+  dictionary operations, since servers count every message. Names follow Prometheus
   conventions: the `raftline_` prefix, counters end in `_total`, durations
   are histograms in seconds.
 - Counters only go up, from 0 at the actor's start (a restart resets them,
@@ -116,16 +118,21 @@ class Metrics:
         self._histograms: dict[tuple[str, tuple[str, ...]], list] = {}
 
     def count(self, name: str, amount: float = 1, **labels: str) -> None:
-        key = (name, self._label_values(name, COUNTER, labels))
-        self._values[key] = self._values.get(key, 0) + amount
+        key = (name, tuple(labels.values()))
+        value = self._values.get(key)
+        if value is None:
+            self._label_values(name, COUNTER, labels)
+            value = 0
+        self._values[key] = value + amount
 
     def set(self, name: str, value: float, **labels: str) -> None:
         self._values[(name, self._label_values(name, GAUGE, labels))] = value
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
-        key = (name, self._label_values(name, HISTOGRAM, labels))
+        key = (name, tuple(labels.values()))
         histogram = self._histograms.get(key)
         if histogram is None:
+            self._label_values(name, HISTOGRAM, labels)
             histogram = self._histograms[key] = [[0] * (len(DURATION_BUCKETS) + 1), 0.0, 0]
         histogram[0][bisect_left(DURATION_BUCKETS, seconds)] += 1
         histogram[1] += seconds
@@ -149,10 +156,9 @@ class Metrics:
         declared = CATALOGUE.get(name)
         if declared is None:
             raise KeyError(f"metric {name!r} is not declared in actors/metrics.py's CATALOGUE")
-        if declared.kind != kind or len(labels) != len(declared.labels):
-            raise ValueError(f"metric {name!r} is a {declared.kind} labelled {declared.labels}, "
+        if declared.kind != kind or tuple(labels) != declared.labels:
+            raise ValueError(f"metric {name!r} is a {declared.kind} labelled {declared.labels} (in that order), "
                              f"not a {kind} labelled {tuple(labels)}")
-        try:
-            return tuple(str(labels[label]) for label in declared.labels)
-        except KeyError as missing:
-            raise ValueError(f"metric {name!r} needs the label {missing}") from None
+        if not all(isinstance(value, str) for value in labels.values()):
+            raise ValueError(f"metric {name!r}: label values are strings, got {labels!r}")
+        return tuple(labels.values())

@@ -113,6 +113,9 @@ from actors.messages.txn import (
     ValidateReadsResult,
     WrongEpoch,
 )
+from actors.pickling import pickle_by_slots
+
+pickle_by_slots(globals())  # every message crosses processes as a pickle; importing any of these modules runs this
 
 __all__ = [
     "MAX_FAULT_SECONDS",

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from actors.pickling import pickle_by_slots
+
 ENTRY_COMMAND = "cmd"
 """Entry kind: `data` is an application command, opaque to Raft."""
 ENTRY_NOOP = "noop"
 """Entry kind: the empty entry a new leader appends in its term (Raft paper 5.4.2, thesis 3.6.2)."""
 ENTRY_CONF = "conf"
 """Entry kind: a single-replica membership change; `data` is `ConfChange.encode()`."""
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Entry:
@@ -277,3 +278,5 @@ class TimeoutNow:
 RaftMessage = VoteRequest | VoteReply | AppendLog | AppendLogReply | RepairLogRequest | RepairLogReply | TimeoutNow
 RAFT_MESSAGES = (VoteRequest, VoteReply, AppendLog, AppendLogReply, RepairLogRequest, RepairLogReply, TimeoutNow)
 """Every message a RaftNode steps or emits."""
+
+pickle_by_slots(globals())  # every message and type above crosses processes as a pickle

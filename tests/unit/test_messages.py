@@ -6,9 +6,14 @@ ActorTypeDispatcher dispatches on the bare name."""
 import ast
 import dataclasses
 import importlib
+import pickle
 from pathlib import Path
 
 import pytest
+
+from actors.messages import ClientBatch, ClientRequest, CommitOnePhase
+from actors.pickling import _getstate, _setstate
+from actors.raft.messages import AppendLog, Entry
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGE_MODULES = [
@@ -57,3 +62,16 @@ def test_the_index_re_exports_every_message_of_the_application_protocols():
     for message in messages():
         if message.__module__.startswith("actors.messages."):
             assert getattr(index, message.__name__) is message
+
+
+@pytest.mark.parametrize("message", messages(), ids=lambda message: message.__name__)
+def test_every_message_pickles_by_its_slots(message):
+    assert (message.__getstate__, message.__setstate__) == (_getstate, _setstate)
+
+
+def test_a_nested_message_pickles_back_to_an_equal_one():
+    batch = ClientBatch(client="k1", cluster="c1", epoch=1, requests=(
+        ClientRequest(req=1, op=CommitOnePhase(txid="k-1", ts=5, reads={}, writes={"a": 1}, deletes=(), epoch=1)),))
+    append = AppendLog(term=2, leader="c1-r0", prev_index=1, prev_term=1, entries=(Entry(index=2, term=2),), commit=1)
+    for message in (batch, append):
+        assert pickle.loads(pickle.dumps(message, pickle.HIGHEST_PROTOCOL)) == message

@@ -15,6 +15,7 @@ PURE_CORES = [
     "actors/keyspace.py",
     "actors/messages",
     "actors/metrics.py",
+    "actors/pickling.py",
     "actors/raft",
     "actors/replica.py",
     "actors/slot_shipping.py",

@@ -463,12 +463,15 @@ class Replica:
 
     def _send_appends_first(self, messages: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         """Hand the AppendLogs that carry entries to `send_before_saving`; the rest, to send after the save."""
-        appends = [(ToReplica(to), message) for to, message in messages
-                   if type(message) is AppendLog and message.entries]
-        if not appends:
-            return messages
-        self._send_before_saving(appends)
-        return [(to, message) for to, message in messages if not (type(message) is AppendLog and message.entries)]
+        appends, rest = [], []
+        for to, message in messages:
+            if type(message) is AppendLog and message.entries:
+                appends.append((ToReplica(to), message))
+            else:
+                rest.append((to, message))
+        if appends:
+            self._send_before_saving(appends)
+        return rest
 
     def _handle_soft_state(self, soft: SoftState) -> None:
         # One Ready reports only the latest role, so a lost-and-won-again

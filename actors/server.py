@@ -315,7 +315,8 @@ class DatabaseServer(CountsMessages, ActorTypeDispatcher):
             return
         status = dict(self.replica.status())
         status["pid"] = os.getpid()
-        status["metrics"] = self.replica.metrics_snapshot()
+        if message.with_metrics:
+            status["metrics"] = self.replica.metrics_snapshot()
         self.send(sender, ReplicaStatusReply(round=message.round, replica=self.config.replica, status=status))
 
     # -- lifecycle ----------------------------------------------------------------

@@ -828,7 +828,7 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         now = time.monotonic()
         self.round_counter += 1
         self.status_round = StatusRound(round=self.round_counter, askers=[asker])
-        probe = ReplicaStatusRequest(round=self.round_counter)
+        probe = ReplicaStatusRequest(round=self.round_counter, with_metrics=True)
         for record in self.supervisor.answering(now):
             self.send(record.address, probe)
         # Clerks answer for the next round: a status never waits for an application's process.

@@ -211,9 +211,13 @@ class ReplicaStatusRequest:
 
     Fields:
         round: the probe round, so late answers to an old round are ignored.
+        with_metrics: whether the answer carries the server's metrics: only
+            for a status someone asked for, not the frequent liveness and
+            reconfiguration probes.
     """
 
     round: int
+    with_metrics: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

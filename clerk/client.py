@@ -176,7 +176,7 @@ class Store:
     def _open_clerk(self, base: str) -> _SharedClerk:
         from clerk.clerk import Clerk
 
-        coordinators = tuple(coordinator_addresses(self._system, self.admin, base))
+        coordinators = tuple(coordinator_addresses(self._system, self.admin, base).values())
         clerk = self._system.createActor(Clerk)
         opened = self._system.ask(clerk, ClerkOpen(owner_pid=os.getpid(), coordinators=coordinators),
                                   REQUEST_TIMEOUT)

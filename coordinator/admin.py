@@ -58,7 +58,8 @@ from coordinator.errors import AdminError, ClusterNotRunning, NotAuthorized, Una
 from coordinator.state import PIDS_FILE
 
 COORDINATORS_CAPABILITY = "raftline coordinator replicas"
-"""The leader actor system's capability: how many coordinator replicas it runs."""
+"""The first host's actor system's capability: the ids of the coordinator
+replicas it runs (the others, on other hosts, are reached through these)."""
 
 REPLICA_WAIT = 3.0
 """Seconds to wait for one coordinator replica before asking the next."""
@@ -212,24 +213,23 @@ def _handle(port: int, base: str, admin: str):
                             f"the file `{SECRET_FILE}` in the data directory of the host that started it)") from None
 
 
-def coordinator_addresses(system, admin: str, base: str = DEFAULT_BASE) -> list:
-    """The address of every coordinator replica of the system at `admin`, in
-    replica order, looked up through `system` (an attached handle)."""
+def coordinator_addresses(system, admin: str, base: str = DEFAULT_BASE) -> dict[str, object]:
+    """Replica id -> address of every coordinator replica the actor system at
+    `admin` runs, looked up through `system` (an attached handle)."""
     _, port = parse_admin(admin)
     status = admin_status(port, base)
     replicas = (status.capabilities if status is not None else {}).get(COORDINATORS_CAPABILITY)
     if not replicas:
         raise ClusterNotRunning(f"the actor system at {admin} runs no raftline coordinator "
                                 "(another program, a member host, or an older raftline); `raftline stop` stops it")
-    return [coordinator_address(system, index) for index in range(replicas)]
+    return {replica: coordinator_address(system, replica) for replica in replicas}
 
 
-def coordinator_address(system, index: int):
-    """Coordinator replica `index`'s current address, by its global name."""
+def coordinator_address(system, replica: str):
+    """Coordinator replica `replica`'s current address, by its global name."""
     from coordinator.coordinator import Coordinator, coordinator_name
-    from coordinator.topology import coordinator_replica_id
 
-    return system.createActor(Coordinator, globalName=coordinator_name(coordinator_replica_id(index)))
+    return system.createActor(Coordinator, globalName=coordinator_name(replica))
 
 
 class AdminClient:
@@ -238,7 +238,9 @@ class AdminClient:
     def __init__(self, admin: str, base: str = DEFAULT_BASE, secret_file: str | os.PathLike | None = None):
         self.admin = admin
         self.system = attach(admin, base, secret_file)
-        self.coordinators = coordinator_addresses(self.system, admin, base)
+        self.replicas = coordinator_addresses(self.system, admin, base)
+        """The coordinator replicas on the attached host; they pass requests on to one acting elsewhere."""
+        self.order = list(self.replicas)
         self.preferred = 0
 
     def ask(self, message, expect: type, timeout: float = 10.0):
@@ -246,22 +248,30 @@ class AdminClient:
         `expect` (a late answer to an earlier, timed-out question is skipped);
         a replica that is dead or silent for REPLICA_WAIT is skipped for the next."""
         deadline = time.monotonic() + timeout
-        for _ in range(max(1, len(self.coordinators)) * 3):
+        unavailable = ""
+        for _ in range(max(1, len(self.order)) * 3):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             wait = min(remaining, REPLICA_WAIT)
             until = time.monotonic() + wait
-            reply = self.system.ask(self.coordinators[self.preferred], message, wait)
+            replica = self.order[self.preferred]
+            reply = self.system.ask(self.replicas[replica], message, wait)
             while reply is not None and not isinstance(reply, (expect, CoordinatorUnavailable)):
                 reply = self.system.listen(max(0.0, until - time.monotonic()))
             if isinstance(reply, expect):
                 return reply
-            if reply is None and time.monotonic() < until:
+            if isinstance(reply, CoordinatorUnavailable):
+                unavailable = f"{reply.replica or 'a replica'}: {reply.reason}"
+                time.sleep(0.1)
+            elif reply is None and time.monotonic() < until:
                 # An ask to a dead actor ends at once: the replica was re-created elsewhere, or will be.
-                self.coordinators[self.preferred] = coordinator_address(self.system, self.preferred)
+                self.replicas[replica] = coordinator_address(self.system, replica)
                 time.sleep(0.05)
-            self.preferred = (self.preferred + 1) % len(self.coordinators)
+            self.preferred = (self.preferred + 1) % len(self.order)
+        if unavailable:
+            raise Unavailable(f"the coordinator at {self.admin} cannot answer: {unavailable} (on several hosts, "
+                              "`raftline join` the others; on one, `raftline stop` then `raftline start` recovers)")
         raise Unavailable(f"no coordinator replica at {self.admin} answered within {timeout:g} s "
                           "(are most of them down? `raftline stop` then `raftline start` recovers)")
 

@@ -19,7 +19,10 @@ acting replica changes, the new one rebuilds its pieces from the replicated
 values and those reports: it adopts the servers that run (Thespian tells
 only a parent of its child's exit, so the sweep checks PIDs and probes),
 starts the ones that do not, resumes every job, and re-creates a dead peer
-through its global name.
+through a CoordinatorSpawner on the peer's host. With `hosts:` the replicas
+spread over the hosts and any of them may act; the acting one's host is
+where PIDs mean something, and the first host's replicas pass on what only
+its actor system hears (hosts joining and leaving: ConventionNews).
 
 What is left here: translating messages and timers into calls of those
 pieces and carrying out what they return (creating server actors, sending,
@@ -80,6 +83,8 @@ from actors.messages import (
     Boot,
     ClerkMetricsReply,
     ClerkMetricsRequest,
+    ClerkSubscription,
+    ConventionNews,
     CoordinatorForward,
     CoordinatorForwardTaken,
     CoordinatorReports,
@@ -102,6 +107,7 @@ from actors.messages import (
     ServerRefused,
     ServerStarted,
     Sleep,
+    SpawnCoordinator,
     StatusReply,
     StatusRequest,
     Subscribe,
@@ -110,7 +116,7 @@ from actors.messages import (
     WhoServesReply,
 )
 from actors.metrics import Metrics
-from actors.process import process_running, set_process_title
+from actors.process import DATA_DIR_CAPABILITY, process_running, set_process_title
 from actors.raft.messages import (
     AppendLog,
     AppendLogReply,
@@ -153,7 +159,7 @@ from coordinator.supervisor import (
     Supervisor,
     WritePids,
 )
-from coordinator.topology import Topology, load_topology
+from coordinator.topology import Topology, parse_topology
 
 
 def log() -> logging.Logger:
@@ -176,6 +182,12 @@ PEER_RECREATE_WAIT = 1.0
 """Seconds between two attempts to re-create a dead coordinator replica (a
 global name may point at the dead actor for a moment after its death), and
 the time a peer not heard from yet gets to say hello."""
+PEER_SILENCE = 2.0
+"""Seconds a coordinator replica on another host (whose PID means nothing
+here) may stay silent to the leader, which hears every follower each
+heartbeat, before it is taken to be dead and re-created."""
+SPAWN_WAIT = timedelta(seconds=5)
+"""How long a CoordinatorSpawner waits for the replica it booted to answer."""
 HELD_REQUEST_SECONDS = 10.0
 """How long a replica keeps a request no leader has taken; the asker has given up by then."""
 FORWARD_TAKEN_WAIT = 0.3
@@ -223,8 +235,11 @@ def raft_sender(message) -> str:
 
 
 class Coordinator(CountsMessages, ActorTypeDispatcher):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, capabilities=None, requirements=None):
+        # Thespian passes these by name (docs/DESIGN.md section 12, "conventions").
+        super().__init__()
+        self.home = (capabilities or {}).get(DATA_DIR_CAPABILITY)
+        """This host's data directory, on a multi-host deployment."""
         self.boot: Boot | None = None
         self.admin_pid = 0
         self.topology: Topology | None = None
@@ -233,10 +248,21 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         self.group: CoordinatorGroup | None = None
         self.storage = None
         self.data_dir_lock = None
+        self.host = ""
+        """The host this replica runs on ("" on one host)."""
+        self.placement: dict[str, str] = {}
+        """Coordinator replica id -> its host."""
         self.peers: dict[str, object] = {}
         """Coordinator replica id -> its address (this one's included)."""
         self.peer_pids: dict[str, int] = {}
+        self.peer_heard_at: dict[str, float] = {}
+        """When each peer last sent this replica anything (monotonic)."""
         self.peer_recreated_at: dict[str, float] = {}
+        self.convention: dict[str, tuple[bool, str]] = {}
+        """Host -> (joined, where) as this replica heard of it: from its own
+        actor system on the first host, from ConventionNews elsewhere."""
+        self.news_told_to: tuple[str | None, int] = (None, 0)
+        """The leader, and its term, that this replica last told its convention news."""
         self.stopping = False
         self.storage_failure = ""
         # What servers and clerks report to every replica, for whichever acts next.
@@ -272,15 +298,22 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
 
     def receiveMsg_Boot(self, message: Boot, sender) -> None:
         if self.group is not None:
-            # A repeat, from the acting replica that re-created a peer: say who runs here.
+            # A repeat, from a spawner the acting replica sent: say who runs here.
             self.send(sender, CoordinatorStarted(replica=self.replica_id, pid=os.getpid()))
             return
-        topology = self.topology = load_topology(message.topology)
+        topology = self.topology = parse_topology(message.topology, message.source)
         self.boot = message
-        self.data_dir = Path(message.data_dir)
         self.replica_id = message.replica
+        self.placement = dict(message.placement)
+        self.host = self.placement.get(message.replica, "")
         set_process_title(f"raftline {message.replica}")
+        if not message.data_dir and not self.home:
+            log().error("%s: booted on a host without a %r capability; exiting", message.replica, DATA_DIR_CAPABILITY)
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        self.data_dir = Path(message.data_dir or self.home)
         directory = self.data_dir / message.replica
+        directory.parent.mkdir(parents=True, exist_ok=True)
         try:
             # Held until this process ends: a second replica on this data never opens it.
             self.data_dir_lock = lock_data_dir(directory)
@@ -305,20 +338,23 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
                                       random.Random(os.urandom(8)), metrics=self.metrics)
         self.peers = {**message.peers, self.replica_id: self.myAddress}
         self.peer_pids[self.replica_id] = os.getpid()
+        booted_at = time.monotonic()
+        self.peer_heard_at.update(dict.fromkeys(self.peers, booted_at))  # they ran when the Boot was written
         self.admin_pid = os.getppid()  # read now: once the admin dies, the parent is init
         hello = CoordinatorStarted(replica=self.replica_id, pid=os.getpid())
-        for peer, address in self.peers.items():
-            if peer != self.replica_id:
-                self.send(address, hello)
+        self.tell_peers(hello)
+        self.send(sender, hello)
         if topology.hosts:
             # Members that joined before this boot are announced right away.
             self.notifyOnSystemRegistrationChanges(True)
         self.wakeupAfter(timedelta(milliseconds=topology.raft.tick_ms), payload=("tick",))
-        log().info("%s booted (pid %d) from %s", self.replica_id, os.getpid(), message.topology)
+        where = f" on {self.host}" if self.host else ""
+        log().info("%s booted (pid %d%s) from %s", self.replica_id, os.getpid(), where, message.source)
 
     def receiveMsg_CoordinatorStarted(self, message: CoordinatorStarted, sender) -> None:
         self.peers[message.replica] = sender
         self.peer_pids[message.replica] = message.pid
+        self.peer_heard_at[message.replica] = time.monotonic()
         if self.acting_term:
             self.write_pids()
             # A peer that (re)started missed the reports: it may act next.
@@ -341,8 +377,9 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         if self.group is None:
             return
         peer = raft_sender(message)
-        if peer in self.peers:
+        if peer in self.placement:
             self.peers[peer] = sender
+            self.peer_heard_at[peer] = time.monotonic()
         self.guarded(lambda: self.group.receive(message))
         if self.group is not None and peer == self.group.leader:
             self.leader_heard_at = time.monotonic()
@@ -387,6 +424,8 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
             self.take_over(time.monotonic())
         elif not self.group.acting and self.acting_term:
             self.step_down()
+        if self.convention and (self.group.leader, self.group.term) != self.news_told_to:
+            self.tell_convention_news(self.convention)
         if self.waiting and self.group.applied >= self.waiting[0][0]:
             due = [action for index, action in self.waiting if index <= self.group.applied]
             self.waiting = [(index, action) for index, action in self.waiting if index > self.group.applied]
@@ -408,7 +447,8 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         # First boot: the map is the epoch-1 one, every cluster's founding membership.
         self.reconfig = stored_reconfig(values, self.map, grace) or Reconfig.fresh(self.map, grace)
         self.running_jobs = {job.id for job in self.reconfig.running()}
-        self.supervisor = Supervisor(topology, stored_dict(values, "placement"), stored_dict(values, "replacements"))
+        self.supervisor = Supervisor(topology, stored_dict(values, "placement"), stored_dict(values, "replacements"),
+                                     node=self.host)
         self.forget_clusters_gone()
         actions = self.supervisor.place_unplaced(self.map)
         removing = self.reconfig.removing()
@@ -421,8 +461,12 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
                     actions += self.supervisor.adopt(cluster, replica, known[0], known[1], now)
                 else:
                     actions += self.supervisor.supervise(cluster, replica, now)
-        for peer in self.peers:
-            if not self.peer_pids.get(peer):
+        for node, (joined, where) in self.convention.items():
+            # What this replica heard of the convention before it acted.
+            if joined and node != self.host:
+                actions += self.supervisor.convention_changed(node, joined, where, now)
+        for peer in self.placement:
+            if now - self.peer_heard_at.get(peer, 0.0) > PEER_SILENCE:
                 self.peer_recreated_at.setdefault(peer, now)  # a peer gets time to say hello first
         self.save_then(lambda: self.carry_out(actions + [BroadcastMap()]))
         self.wakeupAfter(LIVENESS_INTERVAL, payload=("liveness", self.acting_term))
@@ -486,11 +530,23 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
             self.serve(message, asker)
         elif self.group is None:
             self.send(asker, CoordinatorUnavailable(replica=self.replica_id, reason="not booted yet"))
+        elif self.group.leader is None and (missing := self.missing_for_majority(time.monotonic())):
+            self.send(asker, CoordinatorUnavailable(replica=self.replica_id, reason=missing))
         elif hops < MAX_FORWARD_HOPS:
             self.next_token += 1
             self.pending[self.next_token] = PendingRequest(message=message, asker=asker, hops=hops,
                                                            since=time.monotonic())
             self.pass_on_pending()
+
+    def missing_for_majority(self, now: float) -> str:
+        """Why no leader can be elected, when too few replicas run to make a
+        majority ("" otherwise): the silent ones, and where they run."""
+        silent = [peer for peer in sorted(self.placement)
+                  if peer != self.replica_id and now - self.peer_heard_at.get(peer, 0.0) > PEER_SILENCE]
+        if len(self.placement) - len(silent) > len(self.placement) // 2:
+            return ""
+        named = ", ".join(peer + (f" (host {self.placement[peer]})" if self.placement[peer] else "") for peer in silent)
+        return f"no majority of the coordinator's replicas runs: {named} not heard from"
 
     def pass_on_pending(self) -> None:
         """Serve the kept requests while acting. Otherwise pass each on to the
@@ -659,12 +715,6 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         if self.acting_term:
             self.carry_out(self.supervisor.exited(message.childAddress))
 
-    def receiveMsg_ActorSystemConventionUpdate(self, message: ActorSystemConventionUpdate, sender) -> None:
-        if self.acting_term:
-            node = (message.remoteCapabilities or {}).get("node")
-            self.carry_out(self.supervisor.convention_changed(node, message.remoteAdded,
-                                                              str(message.remoteAdminAddress), time.monotonic()))
-
     def sweep(self, now: float, wall: float) -> None:
         """The liveness sweep: the PIDs of this host's servers are checked here
         (I/O), the rest is the supervisor's; a replacement it started is
@@ -673,21 +723,71 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         exited = {replica for replica, pid in processes.items() if not process_running(pid)}
         actions = self.supervisor.sweep(now, exited, ReplacementJobs(reconfig=self.reconfig, job_time=wall))
         self.save_then(lambda: self.carry_out(actions))
-        for peer in self.topology.coordinator.replica_ids:
-            pid = self.peer_pids.get(peer, 0)
-            if (not pid or not process_running(pid)) and now - self.peer_recreated_at.get(peer, 0.0) > PEER_RECREATE_WAIT:
-                self.recreate_peer(peer, now)
+        for peer, host in self.placement.items():
+            if peer == self.replica_id or now - self.peer_recreated_at.get(peer, 0.0) <= PEER_RECREATE_WAIT:
+                continue
+            if host == self.host:
+                pid = self.peer_pids.get(peer, 0)
+                dead = not pid or not process_running(pid)
+            else:
+                # Its PID means nothing here: silence tells, where its host runs.
+                dead = now - self.peer_heard_at.get(peer, 0.0) > PEER_SILENCE and self.supervisor.host_up(host)
+            if dead:
+                log().info("coordinator replica %s is not running; re-creating it", peer)
+                self.spawn_peer(peer, now)
 
-    def recreate_peer(self, peer: str, now: float) -> None:
-        """Look the dead peer up by its global name (the actor system creates a
-        fresh one when the name is free) and boot it; it says hello when up."""
+    def spawn_peer(self, peer: str, now: float) -> None:
+        """Have `peer` looked up by its global name on its own host, which
+        creates a fresh replica when none runs there, and booted (a
+        CoordinatorSpawner does it there: a global name belongs to the actor
+        system that registered it); the replica says hello when up."""
         self.peer_recreated_at[peer] = now
         self.peer_pids.pop(peer, None)
-        address = self.createActor(Coordinator, globalName=coordinator_name(peer))
-        self.peers[peer] = address
-        log().info("coordinator replica %s is not running; re-creating it", peer)
-        self.send(address, Boot(topology=self.boot.topology, data_dir=self.boot.data_dir, replica=peer,
-                                peers=dict(self.peers)))
+        host = self.placement.get(peer, "")
+        spawner = self.createActor(CoordinatorSpawner, targetActorRequirements={"node": host} if host else None)
+        self.send(spawner, SpawnCoordinator(boot=Boot(
+            topology=self.boot.topology, source=self.boot.source,
+            data_dir="" if host else os.fspath(self.data_dir),  # "": that host's own data directory
+            replica=peer, peers=dict(self.peers), placement=self.placement)))
+
+    # -- the convention (multi-host) ----------------------------------------------
+
+    def receiveMsg_ActorSystemConventionUpdate(self, message: ActorSystemConventionUpdate, sender) -> None:
+        node = (message.remoteCapabilities or {}).get("node")
+        news = {node: (message.remoteAdded, str(message.remoteAdminAddress))}
+        self.convention.update(news)
+        self.convention_changed(news)
+        self.tell_convention_news(news)
+        if message.remoteAdded and self.group is not None and not self.stopping:
+            # Its coordinator replicas start now, whether or not a replica acts:
+            # the group may wait for them to have a majority.
+            now = time.monotonic()
+            for peer, host in self.placement.items():
+                if host == node and now - self.peer_heard_at.get(peer, 0.0) > PEER_SILENCE:
+                    self.spawn_peer(peer, now)
+
+    def receiveMsg_ConventionNews(self, message: ConventionNews, sender) -> None:
+        self.convention.update(message.members)
+        self.convention_changed(message.members)
+
+    def convention_changed(self, news: dict[str, tuple[bool, str]]) -> None:
+        if not self.acting_term:
+            return
+        now = time.monotonic()
+        for node, (joined, where) in news.items():
+            if node != self.host:
+                self.carry_out(self.supervisor.convention_changed(node, joined, where, now))
+
+    def tell_convention_news(self, news: dict[str, tuple[bool, str]]) -> None:
+        """Only the first host's actor system hears of members joining and
+        leaving: a replica there tells a leader on another host."""
+        if self.group is None:
+            return
+        leader = self.group.leader
+        self.news_told_to = (leader, self.group.term)
+        address = self.peers.get(leader) if leader else None
+        if address is not None and self.placement.get(leader, "") != self.host:
+            self.send(address, ConventionNews(members=dict(news)))
 
     # -- routing --------------------------------------------------------------
 
@@ -724,16 +824,37 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
             self.send(subscriber, update)
 
     def receiveMsg_Subscribe(self, message: Subscribe, sender) -> None:
-        if all(address != sender for address, _ in self.subscribers):
-            self.subscribers.append((sender, message.pid))
+        self.subscribe(sender, message.pid)
+        self.tell_peers(ClerkSubscription(clerk=sender, pid=message.pid, subscribed=True))
         if self.acting_term:
-            self.write_pids()
             self.send(sender, self.map_update())
 
     def receiveMsg_Unsubscribe(self, message: Unsubscribe, sender) -> None:
-        self.subscribers = [(address, pid) for address, pid in self.subscribers if address != sender]
+        self.unsubscribe(sender)
+        self.tell_peers(ClerkSubscription(clerk=sender, pid=0, subscribed=False))
+
+    def receiveMsg_ClerkSubscription(self, message: ClerkSubscription, sender) -> None:
+        if not message.subscribed:
+            self.unsubscribe(message.clerk)
+        elif self.subscribe(message.clerk, message.pid) and self.acting_term:
+            self.send(message.clerk, self.map_update())
+
+    def subscribe(self, clerk, pid: int) -> bool:
+        """Whether `clerk` is a new subscriber."""
+        if any(address == clerk for address, _ in self.subscribers):
+            return False
+        self.subscribers.append((clerk, pid))
         if self.acting_term:
             self.write_pids()
+        return True
+
+    def unsubscribe(self, clerk) -> None:
+        self.subscribers = [(address, pid) for address, pid in self.subscribers if address != clerk]
+
+    def tell_peers(self, message) -> None:
+        for peer, address in self.peers.items():
+            if peer != self.replica_id:
+                self.send(address, message)
 
     # -- administration ---------------------------------------------------------
 
@@ -779,27 +900,42 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         self.send(asker, AdminReply(ok=True, message=f"killed {message.server} (pid {record.pid}); it will be restarted"))
 
     def serve_process_list(self, asker) -> None:
-        # Only `stop` asks: nothing is restarted from now on, by this replica or
-        # a peer, and members' servers stop with the system (the members'
-        # actor systems keep running).
+        # Only `stop` asks, on the first host: nothing is restarted from now on,
+        # by this replica or a peer, and the other hosts' servers and
+        # coordinator replicas stop with the system (their actor systems keep
+        # running). The PIDs are this host's, so only the first host's go back.
         self.stopping = True
-        for peer, address in self.peers.items():
-            if peer != self.replica_id:
-                self.send(address, ProcessList())
+        self.tell_peers(ProcessList())
         self.carry_out(self.supervisor.shut_down())
-        self.send(asker, AdminReply(ok=True, value={"data_dir": os.fspath(self.data_dir), "pids": self.pids()}))
+        value = {"data_dir": os.fspath(self.data_dir), "pids": self.pids()} if self.on_first_host else {}
+        self.send(asker, AdminReply(ok=True, value=value))
+        self.leave_if_remote()
 
     def receiveMsg_ProcessList(self, message: ProcessList, sender) -> None:
         if self.acting_term or sender not in self.peers.values():
             self.request(message, sender)
         else:
             self.stopping = True  # the acting peer is stopping the system
+            self.leave_if_remote()
+
+    @property
+    def on_first_host(self) -> bool:
+        """Whether this replica runs where `stop` runs and clerks are created."""
+        hosts = self.topology.hosts
+        return not hosts or self.host == hosts[0].name
+
+    def leave_if_remote(self) -> None:
+        """The system stops: `stop` ends every process of the first host, and
+        a replica on another host ends itself."""
+        if not self.on_first_host:
+            self.send(self.myAddress, ActorExitRequest())
 
     def pids(self) -> list[int]:
+        """This host's processes of the system (clerks are the first host's)."""
         pids = [self.admin_pid]
-        pids += [pid for pid in self.peer_pids.values() if pid]
+        pids += [pid for peer, pid in self.peer_pids.items() if pid and self.placement.get(peer, "") == self.host]
         pids += self.supervisor.local_pids() if self.supervisor is not None else []
-        pids += [pid for _, pid in self.subscribers if pid]
+        pids += [pid for _, pid in self.subscribers if pid] if self.on_first_host else []
         return sorted(set(pids))
 
     def write_pids(self) -> None:
@@ -870,17 +1006,24 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         self.status_round = None
 
         def answer() -> None:
-            running = {peer: bool(pid) and process_running(pid) for peer, pid in self.peer_pids.items()}
             pids = {peer: self.peer_pids.get(peer, 0) for peer in self.topology.coordinator.replica_ids}
+            running = {peer: self.peer_running(peer, now) for peer in pids}
             status = build_status(shard_map=self.reconfig.map, supervisor=self.supervisor, reports=current.reports,
                                   last_reports=self.last_reports, leaders=self.leaders, terms=self.terms,
                                   jobs=self.reconfig.jobs, now=now, admin_pid=self.admin_pid,
                                   clerks=len(self.subscribers), clerk_metrics=self.subscribed_clerk_metrics(),
-                                  coordinator=coordinator_shown(self.group.status(), pids, running))
+                                  coordinator=coordinator_shown(self.group.status(), pids, running, self.placement))
             for asker in current.askers:
                 self.send(asker, StatusReply(status=status))
 
         self.once_persisted(answer)
+
+    def peer_running(self, peer: str, now: float) -> bool:
+        """By its PID on this host, else by having been heard from lately."""
+        if self.placement.get(peer, "") == self.host:
+            pid = self.peer_pids.get(peer, 0)
+            return bool(pid) and process_running(pid)
+        return now - self.peer_heard_at.get(peer, 0.0) <= PEER_SILENCE
 
     def subscribed_clerk_metrics(self) -> dict[str, dict]:
         """The latest snapshot of each clerk still subscribed (one that left is forgotten)."""
@@ -1039,6 +1182,41 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
 
     def receiveMsg_PoisonMessage(self, message: PoisonMessage, sender) -> None:
         log().warning("undeliverable message %s", type(message.poisonMessage).__name__)
+
+
+class CoordinatorSpawner(ActorTypeDispatcher):
+    """Placed on a coordinator replica's host to (re)create it there: looks it
+    up by its global name, which that host's actor system registers (and
+    creates a fresh replica when none runs), sends it its Boot, and exits
+    once the replica answers, or after SPAWN_WAIT (the acting replica's
+    sweep tries again). It outlives the lookup on purpose: an actor that
+    exits before its creation request is answered loses what it sent."""
+
+    @staticmethod
+    def actorSystemCapabilityCheck(capabilities: dict, requirements: dict) -> bool:
+        node = (requirements or {}).get("node")
+        return node is None or capabilities.get("node") == node
+
+    def receiveMsg_SpawnCoordinator(self, message: SpawnCoordinator, sender) -> None:
+        set_process_title(f"raftline spawner of {message.boot.replica}")
+        replica = self.createActor(Coordinator, globalName=coordinator_name(message.boot.replica))
+        self.send(replica, message.boot)
+        self.wakeupAfter(SPAWN_WAIT)
+
+    def receiveMsg_CoordinatorStarted(self, message: CoordinatorStarted, sender) -> None:
+        self.send(self.myAddress, ActorExitRequest())
+
+    def receiveMsg_WakeupMessage(self, message: WakeupMessage, sender) -> None:
+        self.send(self.myAddress, ActorExitRequest())
+
+    def receiveMsg_ActorExitRequest(self, message: ActorExitRequest, sender) -> None:
+        pass  # nothing of its own to close
+
+    def receiveMsg_ChildActorExited(self, message: ChildActorExited, sender) -> None:
+        pass  # the replica is its actor system's child (a global name), never this one's
+
+    def receiveMsg_PoisonMessage(self, message: PoisonMessage, sender) -> None:
+        log().warning("spawner: undeliverable message %s", type(message.poisonMessage).__name__)
 
 
 def in_this_session(pid: int) -> bool:

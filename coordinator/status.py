@@ -83,10 +83,11 @@ def build_status(
     }
 
 
-def coordinator_shown(group: dict, pids: Mapping[str, int], running: Mapping[str, bool]) -> dict:
+def coordinator_shown(group: dict, pids: Mapping[str, int], running: Mapping[str, bool],
+                      placement: Mapping[str, str]) -> dict:
     """The coordinator group as its acting replica sees it: `group` is that
     replica's CoordinatorGroup.status() (its metrics included); `pids` and
-    `running` say what it knows of each replica's process."""
+    `running` say what it knows of each replica's process, `placement` its host."""
     lag = group["lag"]
     replicas = {}
     for replica in sorted(pids):
@@ -94,7 +95,8 @@ def coordinator_shown(group: dict, pids: Mapping[str, int], running: Mapping[str
             role = "leader"
         else:
             role = "follower" if running.get(replica) else "down"
-        replicas[replica] = {"role": role, "pid": pids[replica], "lag": lag.get(replica, 0)}
+        replicas[replica] = {"role": role, "pid": pids[replica], "lag": lag.get(replica, 0),
+                             "host": placement.get(replica) or "local"}
     return {"leader": group["replica"], "term": group["term"], "commit": group["commit"],
             "storage_failure": group.get("storage_failure", ""), "metrics": group["metrics"],
             "replicas": replicas}
@@ -132,7 +134,7 @@ def hosts_shown(supervisor: Supervisor, now: float) -> dict:
         shown[host.name] = {
             "address": f"{host.address}:{host.admin_port}",
             "up": state.up,
-            "leader": host.name == supervisor.node,
+            "leader": host.name == supervisor.topology.hosts[0].name,
             "why": state.why,
             "replacement": state.replacement,
             "down_seconds": round(now - state.lost_since, 1) if state.lost_since is not None else 0,

@@ -22,14 +22,17 @@ Rules:
   sweep saw the exit: only the first exit of a running server's current
   address counts, and each restart names the generation (`restarts`) it was
   scheduled for, so a stale one does nothing.
-- Multi-host (topology `hosts:`; the first is this host, which runs the
-  coordinator): each replica's host is in `placement`, persisted by the shell,
-  so a replica always restarts where its data is. PIDs mean something only
-  here: servers on other hosts are probed every sweep instead, one silent for
-  SERVER_SILENCE is unreachable, and a host whose every running server is
-  unreachable is lost (so is one that leaves the convention). A lost host's
-  servers are down, not restarted elsewhere; when it joins again (or one of
-  them answers) they start again from the storage they left there.
+- Multi-host (topology `hosts:`; `node` is the host the acting coordinator
+  replica runs on): each replica's host is in `placement`, persisted by the
+  shell, so a replica always restarts where its data is. PIDs mean something
+  only on `node`: servers on other hosts are probed every sweep instead, one
+  silent for SERVER_SILENCE is unreachable, and a host whose every running
+  server is unreachable is lost (so is one that leaves the convention). A
+  lost host's servers are down, not restarted elsewhere; when it joins again
+  (or one of them answers) they start again from the storage they left
+  there. An unreachable server on a host whose other servers answer is taken
+  for dead and restarted there: Thespian tells only a parent of its child's
+  exit, and the parent may have been an earlier acting replica.
 - `on_host_loss: replace`: each replica of a host lost for
   `replace_after_ms` gets a replacement through reconfiguration jobs: an
   add-replica placed on a host that is up and (spread: hosts) holds no
@@ -285,11 +288,14 @@ class Supervisor:
         replacements: lost replica -> "add:<job>" or "remove:<job>" (persisted by the shell).
         servers: replica -> its record, for every supervised replica.
         hosts: host name -> its state, in topology order; empty for one host.
+        node: the host the acting coordinator replica runs on ("" on one host).
         stopping: the system is shutting down: nothing is restarted, lost or replaced.
     """
 
-    def __init__(self, topology: Topology, placement: dict[str, str], replacements: dict[str, str]):
+    def __init__(self, topology: Topology, placement: dict[str, str], replacements: dict[str, str],
+                 node: str | None = None):
         self.topology = topology
+        self.node = node if node is not None else (topology.hosts[0].name if topology.hosts else "")
         # A topology without hosts runs everything here, whatever an earlier one placed.
         self.placement = dict(placement) if topology.hosts else {}
         self.replacements = dict(replacements) if topology.hosts else {}
@@ -298,11 +304,6 @@ class Supervisor:
         if self.node:
             self.hosts[self.node] = HostState(name=self.node, up=True, why="")
         self.stopping = False
-
-    @property
-    def node(self) -> str:
-        """This host's name (the coordinator's); "" on a single-host deployment."""
-        return self.topology.hosts[0].name if self.topology.hosts else ""
 
     # -- queries ------------------------------------------------------------------------
 
@@ -516,11 +517,13 @@ class Supervisor:
         self.stopping = True
 
     def shut_down(self) -> list[Action]:
-        """`stop` collects the PIDs: nothing is restarted from now on, and the
-        servers on other hosts are asked to exit (their actor systems keep running)."""
+        """`stop` collects the PIDs on the first host, where it runs: nothing is
+        restarted from now on, and the servers on other hosts are asked to
+        exit (their actor systems keep running)."""
         self.stop()
+        first = self.topology.hosts[0].name if self.topology.hosts else ""
         return [AskToExit(address=r.address) for r in self.servers.values()
-                if not self.is_local(r) and r.address is not None]
+                if r.host not in ("", first) and r.address is not None]
 
     # -- liveness -----------------------------------------------------------------------
 
@@ -539,6 +542,9 @@ class Supervisor:
             if record.asleep(now):
                 record.last_seen = now
             record.unreachable = record.alive and now - record.last_seen > SERVER_SILENCE
+            if record.unreachable and self._host_answers(record, now):
+                actions += self._exited(record)
+                continue
             if record.address is not None:
                 # Also the ones thought down: an answer brings them back.
                 actions.append(Probe(address=record.address))
@@ -547,6 +553,13 @@ class Supervisor:
             if state.up and running and all(r.unreachable for r in running):
                 actions += self._host_lost(state, f"no answer from its servers for {SERVER_SILENCE:g} s", now)
         return actions + self._replace_lost(now, jobs)
+
+    def _host_answers(self, record: ServerRecord, now: float) -> bool:
+        """Whether another server on `record`'s host answered within half of
+        SERVER_SILENCE (a live one answers every sweep's probe), so that host
+        runs and `record` alone is silent."""
+        return any(other.host == record.host and other is not record and other.alive
+                   and now - other.last_seen < SERVER_SILENCE / 2 for other in self.servers.values())
 
     def answered(self, replica: str, now: float) -> list[Action]:
         """`replica` answered: it runs, and so does its host."""

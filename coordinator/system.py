@@ -14,9 +14,11 @@ How a system runs:
 Multi-host (the topology lists `hosts:`; docs/DESIGN.md section 12, "conventions"):
 - `start` runs on the first host, the convention leader: its actor system
   has the capabilities `Admin Port`, `Convention Address.IPv4` (its own
-  address), `node` (its host name) and `raftline data dir`; it returns once
-  the coordinator has booted, since the other hosts' replicas start only
-  when those hosts join.
+  address), `node` (its host name) and `raftline data dir`; it boots the
+  coordinator replicas placed on this host and returns once the coordinator
+  acts, or, when most of its replicas are placed on other hosts, right away:
+  the other hosts' replicas (servers and coordinator replicas alike) start
+  only when those hosts join.
 - `join` runs on every other host: a member actor system (same capabilities,
   the convention address being the leader's), launched detached like
   `start`; it returns once the member is registered with the leader.
@@ -69,6 +71,8 @@ from coordinator.topology import HOST_NAME, Topology, load_topology, topology_fi
 
 LOG_FILE = "raftline.log"
 RAFTLINE_LOGGER = "raftline"
+BOOT_WAIT = 10.0
+"""Seconds the launcher waits for its coordinator replicas to say they booted."""
 
 
 def start(
@@ -83,7 +87,9 @@ def start(
     leader. `admin_port=0` picks a free port.
     Multi-host: run on the first host of `hosts:` (its admin port is the
     default); returns once the coordinator has booted, before the other
-    hosts join (`join`)."""
+    hosts join (`join`), or, when most coordinator replicas are placed on
+    other hosts, once this host's have booted: the coordinator acts once
+    enough of those hosts join."""
     topology = topology_file(topology)
     topo = load_topology(topology)
     leader = topo.leader_host
@@ -115,10 +121,10 @@ def start(
         kill_recorded(data)
         raise
     try:
-        if leader is not None:
-            cluster.wait_booted(timeout)
-        else:
+        if leader is None:
             cluster.wait_ready(timeout)
+        elif not coordinator_needs_members(topo, coordinator_placement(topo, data)):
+            cluster.wait_booted(timeout)
     except BaseException:
         cluster.stop()
         raise
@@ -234,17 +240,21 @@ class ActorAddressFilter:
 
 
 def _serve(topology: str, data_dir: str, port: int) -> int:
-    """The launcher: start the actor system and boot the coordinator, then exit
-    (the actor system's admin process keeps running)."""
+    """The launcher: start the actor system and boot the coordinator replicas
+    placed on this host, then exit (the actor system's admin process keeps
+    running). The other hosts' replicas start when their hosts join."""
     prepare_environment()
     from thespian.actors import ActorSystem
 
+    from actors.messages import CoordinatorStarted
     from coordinator.coordinator import Coordinator, coordinator_name
 
     topo: Topology = load_topology(topology)
+    placement = coordinator_placement(topo, Path(data_dir))
+    here = [replica for replica, host in placement.items() if not host or host == topo.leader_host.name]
     capabilities: dict = {
         "Admin Port": port,
-        COORDINATORS_CAPABILITY: topo.coordinator.replicas,
+        COORDINATORS_CAPABILITY: tuple(here),
         SECRET_CAPABILITY: os.fspath(Path(data_dir) / SECRET_FILE),
     }
     if topo.leader_host is not None:
@@ -255,12 +265,38 @@ def _serve(topology: str, data_dir: str, port: int) -> int:
         })
     system = ActorSystem(topo.base, capabilities, logDefs=log_definitions(Path(data_dir)))
     record_session(Path(data_dir), port)
-    peers = {replica: system.createActor(Coordinator, globalName=coordinator_name(replica))
-             for replica in topo.coordinator.replica_ids}
+    peers = {replica: system.createActor(Coordinator, globalName=coordinator_name(replica)) for replica in here}
+    text = Path(topology).read_text()
     for replica, address in peers.items():
-        system.tell(address, Boot(topology=topology, data_dir=data_dir, replica=replica, peers=peers))
-    print(f"raftline: actor system up on {LOOPBACK}:{port}, {len(peers)} coordinator replicas booting", flush=True)
+        system.tell(address, Boot(topology=text, source=topology, data_dir=data_dir, replica=replica, peers=peers,
+                                  placement=placement))
+    booted: set[str] = set()
+    deadline = time.monotonic() + BOOT_WAIT
+    while len(booted) < len(peers) and (left := deadline - time.monotonic()) > 0:
+        answer = system.listen(left)
+        if isinstance(answer, CoordinatorStarted):
+            booted.add(answer.replica)
+    elsewhere = sorted({host for host in placement.values() if host and host not in ("", topo.leader_host.name)}) \
+        if topo.leader_host is not None else []
+    print(f"raftline: actor system up on {LOOPBACK}:{port}; coordinator replicas booted here: "
+          f"{', '.join(sorted(booted)) or 'none'}" + (f"; the others start when {', '.join(elsewhere)} join"
+                                                      if elsewhere else ""), flush=True)
     return 0
+
+
+def coordinator_placement(topo: Topology, data: Path) -> dict[str, str]:
+    """Each coordinator replica's host: spread over the hosts, except that a
+    replica whose data directory is on this (the first) host stays here."""
+    return topo.coordinator_placement(kept_on_first_host=[replica for replica in topo.coordinator.replica_ids
+                                                          if (data / replica).is_dir()])
+
+
+def coordinator_needs_members(topo: Topology, placement: dict[str, str]) -> bool:
+    """Whether the coordinator group can act only once other hosts join: the
+    first host holds no majority of its replicas."""
+    if topo.leader_host is None:
+        return False
+    return 2 * sum(1 for host in placement.values() if host == topo.leader_host.name) <= len(placement)
 
 
 def record_session(data_dir: Path, port: int) -> None:

@@ -12,9 +12,10 @@ Rules:
   YAML line; for a missing key, the line of the mapping that lacks it.
 - Relative paths resolve against the directory of the topology file.
 - Multi-host: the first entry of `hosts:` is the convention leader, where
-  `raftline start` runs (the coordinator lives there); every other host
-  joins it with `raftline join`. With `hosts:`, clusters spread over hosts
-  by default, and a cluster with more replicas than hosts is refused.
+  `raftline start` runs; every other host joins it with `raftline join`.
+  With `hosts:`, clusters spread over hosts by default, and a cluster with
+  more replicas than hosts is refused; the coordinator's replicas spread
+  over the hosts in turn, the first host first (`coordinator_placement`).
 - Parsing reads no clock and imports no Thespian; `load_topology` only reads
   the file it is given.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NoReturn, TypeVar
@@ -291,6 +293,19 @@ class Topology:
     def members(self) -> dict[str, tuple[str, ...]]:
         """Cluster name -> its initial replica ids, in file order (the shard map's input)."""
         return {cluster.name: cluster.replica_ids for cluster in self.clusters}
+
+    def coordinator_placement(self, kept_on_first_host: Iterable[str] = ()) -> dict[str, str]:
+        """Coordinator replica id -> the name of its host ("" on one host).
+        With `hosts:`, replica i goes to host i mod len(hosts), so 3 replicas
+        on 3 hosts are one per host and the group survives the loss of any
+        one host. A replica in `kept_on_first_host` (its data directory is
+        there: an earlier version ran every replica on the first host) stays
+        there, since a replica that forgot its log and votes must never vote."""
+        if not self.hosts:
+            return dict.fromkeys(self.coordinator.replica_ids, "")
+        kept = set(kept_on_first_host)
+        return {replica: self.hosts[0].name if replica in kept else self.hosts[index % len(self.hosts)].name
+                for index, replica in enumerate(self.coordinator.replica_ids)}
 
 
 DEFAULT_TOPOLOGY_FILE = Path(__file__).with_name("default_topology.yaml")

@@ -141,11 +141,24 @@ def show(value) -> str:
 
 
 def cmd_start(args) -> int:
-    from coordinator.system import start
+    from coordinator.system import coordinator_needs_members, coordinator_placement, start
+    from coordinator.topology import load_topology, topology_file
 
     if args.admin_port is not None and not 0 <= args.admin_port < 65536:
         raise UsageError(f"--admin-port must be 0..65535, got {args.admin_port}")
     cluster = start(args.topology, data_dir=args.data_dir, admin_port=args.admin_port)
+    topology = load_topology(topology_file(args.topology))
+    placement = coordinator_placement(topology, cluster.data_dir)
+    if coordinator_needs_members(topology, placement):
+        # No status yet: the coordinator acts once a majority of its replicas run.
+        print(f"raftline is running at {cluster.admin} "
+              f"(data in {cluster.data_dir}; log {cluster.data_dir / 'raftline.log'})")
+        elsewhere = ", ".join(f"{replica} on {host}" for replica, host in placement.items()
+                              if host != topology.leader_host.name)
+        leader = f"{topology.leader_host.address}:{topology.leader_host.admin_port}"
+        print(f"the coordinator acts once a majority of its replicas run ({elsewhere}): on each other host run "
+              f"raftline join --leader {leader} --name NAME -t TOPOLOGY")
+        return 0
     status = cluster.status()
     leaders = ", ".join(f"{name}: {c['leader']}" for name, c in status["clusters"].items())
     print(f"raftline is running at {cluster.admin} "
@@ -219,7 +232,8 @@ def format_status(status: dict) -> str:
     lines = [f"epoch {status['epoch']}"]
     coordinator = status.get("coordinator")
     if coordinator:
-        replicas = ", ".join(f"{name} {info['role']} (pid {info['pid'] or '-'})"
+        replicas = ", ".join(f"{name} {info['role']} (pid {info['pid'] or '-'}"
+                             + (f" on {info['host']}" if info.get("host", "local") != "local" else "") + ")"
                              for name, info in coordinator["replicas"].items())
         failing = f"; its storage fails: {coordinator['storage_failure']}" if coordinator.get("storage_failure") else ""
         lines.append(f"coordinator: leader {coordinator['leader']}, term {coordinator['term']}; {replicas}{failing}")

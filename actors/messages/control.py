@@ -121,6 +121,23 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkSubscription:
+    """A clerk's Subscribe or Unsubscribe, passed on by the coordinator replica
+    it reached to the others: a clerk knows at first only the replicas on the
+    host it attached to, and one acting elsewhere must know it too.
+
+    Fields:
+        clerk: the clerk's address.
+        pid: its process id (for cleanup on stop).
+        subscribed: Subscribe (True) or Unsubscribe (False).
+    """
+
+    clerk: object
+    pid: int
+    subscribed: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class WhoServes:
     """Which clusters own these keys, and who leads them.
 
@@ -271,21 +288,55 @@ class AdminReply:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Boot:
-    """Start a coordinator replica: sent by the launcher to each, and by the
-    acting replica to one it re-created. A booted replica answers a repeat
-    with CoordinatorStarted.
+    """Start a coordinator replica: sent by the launcher to each replica on
+    its host, and by a CoordinatorSpawner to the one it (re)created. A
+    replica answers every Boot with CoordinatorStarted (a booted one, a
+    repeat, at once).
 
     Fields:
-        topology: the topology file's path.
-        data_dir: the data directory (overrides the topology's).
+        topology: the topology's YAML text (a replica on another host may
+            have no copy of the file).
+        source: the topology file's name, for messages.
+        data_dir: the data directory (overrides the topology's); "" for the
+            data directory of the host the replica runs on (its actor
+            system's `raftline data dir` capability).
         replica: this replica's id ("coordinator-0", ...).
-        peers: coordinator replica id -> address, for every replica.
+        peers: coordinator replica id -> address, for the replicas known.
+        placement: coordinator replica id -> its host's name ("" on one host).
     """
 
     topology: str
+    source: str
     data_dir: str
     replica: str
     peers: dict[str, object]
+    placement: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpawnCoordinator:
+    """To a CoordinatorSpawner placed on a replica's host: look the replica up
+    by its global name there (which creates it when it does not run) and
+    send it `boot`.
+
+    Fields:
+        boot: the Boot for the replica.
+    """
+
+    boot: Boot
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConventionNews:
+    """What a coordinator replica on the convention leader's host saw of the
+    convention, for the acting replica on another host: only the leader's
+    actor system hears of members joining and leaving.
+
+    Fields:
+        members: host name -> (joined, its actor system's admin address as text).
+    """
+
+    members: dict[str, tuple[bool, str]]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -352,7 +403,8 @@ class CoordinatorForwardTaken:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CoordinatorUnavailable:
     """A coordinator replica that cannot pass a request on (it has not booted
-    yet): the asker should ask another replica at once.
+    yet, or no majority of the group runs, so no leader can be elected): the
+    asker should ask another replica at once.
 
     Fields:
         replica: the replica's id ("" before it booted).

@@ -1,6 +1,6 @@
 """`raftline bench`: throughput, latency and critical-path hops on real processes.
 
-    raftline bench put --clients 8 --duration 10 [--json] [--plot FILE.png] [--versus etcd]
+    raftline bench put --clients 8 --duration 10 [--json] [--plot FILE.png] [--versus etcd] [--hog]
     raftline bench mixed --read-ratio 0.9 --admin 127.0.0.1:19000
     raftline bench election --timeouts 150-300,300-500 --replicas 3,5,7
     raftline bench sweep --replicas 3,5,7
@@ -34,6 +34,9 @@ How a run works:
   cluster of as many members right after (raftline/bench/etcd.py), and
   reports the two side by side as ratios: the machine is shared, so only
   figures of one run compare.
+- --hog runs the workload again on the same system (and etcd cluster) with
+  a busy loop pinned to one core (raftline/bench/hog.py), and reports each
+  system's slowdown: how well it shares a machine.
 - Everything is bounded: --duration plus a hard timeout on clients, status
   polls and elections; reports are figures, never pass/fail on speed.
 """
@@ -59,6 +62,7 @@ from raftline.bench.report import (
     format_catchup,
     format_election,
     format_failover,
+    format_hog,
     format_reconfig,
     format_sweep,
     format_versus,
@@ -121,6 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--versus", choices=VERSUS,
                         help="a workload: run it on etcd too, right after, as many members as --replicas, "
                              "and report the two side by side (needs the `etcd` binary)")
+    parser.add_argument("--hog", action="store_true",
+                        help="a workload: run it again under a busy loop on one core (so on etcd too, with "
+                             "--versus) and report each system's slowdown")
     parser.add_argument("--seed", type=int, default=1, help="seeds every client's key choices")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument(
@@ -183,6 +190,8 @@ def check_arguments(args) -> tuple[list[int], list[tuple[int, int]]]:
             raise BenchUsageError(str(error)) from None
     if args.versus and args.workload not in BENCH_WORKLOADS:
         raise BenchUsageError(f"--versus runs a workload ({', '.join(BENCH_WORKLOADS)}) on both, not {args.workload}")
+    if args.hog and args.workload not in BENCH_WORKLOADS:
+        raise BenchUsageError(f"--hog runs a workload ({', '.join(BENCH_WORKLOADS)}) again, not {args.workload}")
     if args.versus == "etcd":
         from raftline.bench.etcd import etcd_binary
 
@@ -232,6 +241,13 @@ def run(args) -> int:
             if "etcd" in run_result:
                 result["etcd"] = run_result["etcd"]["summary"]
                 print(format_versus(result, result["etcd"]))
+            if "hogged" in run_result:
+                result["hogged"] = run_result["hogged"]["summary"]
+                etcd_hogged = run_result.get("etcd", {}).get("hogged")
+                if etcd_hogged is not None:
+                    result["etcd"]["hogged"] = etcd_hogged["summary"]
+                print(format_hog(result, result["hogged"], result.get("etcd"),
+                                 etcd_hogged["summary"] if etcd_hogged else None))
             if args.plot:
                 plot(run_result["records"], result, args.plot, versus=run_result.get("etcd", {}).get("records"))
                 print(f"plot written to {args.plot}")

@@ -11,9 +11,11 @@ import signal
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from raftline.bench.hog import cpu_hog
 from raftline.bench.messages import message_counts, messages_per_op
 from raftline.harness import (
     CLIENT_GRACE_SECONDS,
@@ -41,14 +43,17 @@ def run_workload(args, replicas: int, directory: Path) -> dict:
     clusters = args.clusters or DEFAULT_CLUSTERS
     with system_for_run(directory / "system", admin=args.admin, clusters=clusters, replicas=replicas) as cluster:
         result = measure(cluster, args, args.workload, args.clients, directory)
+        if args.hog:
+            result["hogged"] = measure(cluster, args, args.workload, args.clients, directory, hog=True)
     if args.versus == "etcd":
         result["etcd"] = measure_etcd(args, args.workload, args.clients, replicas, result["slots"], directory)
     return result
 
 
-def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict:
+def measure(cluster, args, workload: str, clients: int, directory: Path, *, hog: bool = False) -> dict:
     """Run `workload` with `clients` client processes on `cluster` for
-    args.duration: {"summary": the report dict, "records": every operation}."""
+    args.duration (with a busy loop on one core, when `hog`): {"summary": the
+    report dict, "records": every operation}."""
     from clerk.client import connect
 
     keys = bench_keys(workload, args.keys)
@@ -75,7 +80,7 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
     }
     run = run_clients(base_spec, clients, args, directory / f"run-{workload}-{time.monotonic_ns()}",
                       kinds_of=lambda client_pids: process_kinds(cluster.status(), client_pids),
-                      sample=lambda: message_counts(status_with_clerks(cluster)))
+                      sample=lambda: message_counts(status_with_clerks(cluster)), hog=hog)
     records, interrupted_at = run.records, run.interrupted_at
     duration = args.duration if interrupted_at is None else round(interrupted_at, 1)
     summary = summarize(records, duration)
@@ -106,31 +111,42 @@ def measure(cluster, args, workload: str, clients: int, directory: Path) -> dict
 
 def measure_etcd(args, workload: str, clients: int, members: int, slots: list[str], directory: Path) -> dict:
     """The same workload, clients and keys on an etcd cluster of `members`
-    (raftline/bench/etcd.py): {"summary": ..., "records": ...}. `slots` are
-    raftline's, so txn picks the same key pairs."""
-    from raftline.bench.etcd import EtcdCluster, EtcdStore
+    (raftline/bench/etcd.py): {"summary": ..., "records": ...}, and with
+    --hog "hogged": the same again on that cluster under a busy loop. `slots`
+    are raftline's, so txn picks the same key pairs."""
+    from raftline.bench.etcd import EtcdCluster
+
+    with EtcdCluster(directory / "etcd", members=members) as etcd:
+        result = measure_on_etcd(etcd, args, workload, clients, slots, directory)
+        if args.hog:
+            result["hogged"] = measure_on_etcd(etcd, args, workload, clients, slots, directory, hog=True)
+    return result
+
+
+def measure_on_etcd(etcd, args, workload: str, clients: int, slots: list[str], directory: Path, *,
+                    hog: bool = False) -> dict:
+    from raftline.bench.etcd import EtcdStore
 
     keys = bench_keys(workload, args.keys)
-    with EtcdCluster(directory / "etcd", members=members) as etcd:
-        with EtcdStore(etcd.endpoints) as store:
-            if workload == "bank":
-                preload(store, keys, OPENING_BALANCE)
-            elif workload in ("get", "mixed"):
-                preload(store, keys, "v" * args.value_size)
-            total_before = bank_total(store, keys) if workload == "bank" else None
-        base_spec = {"etcd": etcd.endpoints, "workload": workload, "duration": args.duration, "keys": keys,
-                     "slots": slots, "value_size": args.value_size, "read_ratio": args.read_ratio,
-                     "retries": args.retries}
-        run = run_clients(base_spec, clients, args, directory / f"run-etcd-{workload}-{time.monotonic_ns()}",
-                          kinds_of=lambda client_pids: {"etcd": etcd.pids, "clients": client_pids})
-        duration = args.duration if run.interrupted_at is None else round(run.interrupted_at, 1)
-        summary = summarize(run.records, duration)
-        summary.update(workload=workload, clients=clients, processes=client_processes(args, clients),
-                       duration_s=duration, members=members, cpu_s=run.cpu_s,
-                       load=round(os.getloadavg()[0], 2))
+    with EtcdStore(etcd.endpoints) as store:
         if workload == "bank":
-            with EtcdStore(etcd.endpoints) as store:
-                summary["bank_total_conserved"] = bank_total(store, keys) == total_before
+            preload(store, keys, OPENING_BALANCE)
+        elif workload in ("get", "mixed"):
+            preload(store, keys, "v" * args.value_size)
+        total_before = bank_total(store, keys) if workload == "bank" else None
+    base_spec = {"etcd": etcd.endpoints, "workload": workload, "duration": args.duration, "keys": keys,
+                 "slots": slots, "value_size": args.value_size, "read_ratio": args.read_ratio,
+                 "retries": args.retries}
+    run = run_clients(base_spec, clients, args, directory / f"run-etcd-{workload}-{time.monotonic_ns()}",
+                      kinds_of=lambda client_pids: {"etcd": etcd.pids, "clients": client_pids}, hog=hog)
+    duration = args.duration if run.interrupted_at is None else round(run.interrupted_at, 1)
+    summary = summarize(run.records, duration)
+    summary.update(workload=workload, clients=clients, processes=client_processes(args, clients),
+                   duration_s=duration, members=len(etcd.pids), cpu_s=run.cpu_s,
+                   load=round(os.getloadavg()[0], 2))
+    if workload == "bank":
+        with EtcdStore(etcd.endpoints) as store:
+            summary["bank_total_conserved"] = bank_total(store, keys) == total_before
     return {"summary": summary, "records": run.records}
 
 
@@ -162,13 +178,15 @@ class ClientRun:
 
 def run_clients(base_spec: dict, clients: int, args, run_dir: Path, *,
                 kinds_of: Callable[[list[int]], dict[str, list[int]]],
-                sample: Callable[[], object] = lambda: None) -> ClientRun:
+                sample: Callable[[], object] = lambda: None, hog: bool = False) -> ClientRun:
     """Run `clients` clients of `base_spec`, as threads spread over
     `client_processes(args)` processes (each client with its own seed, each
-    process its result file), from "go" for args.duration; `kinds_of(client
-    pids)` names the processes whose CPU time counts."""
+    process its result file), from "go" for args.duration, with a busy loop
+    on one core throughout when `hog`; `kinds_of(client pids)` names the
+    processes whose CPU time counts."""
     run_dir.mkdir(parents=True)
     handles = []
+    hogging = ExitStack()
     try:
         first = 0
         for number, threads in enumerate(threads_per_process(clients, client_processes(args, clients))):
@@ -179,6 +197,8 @@ def run_clients(base_spec: dict, clients: int, args, run_dir: Path, *,
         wait_until_connected(handles)
 
         kinds = kinds_of([handle.process.pid for handle in handles])
+        if hog:
+            hogging.enter_context(cpu_hog())
         sampled_before = sample()
         before = sample_cpu(kinds)
         for handle in handles:
@@ -204,12 +224,14 @@ def run_clients(base_spec: dict, clients: int, args, run_dir: Path, *,
                 check_running(handles)
                 time.sleep(PROGRESS_INTERVAL)
         bar.close(time.monotonic() - began, sum(handle.ops for handle in handles))
+        hogging.close()
         if not all(handle.done for handle in handles):
             raise TimeoutError(f"clients still running {CLIENT_GRACE_SECONDS:g} s after the deadline")
         after = sample_cpu(kinds)
         sampled_after = sample()
         records = [record for handle in handles for record in json.loads(handle.result.read_text())]
     finally:
+        hogging.close()
         for handle in handles:
             stop_client(handle)
     return ClientRun(records=records, interrupted_at=interrupted_at, cpu_s=cpu_by_kind(kinds, before, after),

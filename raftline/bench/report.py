@@ -60,6 +60,31 @@ def format_versus(raftline: dict, etcd: dict) -> str:
     return "\n".join(lines)
 
 
+def format_hog(quiet: dict, hogged: dict, etcd_quiet: dict | None = None, etcd_hogged: dict | None = None) -> str:
+    """--hog: each system's run again under a busy loop on one core, and how
+    much it slowed down (p50 hogged / quiet; throughput quiet / hogged)."""
+    def slowdowns(before: dict, after: dict) -> tuple[float, float]:
+        p50 = after["latency_ms"]["p50"] / before["latency_ms"]["p50"] if before["latency_ms"]["p50"] else 0.0
+        rate = before["throughput"] / after["throughput"] if after["throughput"] else 0.0
+        return p50, rate
+
+    lines = ["under a CPU hog (a busy loop on one core), the same run again:",
+             f"  {'':<10} {'p50 ms quiet':>13} {'hogged':>8} {'slowdown':>9}"
+             f" {'ops/s quiet':>12} {'hogged':>8} {'slowdown':>9}"]
+    runs = [("raftline", quiet, hogged)] + ([("etcd", etcd_quiet, etcd_hogged)] if etcd_hogged else [])
+    found = {}
+    for name, before, after in runs:
+        found[name] = slowdowns(before, after)
+        lines.append(f"  {name:<10} {before['latency_ms']['p50']:>13.2f} {after['latency_ms']['p50']:>8.2f} "
+                     f"{found[name][0]:>8.2f}x {before['throughput']:>12.1f} {after['throughput']:>8.1f} "
+                     f"{found[name][1]:>8.2f}x")
+    if "etcd" in found and all(found["etcd"]):
+        lines.append(f"  raftline's slowdown / etcd's: p50 {found['raftline'][0] / found['etcd'][0]:.2f}x, "
+                     f"throughput {found['raftline'][1] / found['etcd'][1]:.2f}x")
+    lines.append(load_line(hogged["load"], width=11))
+    return "\n".join(lines)
+
+
 ETCD_COLOR = "0.55"  # grey: raftline's own colours stay those of its runs without etcd
 
 

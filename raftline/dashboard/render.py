@@ -105,6 +105,7 @@ def coordinator(group: dict | None) -> str:
     replicas = "".join(
         f'<li data-replica="{escape(name)}" data-role="{escape(info["role"])}">{escape(name)} '
         f'<span class="role">{escape(info["role"])}</span> pid {info.get("pid") or "-"}'
+        + (f' on {escape(info["host"])}' if info.get("host", "local") != "local" else "")
         + (f', lag {info["lag"]}' if info.get("lag") else "") + "</li>"
         for name, info in group.get("replicas", {}).items())
     failing = (f'<p class="error">its storage fails: {escape(group["storage_failure"])}</p>'

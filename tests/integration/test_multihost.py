@@ -31,7 +31,7 @@ import pytest
 from actors.keyspace import slot_of
 from actors.process import process_running
 from clerk import connect
-from clerk.errors import AdminError
+from clerk.errors import AdminError, Unavailable
 from coordinator.admin import LOOPBACK, free_port, session_processes
 from coordinator.system import start
 from raftline.workloads import OPENING_BALANCE
@@ -207,8 +207,6 @@ def stop_transfers(workers) -> None:
 
 
 def test_losing_a_host_keeps_every_cluster_committing_and_it_catches_up_on_return(three_hosts):
-    with pytest.raises(AdminError, match="a cluster of 4 replicas needs 4 hosts up"):
-        three_hosts.cluster.add_cluster(replicas=4)  # refused before anything starts: spread: hosts
     kill_and_rejoin(three_hosts, "multi-host")
 
 
@@ -218,10 +216,22 @@ def test_the_same_with_each_host_in_its_own_network_namespace(three_namespaces):
 
 def kill_and_rejoin(hosts: Convention, label: str) -> None:
     cluster = hosts.cluster
-    booted = cluster.status()
-    assert {name: host["up"] for name, host in booted["hosts"].items()} == {"a": True, "b": False, "c": False}
-    for name in "bc":
-        hosts.join(name)
+    # One coordinator replica of three runs: no majority until a host joins, and status says so.
+    waiting = raftline("status", *admin_options(cluster))
+    assert waiting.returncode != 0
+    assert "no majority of the coordinator's replicas runs: coordinator-1 (host b), coordinator-2 (host c)" \
+        in waiting.stderr, waiting.stderr
+    hosts.join("b")
+
+    def b_up() -> bool:
+        state = status_or_none(cluster)
+        return state is not None and {name: host["up"] for name, host in state["hosts"].items()} == {
+            "a": True, "b": True, "c": False}
+
+    wait_for(b_up, timeout=30)
+    with pytest.raises(AdminError, match="a cluster of 4 replicas needs 4 hosts up"):
+        cluster.add_cluster(replicas=4)  # refused before anything starts: spread: hosts
+    hosts.join("c")
     cluster.wait_ready(60)
     status = wait_for(lambda: every_pid_known(cluster.status()), timeout=30)
     for info in status["clusters"].values():
@@ -259,6 +269,7 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
 
         def caught_up() -> bool:
             now = cluster.status()
+            print("DEBUG", time.monotonic(), {c: {r: (i["role"], i["alive"], i["applied"], i["pid"]) for r, i in info["replicas"].items()} for c, info in now["clusters"].items()}, now["hosts"]["b"]["up"], now["coordinator"]["leader"])
             for info in now["clusters"].values():
                 head = info["replicas"][info["leader"]]["commit"] if info["leader"] else None
                 for replica in info["replicas"].values():
@@ -267,6 +278,7 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
             return now["hosts"]["b"]["up"]
 
         wait_for(caught_up, timeout=45)
+        wait_for(lambda: coordinator_replica_on(cluster.status(), "b")["role"] == "follower", timeout=30)
         back = cluster.status()
         assert back["hosts"]["b"]["replacement"] == "" and back["jobs"] == []
         hosts.seen |= system_pids(cluster)
@@ -277,6 +289,89 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
             assert store.get(key) == name
     print(f"\n{label}: host b noticed dead after {noticed - killed_at:.2f} s; every cluster committed again "
           f"{recovered - killed_at:.2f} s after the kill; {committed(workers)} transfers")
+
+
+def status_or_none(cluster) -> dict | None:
+    """The status, or None while no coordinator replica acts."""
+    try:
+        return cluster.status(timeout=3)
+    except Unavailable:
+        return None
+
+
+def coordinator_replica_on(status: dict, host: str) -> dict:
+    return next(info for info in status["coordinator"]["replicas"].values() if info["host"] == host)
+
+
+def acting_host(status: dict) -> str:
+    return status["coordinator"]["replicas"][status["coordinator"]["leader"]]["host"]
+
+
+def test_the_coordinator_acts_from_any_host_and_survives_losing_the_one_it_acts_on(three_hosts):
+    """One coordinator replica per host. The acting replica is killed until
+    one on b or c acts; then its whole host is killed under transfers:
+    commits go on, status answers from a replica on another host, a server
+    on a killed next is restarted by it, and the lost host's coordinator
+    replica and servers are back once it joins again."""
+    hosts = three_hosts
+    cluster = hosts.cluster
+    for name in "bc":
+        hosts.join(name)
+    cluster.wait_ready(60)
+
+    def settled() -> dict | None:
+        state = every_pid_known(cluster.status())
+        group = state["coordinator"]["replicas"] if state else {}
+        return state if group and all(info["role"] != "down" for info in group.values()) else None
+
+    status = wait_for(settled, timeout=30)
+    placed = {replica: info["host"] for replica, info in status["coordinator"]["replicas"].items()}
+    assert placed == {"coordinator-0": "a", "coordinator-1": "b", "coordinator-2": "c"}
+    hosts.seen |= system_pids(cluster)
+
+    with connect(admin=cluster.admin) as store:
+        with store.transaction() as txn:
+            for account in ACCOUNTS:
+                txn.put(account, OPENING_BALANCE)
+        workers = run_transfers(cluster)
+        for _ in range(3):
+            if acting_host(status) != "a":
+                break
+            acting = status["coordinator"]["leader"]
+            os.kill(status["coordinator"]["replicas"][acting]["pid"], signal.SIGKILL)
+            status = wait_for(lambda: (now := status_or_none(cluster)) and now["coordinator"]["leader"] != acting
+                              and now, timeout=30)
+        lost = acting_host(status)
+        assert lost in ("b", "c"), status["coordinator"]
+        hosts.seen |= system_pids(cluster)
+
+        killed_at = hosts.kill_host(lost)
+        answered = wait_for(lambda: (now := status_or_none(cluster)) and acting_host(now) != lost
+                            and time.monotonic(), timeout=30)
+        keep_committing(workers)
+        wait_for(lambda: not cluster.status()["hosts"][lost]["up"], timeout=30)
+
+        on_a = sorted(((info["role"] != "follower", replica), info["pid"]) for c in cluster.status()["clusters"].values()
+                      for replica, info in c["replicas"].items() if info["host"] == "a")
+        (_, victim), old_pid = on_a[0]  # a follower when there is one
+        os.kill(old_pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            info = next(c["replicas"][victim] for c in cluster.status()["clusters"].values() if victim in c["replicas"])
+            hosts.seen.add(info["pid"])
+            return info["alive"] and info["pid"] not in (0, old_pid)
+
+        wait_for(restarted, timeout=30)
+        hosts.join(lost)
+        wait_for(lambda: coordinator_replica_on(cluster.status(), lost)["role"] == "follower", timeout=30)
+        wait_for(lambda: all(info["alive"] for c in cluster.status()["clusters"].values()
+                             for info in c["replicas"].values()), timeout=45)
+        hosts.seen |= system_pids(cluster)
+        keep_committing(workers)
+        stop_transfers(workers)
+        assert total(store) == OPENING_BALANCE * len(ACCOUNTS)
+    print(f"\ncoordinator acting on {lost}: its host killed, status answered from another host "
+          f"{answered - killed_at:.2f} s later; {committed(workers)} transfers")
 
 
 def test_a_lost_hosts_replicas_are_replaced_on_the_spare_host(four_hosts_replacing):

@@ -162,7 +162,7 @@ def test_prepared_keys_unblock_after_the_clerk_dies(cluster, store):
     ask the primary, which aborts; the keys are writable again."""
     keys = keys_on_each_cluster(cluster, unique("orphan"))
     system = attach(cluster.admin)
-    for coordinator in coordinator_addresses(system, cluster.admin):
+    for coordinator in coordinator_addresses(system, cluster.admin).values():
         system.tell(coordinator, Subscribe(pid=0))  # the acting replica answers
     routing = system.listen(10)
     assert isinstance(routing, MapUpdate)

@@ -29,15 +29,16 @@ GROUP_METRICS = {"raftline_term": [{"labels": {}, "value": 4}]}
 GROUP = {"replica": "coordinator-1", "term": 4, "commit": 9, "lag": {"coordinator-0": 0, "coordinator-2": 3},
          "metrics": GROUP_METRICS}
 COORDINATOR = coordinator_shown(GROUP, {"coordinator-0": 10, "coordinator-1": 11, "coordinator-2": 0},
-                                {"coordinator-0": True, "coordinator-1": True})
+                                {"coordinator-0": True, "coordinator-1": True},
+                                {"coordinator-0": "a", "coordinator-1": "b", "coordinator-2": "c"})
 
 
-def test_the_coordinator_group_shows_its_leader_and_each_replica_with_its_role_lag_and_metrics():
+def test_the_coordinator_group_shows_its_leader_and_each_replica_with_its_role_lag_host_and_metrics():
     assert COORDINATOR == {
         "leader": "coordinator-1", "term": 4, "commit": 9, "storage_failure": "", "metrics": GROUP_METRICS,
-        "replicas": {"coordinator-0": {"role": "follower", "pid": 10, "lag": 0},
-                     "coordinator-1": {"role": "leader", "pid": 11, "lag": 0},
-                     "coordinator-2": {"role": "down", "pid": 0, "lag": 3}},
+        "replicas": {"coordinator-0": {"role": "follower", "pid": 10, "lag": 0, "host": "a"},
+                     "coordinator-1": {"role": "leader", "pid": 11, "lag": 0, "host": "b"},
+                     "coordinator-2": {"role": "down", "pid": 0, "lag": 3, "host": "c"}},
     }
 
 

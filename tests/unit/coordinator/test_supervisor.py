@@ -195,6 +195,23 @@ def test_a_host_whose_servers_are_all_silent_is_lost():
     assert not of_type(actions, RestartLater), "not restarted elsewhere: their data is on b"
 
 
+def test_a_silent_server_on_a_host_whose_other_servers_answer_is_restarted_there():
+    """Its parent may be a coordinator replica that died: no exit reaches anyone."""
+    shell = Shell(hosts_topology("abc"))
+    for host in "bc":
+        shell.join(host, START)
+    silent, answering = shell.on("b")
+    for pid, replica in enumerate((silent, answering), start=70):
+        shell.carry_out(shell.supervisor.started(replica, shell.address(replica), pid, START))
+    shell.seen_all("c", START + SERVER_SILENCE)
+    shell.carry_out(shell.supervisor.answered(answering, START + SERVER_SILENCE))
+    actions = shell.sweep(START + SERVER_SILENCE + 0.5)
+    assert of_type(actions, RestartLater) == [RestartLater(replica=silent, generation=1, delay=RESTART_BACKOFF)]
+    assert shell.supervisor.hosts["b"].up and shell.supervisor.servers[answering].alive
+    assert shell.carry_out(shell.supervisor.restart(silent, 1, START + 4)) == [CreateServer(replica=silent)]
+    assert shell.supervisor.servers[silent].address == f"{silent}@1"
+
+
 def test_a_sleeping_server_is_silent_on_purpose():
     shell = Shell(hosts_topology("abc"))
     shell.join("b", START)

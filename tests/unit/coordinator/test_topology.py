@@ -100,6 +100,30 @@ def test_with_hosts_clusters_spread_over_them_by_default():
     assert parse_topology(ONE_CLUSTER).placement == PlacementSettings(on_host_loss="report")
 
 
+def hosts_topology(hosts: int, coordinators: int) -> Topology:
+    listed = "".join(f"  - {{name: h{n}, address: 10.0.0.{n}}}\n" for n in range(1, hosts + 1))
+    return parse_topology(f"hosts:\n{listed}coordinator: {{replicas: {coordinators}}}\nclusters: {{c1: {{replicas: 1}}}}\n")
+
+
+def test_coordinator_replicas_spread_over_the_hosts_in_turn_the_first_host_first():
+    assert hosts_topology(3, 3).coordinator_placement() == {
+        "coordinator-0": "h1", "coordinator-1": "h2", "coordinator-2": "h3"}
+    assert hosts_topology(2, 3).coordinator_placement() == {
+        "coordinator-0": "h1", "coordinator-1": "h2", "coordinator-2": "h1"}
+    assert hosts_topology(5, 3).coordinator_placement() == {
+        "coordinator-0": "h1", "coordinator-1": "h2", "coordinator-2": "h3"}
+    assert hosts_topology(3, 1).coordinator_placement() == {"coordinator-0": "h1"}
+    assert parse_topology(ONE_CLUSTER).coordinator_placement() == {
+        "coordinator-0": "", "coordinator-1": "", "coordinator-2": ""}
+
+
+def test_a_coordinator_replica_whose_data_is_on_the_first_host_stays_there():
+    """A deployment an earlier version started holds every replica's log on the
+    first host: a replica started afresh elsewhere could vote twice in one term."""
+    placement = hosts_topology(3, 3).coordinator_placement(kept_on_first_host=["coordinator-1", "coordinator-2"])
+    assert placement == {"coordinator-0": "h1", "coordinator-1": "h1", "coordinator-2": "h1"}
+
+
 def test_admin_port_zero_means_a_free_port_chosen_at_start():
     assert parse_topology("admin_port: 0\n" + ONE_CLUSTER).admin_port == 0
 

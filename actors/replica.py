@@ -26,10 +26,14 @@ Rules and invariants (docs/DESIGN.md sections 2-4):
   the leader replaces the machine and moves `applied` to its index.
 - Only log entries change the machine. The leader's collaborators merely
   propose entries, so every replica reaches the same state whoever leads.
-- A client is answered from applied state only: ReadKeys at once; a proposed
-  command when its entry is applied at the index and term it got, or Redirect
-  when the entry lost its place or this replica lost leadership. Commands
-  are idempotent by txid, so the client simply retries.
+- A client is answered from applied state only: ReadKeys at once, unless a
+  prepared transaction writes one of its keys (then once none does, or after
+  `read_wait_ticks`: a clerk answers a commit at its primary's decision, so
+  a participant may still hold it prepared when the application reads what
+  it wrote); a proposed command when its entry is applied at the index and
+  term it got, or Redirect when the entry lost its place or this replica
+  lost leadership. Commands are idempotent by txid, so the client simply
+  retries.
 - Leader state counts this replica's ticks and starts over when it wins an
   election: a new leader gives every transaction a full timeout.
 - Frugal output (docs/DESIGN.md section 10): per input, one ClientBatchReply
@@ -175,6 +179,9 @@ class ReplicaConfig:
         retention_ticks: an outcome record, once every participant has
             acknowledged it, is trimmed after this long.
         read_from_followers: answer ReadKeys as a follower too.
+        read_wait_ticks: a ReadKeys of a key a prepared transaction writes
+            waits for its decision this long at most (then the committed
+            values go, and validation at commit catches what they miss).
         slot_count: the deployment's number of slots (0: every key is served
             here and slots never move).
         founding_slots: the slots the cluster owned when it was created
@@ -191,6 +198,7 @@ class ReplicaConfig:
     push_interval_ticks: int = 10
     retention_ticks: int = 1_200
     read_from_followers: bool = False
+    read_wait_ticks: int = 2
     slot_count: int = 0
     founding_slots: tuple[int, ...] = ()
     tick_ms: int = 50
@@ -313,6 +321,8 @@ class Replica:
         # Work gathered during one input, flushed at its end.
         self._commands: list[tuple[Any, _Waiter]] = []
         self._checks: list[tuple[ReadCheck, _Waiter]] = []
+        self._waiting_reads: list[tuple[ReadKeys, Hashable, int, int]] = []
+        """(ReadKeys, client token, req, tick it came) of reads waiting for a prepared writer's decision."""
         self._own_proposals: dict[Any, None] = {}  # the leader's own commands, deduplicated, in order
         self._asks: dict[str, list[ClientRequest]] = {}
         self._replies: dict[Hashable, list[ClientReply]] = {}
@@ -436,6 +446,8 @@ class Replica:
             if not (self._commands or self._checks or self._own_proposals):
                 break
             self._flush_proposals()
+        if self._waiting_reads:
+            self._answer_waiting_reads()
         self._flush_asks()
         self._flush_replies()
 
@@ -596,8 +608,10 @@ class Replica:
         for request in batch.requests:
             op, req = request.op, request.req
             if isinstance(op, ReadKeys) and (leading or self.config.read_from_followers):
-                wrong = machine.refusal("", op.keys, writing=False)
-                self._reply(sender, req, wrong or ReadKeysResult(values=tuple(machine.read(key) for key in op.keys)))
+                if machine.writes_prepared(op.keys):
+                    self._waiting_reads.append((op, sender, req, self._now))
+                else:
+                    self._reply(sender, req, self._read(op))
             elif not leading:
                 self._reply(sender, req, self._redirection())
             elif (wrong := self._refused_early(op)) is not None:
@@ -620,6 +634,27 @@ class Replica:
                 self._reply(sender, req, DecideResult(txid=op.txid, status=settled))
             else:
                 self._commands.append((op, _Waiter(sender, req, _unchanged_result)))
+
+    def _read(self, op: ReadKeys) -> ClientResult:
+        machine = self._machine
+        return machine.refusal("", op.keys, writing=False) or ReadKeysResult(
+            values=tuple(machine.read(key) for key in op.keys))
+
+    def _answer_waiting_reads(self) -> None:
+        """The waiting ReadKeys whose keys no prepared transaction writes any
+        more, or that waited `read_wait_ticks`, get the committed values; all
+        of them get Redirect once this replica may no longer serve reads."""
+        serving = self._leadership is not None or self.config.read_from_followers
+        still = []
+        for waiting in self._waiting_reads:
+            op, token, req, since = waiting
+            if not serving:
+                self._reply(token, req, self._redirection())
+            elif self._now - since >= self.config.read_wait_ticks or not self._machine.writes_prepared(op.keys):
+                self._reply(token, req, self._read(op))
+            else:
+                still.append(waiting)
+        self._waiting_reads = still
 
     def _refused_early(self, op: Any) -> WrongEpoch | None:
         """WrongEpoch for work on slots the applied state does not serve, when

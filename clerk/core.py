@@ -126,8 +126,9 @@ class ClerkConfig:
         outcome_budget_ticks: how long after a commit begins its decision may
             still be sent or asked again; must be shorter than the servers'
             outcome-record retention (ReplicaConfig.retention_ticks).
-        publish_ticks: after the primary committed, how long to wait for the
-            other participants to apply the commit before answering anyway.
+        publish_ticks: after the primary committed, how long the clerk keeps
+            sending the commit to the other participants (the primary's
+            leader pushes it until each acknowledges it).
         read_from_followers: send each ReadKeys to a random member rather than
             the leader (`transactions.read_from: follower`); a stale answer is
             caught by validation at commit.
@@ -298,7 +299,6 @@ class _CommitOp:
         deadline: the tick after which no commit decision is sent or asked again.
         primary: the cluster that holds its commit record (two-phase commit only).
         waiting: request ids of the current phase not answered yet.
-        committed: the primary committed T; the other participants are being told.
     """
 
     op: int
@@ -307,7 +307,6 @@ class _CommitOp:
     participants: tuple[str, ...]
     deadline: int
     primary: str = ""
-    committed: bool = False
     waiting: set[int] = field(default_factory=set)
 
 
@@ -432,10 +431,11 @@ class ClerkCore:
           `outcome_budget_ticks` without an answer.
         - Several clusters: Prepare to each at once. A no vote -> Decide(abort)
           to every other participant, Aborted. All yes -> Decide(commit) to the
-          primary first; its answer is the outcome. Committed: the clerk then
-          sends the commit to the others and answers once they applied it (or
-          after `publish_ticks`; the primary's leader pushes it to them too).
-          Aborted: the clerk aborts the others itself. No
+          primary first; its answer is the outcome. Committed: answered at
+          once (the commit point), and the commit goes to the others (for
+          `publish_ticks`; the primary's leader pushes it to them too), where
+          a read of a key T wrote waits for it. Aborted: the clerk aborts the
+          others itself. No
           answer within `outcome_budget_ticks` -> Failed "outcome unknown",
           which takes the primary cluster being without a quorum (or
           unreachable) for that whole budget.
@@ -607,7 +607,7 @@ class ClerkCore:
         del self._requests[request.req]
         state = self._ops.get(request.owner) if request.owner is not None else None
         if state is None:
-            return  # an abort sent for an operation that has already completed
+            return  # a decision sent for an operation that has already completed
         state.waiting.discard(request.req)
         match request.op, result:
             case ReadKeys(), WrongEpoch():
@@ -622,8 +622,6 @@ class ClerkCore:
                 self._handle_commit_one_phase_result(state, result)
             case Prepare(), PrepareResult():
                 self._handle_prepare_result(state, request.cluster, result)
-            case Decide(), DecideResult() if state.committed:
-                self._maybe_finish_publishing(state)
             case Decide(), DecideResult():
                 self._handle_decide_result(state, result)
 
@@ -719,34 +717,26 @@ class ClerkCore:
             self._finish(state, Failed(op=state.op, reason=reason))
 
     def _publish(self, state: _CommitOp) -> None:
-        """T is committed (its primary applied the commit). Tell the other
-        participants too and answer once they applied it, so the application
-        reads its own writes everywhere next. A participant slow to answer
-        delays the answer by at most `publish_ticks`: the primary's leader
-        keeps pushing the decision until every participant acknowledges it."""
-        state.committed = True
+        """T is committed (its primary applied the commit): answer now, and
+        tell the other participants by requests that outlive the operation.
+        Until one of them applies the commit, its leader holds a read of a key
+        T wrote (actors/replica.py), so the application reads its own writes
+        next; the primary's leader keeps pushing the decision until every
+        participant acknowledges it."""
         deadline = self._now + self._config.publish_ticks
         for cluster in state.participants:
             if cluster != state.primary:
-                decide = Decide(txid=state.txid, ts=state.ts, commit=True)
-                state.waiting.add(self._start(cluster, decide, owner=state.op, deadline=deadline))
-        self._maybe_finish_publishing(state)
-
-    def _maybe_finish_publishing(self, state: _CommitOp) -> None:
-        if not state.waiting:
-            self._finish(state, Committed(op=state.op, txid=state.txid))
+                self._start(cluster, Decide(txid=state.txid, ts=state.ts, commit=True), owner=None, deadline=deadline)
+        self._finish(state, Committed(op=state.op, txid=state.txid))
 
     def _handle_exhausted(self, request: _Request) -> None:
         """A request ran out of attempts (or of outcome budget)."""
         del self._requests[request.req]
         state = self._ops.get(request.owner) if request.owner is not None else None
         if state is None:
-            # A lost abort: the participant's prepare timeout asks the primary,
-            # which presumes abort (docs/DESIGN.md section 4, step 5).
-            return
-        if isinstance(state, _CommitOp) and state.committed:
-            state.waiting.discard(request.req)
-            self._maybe_finish_publishing(state)
+            # A lost decision: the participant's prepare timeout asks the
+            # primary (docs/DESIGN.md section 4, step 5), and a primary that
+            # committed pushes its commit anyway.
             return
         kind = type(request.op).__name__
         silence = f"{request.cluster} did not answer {kind} after {request.attempts} attempts"

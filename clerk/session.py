@@ -404,7 +404,8 @@ class CriticalPath:
     of the phase's most expensive request: per send, 2 for clerk <-> leader
     and 2 more when it is a logged command (the leader's AppendLog to the
     followers and their acknowledgements that commit it; only ReadKeys is
-    answered unlogged). Decide(abort) is never waited for, so never counted.
+    answered unlogged). A decision no operation waits for (an abort, or a
+    commit told to the participants after the answer) is never counted.
     """
 
     def __init__(self) -> None:
@@ -435,7 +436,8 @@ class CriticalPath:
         opened: dict[int, int] = {}  # op -> the phase its new requests in these batches join
         for _, batch in batches:
             for request in batch.requests:
-                if isinstance(request.op, Decide) and not request.op.commit:
+                if isinstance(request.op, Decide) and (
+                        not request.op.commit or (owner_of is not None and owner_of(request.req) is None)):
                     continue
                 if request.req not in self._phase_of_request:
                     op = self._op_of_txid.get(getattr(request.op, "txid", ""), self._reading)

@@ -443,6 +443,11 @@ class Machine:
             exists=state.exists,
         )
 
+    def writes_prepared(self, keys: Iterable[str]) -> bool:
+        """Whether a prepared transaction writes one of `keys`: a read of them
+        now would show what that transaction's decision may replace."""
+        return any(next(self._line.writers_of(key), None) is not None for key in keys)
+
     def status(self, txid: str) -> str:
         """TXN_PREPARED, TXN_COMMITTED, TXN_ABORTED or TXN_UNKNOWN (no record: compare
         the stamp with `threshold` to tell a trimmed transaction from a new one)."""

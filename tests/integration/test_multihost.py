@@ -180,6 +180,13 @@ def four_hosts_replacing(tmp_path):
         yield hosts
 
 
+def open_accounts_and_transfer(cluster, store) -> list[Transfers]:
+    with store.transaction() as txn:
+        for account in ACCOUNTS:
+            txn.put(account, OPENING_BALANCE)
+    return run_transfers(cluster)
+
+
 def run_transfers(cluster, seeds=(1, 2)) -> list[Transfers]:
     workers = [Transfers(cluster, seed) for seed in seeds]
     for worker in workers:
@@ -243,10 +250,7 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
     assert f"host b ({address}:{port}" in table.stdout and " b " in table.stdout, table.stdout
 
     with connect(admin=cluster.admin) as store:
-        with store.transaction() as txn:
-            for account in ACCOUNTS:
-                txn.put(account, OPENING_BALANCE)
-        workers = run_transfers(cluster)
+        workers = open_accounts_and_transfer(cluster, store)
 
         killed_at = hosts.kill_host("b")
         probes = {name: key_of(name, status, 16) for name in status["clusters"]}
@@ -330,10 +334,7 @@ def test_the_coordinator_acts_from_any_host_and_survives_losing_the_one_it_acts_
     hosts.seen |= system_pids(cluster)
 
     with connect(admin=cluster.admin) as store:
-        with store.transaction() as txn:
-            for account in ACCOUNTS:
-                txn.put(account, OPENING_BALANCE)
-        workers = run_transfers(cluster)
+        workers = open_accounts_and_transfer(cluster, store)
         for _ in range(3):
             if acting_host(status) != "a":
                 break
@@ -391,10 +392,7 @@ def test_a_lost_hosts_replicas_are_replaced_on_the_spare_host(four_hosts_replaci
     hosts.seen |= system_pids(cluster)
 
     with connect(admin=cluster.admin) as store:
-        with store.transaction() as txn:
-            for account in ACCOUNTS:
-                txn.put(account, OPENING_BALANCE)
-        workers = run_transfers(cluster)
+        workers = open_accounts_and_transfer(cluster, store)
 
         killed_wall = time.time()  # job times are wall-clock
         killed_at = hosts.kill_host("b")

@@ -184,17 +184,17 @@ def test_two_phase_commit_sends_prepare_to_each_then_decide_to_the_primary_first
             ),
         )
     ]
-    assert clerk.take_completions() == []
-    # Committed at the primary: the clerk publishes to c2 and answers once c2 applied it.
-    assert sent_ops(net.round(clerk)) == [("c2-r0", Decide)]
+    # Committed at the primary: the commit point; the clerk answers now and tells c2.
     assert clerk.take_completions() == [Committed(op=1, txid="t1")]
+    assert sent_ops(net.round(clerk)) == [("c2-r0", Decide)]
     assert net.run(clerk, ticks=200) == []
     assert c1.outcomes == {"t1": TXN_COMMITTED} and c2.outcomes == {"t1": TXN_COMMITTED}
 
 
-def test_a_committed_transaction_is_answered_even_when_a_participant_is_slow_to_apply_it():
-    """The publish round is bounded: the primary's leader keeps pushing to a
-    participant that does not answer the clerk in time."""
+def test_a_commit_is_answered_at_the_primarys_commit_and_told_to_a_silent_participant_for_publish_ticks():
+    """The commit point is the primary's commit: the clerk answers then, and
+    sends the commit to a participant that does not answer for publish_ticks
+    only; the primary's leader pushes it until it is acknowledged."""
     c1, c2, c3 = clusters()
     net = Net(c1, c2, c3)
     clerk = make_clerk(request_timeout_ticks=2, max_backoff_ticks=4, publish_ticks=6)
@@ -202,12 +202,16 @@ def test_a_committed_transaction_is_answered_even_when_a_participant_is_slow_to_
     net.round(clerk)
     c2.down = set(MEMBERS["c2"])
     net.round(clerk)
-    for _ in range(5):
-        clerk.tick()
-        net.round(clerk)
-    assert clerk.take_completions() == []
-    clerk.tick()
     assert clerk.take_completions() == [Committed(op=1, txid="t1")]
+    told = sent_ops(net.round(clerk))
+    for _ in range(6):
+        clerk.tick()
+        told += sent_ops(net.round(clerk))
+    assert len(told) > 1 and {op for _, op in told} == {Decide}
+    assert {replica for replica, _ in told} <= set(MEMBERS["c2"]), "a silent replica's peers are tried too"
+    for _ in range(20):
+        clerk.tick()
+        assert net.round(clerk) == [], "given up after publish_ticks"
 
 
 def test_the_primary_is_the_owner_of_the_smallest_key_touched():
@@ -610,11 +614,11 @@ def test_duplicate_late_and_stray_replies_are_ignored():
         responses=(ClientReply(req=99, result=PrepareResult(txid="t9", vote=True)),),
     )
     clerk.receive(stray)
+    assert clerk.take_completions() == [Committed(op=1, txid="t1")], "once, at the primary's commit"
+    [publish] = net.answers(clerk.take_output())  # the commit, told to c2
+    clerk.receive(publish)
+    clerk.receive(publish)
     assert clerk.take_completions() == []
-    [publish] = net.answers(clerk.take_output())  # the commit, published to c2
-    clerk.receive(publish)
-    clerk.receive(publish)
-    assert clerk.take_completions() == [Committed(op=1, txid="t1")]
     assert clerk.take_output() == []
 
 

@@ -104,6 +104,46 @@ def test_read_keys_are_answered_at_once_from_the_applied_state():
     assert leader.status()["last_index"] == last_index
 
 
+def with_x_prepared(**settings):
+    """A cluster whose x is "old", and "new" in prepared t1: (net, leader, clerk)."""
+    net = Net({"c1": 3}, **settings)
+    leader = net.elect("c1")
+    clerk = Clerk(net)
+    clerk.call("c1", write("t0", 5, x="old"), prepare("t1", 10, writes={"x": "new"}))
+    return net, leader, clerk
+
+
+def test_a_read_of_a_key_a_prepared_transaction_writes_waits_for_its_decision():
+    """A clerk answers a commit at its primary's decision: the application's
+    next read, here at a participant that still holds it prepared, must see it."""
+    net, leader, clerk = with_x_prepared()
+    reqs = clerk.send(leader.id, ReadKeys(keys=("x", "y")), ReadKeys(keys=("y",)))
+    answers = clerk.answers()
+    assert reqs[0] not in answers and answers[reqs[1]].values[0].exists is False, "only the read of x waits"
+    clerk.call("c1", Decide(txid="t1", ts=10, commit=True))
+    x, _ = clerk.answers()[reqs[0]].values
+    assert (x.value, x.version) == ("new", (10, "t1"))
+
+
+def test_a_waiting_read_gets_the_committed_values_after_read_wait_ticks():
+    net, leader, clerk = with_x_prepared(read_wait_ticks=2)
+    (waited,) = clerk.send(leader.id, ReadKeys(keys=("x",)))
+    net.tick(1)
+    assert waited not in clerk.answers()
+    net.tick(1)
+    assert clerk.answers()[waited].values[0].value == "old", "validation at commit catches what it misses"
+
+
+def test_a_deposed_leader_redirects_the_reads_it_kept_waiting():
+    net, leader, clerk = with_x_prepared(read_wait_ticks=1_000)
+    (deposed,) = clerk.send(leader.id, ReadKeys(keys=("x",)))
+    net.down.add(leader.id)
+    new = net.elect("c1")
+    net.down.clear()
+    net.run_until(lambda: deposed in clerk.answers(), max_ticks=10)
+    assert clerk.answers()[deposed] == Redirect(leader=new.id, term=new.status()["term"])
+
+
 def test_followers_redirect_every_request_to_the_leader():
     net = Net({"c1": 3})
     leader = net.elect("c1")

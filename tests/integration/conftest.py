@@ -48,15 +48,16 @@ def admin_options(cluster) -> tuple[str, ...]:
     return ("--admin", cluster.admin, "--secret-file", os.fspath(cluster.secret_file))
 
 
-def wait_for(condition, timeout: float = 20.0, interval: float = 0.1):
-    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.1, explain=None):
+    """Poll `condition` until it returns something truthy; fail the test after
+    `timeout`, with what `explain()` says of the state it last saw, if given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout:g} s")
+    pytest.fail(f"condition not met within {timeout:g} s" + (f": {explain()}" if explain is not None else ""))
 
 
 def system_pids(cluster) -> set[int]:

@@ -271,9 +271,10 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
 
         hosts.join("b")
 
+        seen: list[dict] = [{}]
+
         def caught_up() -> bool:
-            now = cluster.status()
-            print("DEBUG", time.monotonic(), {c: {r: (i["role"], i["alive"], i["applied"], i["pid"]) for r, i in info["replicas"].items()} for c, info in now["clusters"].items()}, now["hosts"]["b"]["up"], now["coordinator"]["leader"])
+            now = seen[0] = cluster.status()
             for info in now["clusters"].values():
                 head = info["replicas"][info["leader"]]["commit"] if info["leader"] else None
                 for replica in info["replicas"].values():
@@ -281,7 +282,7 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
                         return False
             return now["hosts"]["b"]["up"]
 
-        wait_for(caught_up, timeout=45)
+        wait_for(caught_up, timeout=45, explain=lambda: replicas_seen(seen[0]))
         wait_for(lambda: coordinator_replica_on(cluster.status(), "b")["role"] == "follower", timeout=30)
         back = cluster.status()
         assert back["hosts"]["b"]["replacement"] == "" and back["jobs"] == []
@@ -293,6 +294,14 @@ def kill_and_rejoin(hosts: Convention, label: str) -> None:
             assert store.get(key) == name
     print(f"\n{label}: host b noticed dead after {noticed - killed_at:.2f} s; every cluster committed again "
           f"{recovered - killed_at:.2f} s after the kill; {committed(workers)} transfers")
+
+
+def replicas_seen(status: dict) -> str:
+    """Each replica's role, liveness, applied index and host, and each host's state, for a failure message."""
+    replicas = {replica: (info["role"], info["alive"], info["applied"], info["host"])
+                for cluster in status.get("clusters", {}).values() for replica, info in cluster["replicas"].items()}
+    hosts = {name: host["up"] for name, host in status.get("hosts", {}).items()}
+    return f"replicas {replicas}; hosts up {hosts}; acting {status.get('coordinator', {}).get('leader')}"
 
 
 def status_or_none(cluster) -> dict | None:

@@ -298,8 +298,14 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
 
     def receiveMsg_Boot(self, message: Boot, sender) -> None:
         if self.group is not None:
-            # A repeat, from a spawner the acting replica sent: say who runs here.
-            self.send(sender, CoordinatorStarted(replica=self.replica_id, pid=os.getpid()))
+            # A repeat, through a spawner the acting replica sent, which took this
+            # replica for dead (a re-created acting replica never heard from it):
+            # say who runs here to the spawner, so it exits, and to every peer.
+            hello = CoordinatorStarted(replica=self.replica_id, pid=os.getpid())
+            for peer, address in message.peers.items():
+                self.peers.setdefault(peer, address)
+            self.tell_peers(hello)
+            self.send(sender, hello)
             return
         topology = self.topology = parse_topology(message.topology, message.source)
         self.boot = message

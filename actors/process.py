@@ -8,6 +8,14 @@ DATA_DIR_CAPABILITY = "raftline data dir"
 """The actor-system capability naming the host's raftline data directory."""
 
 
+def on_required_node(capabilities: dict, requirements: dict | None) -> bool:
+    """An actor's `actorSystemCapabilityCheck` for placement by host: Thespian
+    asks each actor system of the convention, and only the one whose `node`
+    capability matches the `node` requirement (if any) takes the actor."""
+    node = (requirements or {}).get("node")
+    return node is None or capabilities.get("node") == node
+
+
 def set_process_title(title: str) -> None:
     """Give this actor's process a readable title in `ps` (setproctitle is a dependency)."""
     import setproctitle

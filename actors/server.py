@@ -58,7 +58,7 @@ from actors.messages import (
     Sleep,
 )
 from actors.metrics import Metrics
-from actors.process import DATA_DIR_CAPABILITY, set_process_title
+from actors.process import DATA_DIR_CAPABILITY, on_required_node, set_process_title
 from actors.raft.messages import RAFT_MESSAGES, ConfState, RepairLogReply, RepairLogRequest
 from actors.raft.node import RaftConfig
 from actors.raft.storage import MemoryStorage, StorageUnavailable
@@ -77,9 +77,7 @@ from actors.transport import write_now
 class DatabaseServer(CountsMessages, ActorTypeDispatcher):
     @staticmethod
     def actorSystemCapabilityCheck(capabilities: dict, requirements: dict) -> bool:
-        """Thespian asks each actor system of the convention: run here only on the required host."""
-        node = requirements.get("node")
-        return node is None or capabilities.get("node") == node
+        return on_required_node(capabilities, requirements)
 
     def __init__(self, capabilities=None, requirements=None):
         # Thespian passes these by name (docs/DESIGN.md section 12, "conventions").

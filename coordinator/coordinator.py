@@ -116,7 +116,7 @@ from actors.messages import (
     WhoServesReply,
 )
 from actors.metrics import Metrics
-from actors.process import DATA_DIR_CAPABILITY, process_running, set_process_title
+from actors.process import DATA_DIR_CAPABILITY, on_required_node, process_running, set_process_title
 from actors.raft.messages import (
     AppendLog,
     AppendLogReply,
@@ -298,14 +298,8 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
 
     def receiveMsg_Boot(self, message: Boot, sender) -> None:
         if self.group is not None:
-            # A repeat, through a spawner the acting replica sent, which took this
-            # replica for dead (a re-created acting replica never heard from it):
-            # say who runs here to the spawner, so it exits, and to every peer.
-            hello = CoordinatorStarted(replica=self.replica_id, pid=os.getpid())
-            for peer, address in message.peers.items():
-                self.peers.setdefault(peer, address)
-            self.tell_peers(hello)
-            self.send(sender, hello)
+            # A repeat, through a spawner the acting replica sent: say who runs here.
+            self.send(sender, CoordinatorStarted(replica=self.replica_id, pid=os.getpid()))
             return
         topology = self.topology = parse_topology(message.topology, message.source)
         self.boot = message
@@ -365,7 +359,8 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
             self.write_pids()
             # A peer that (re)started missed the reports: it may act next.
             self.send(sender, CoordinatorReports(servers=dict(self.server_processes), leaders=dict(self.leaders),
-                                                 terms=dict(self.terms), subscribers=tuple(self.subscribers)))
+                                                 terms=dict(self.terms), subscribers=tuple(self.subscribers),
+                                                 coordinators=dict(self.peer_pids)))
 
     def receiveMsg_CoordinatorReports(self, message: CoordinatorReports, sender) -> None:
         for replica, process in message.servers.items():
@@ -374,8 +369,10 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
             if term > self.terms.get(cluster, 0):
                 self.leaders[cluster], self.terms[cluster] = message.leaders.get(cluster), term
         for address, pid in message.subscribers:
-            if all(known != address for known, _ in self.subscribers):
-                self.subscribers.append((address, pid))
+            self.subscribe(address, pid)
+        for replica, pid in message.coordinators.items():
+            # Peers that started before this replica never said hello to it.
+            self.peer_pids.setdefault(replica, pid)
 
     # -- the group ------------------------------------------------------------
 
@@ -383,12 +380,13 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         if self.group is None:
             return
         peer = raft_sender(message)
+        now = time.monotonic()
         if peer in self.placement:
             self.peers[peer] = sender
-            self.peer_heard_at[peer] = time.monotonic()
+            self.peer_heard_at[peer] = now
         self.guarded(lambda: self.group.receive(message))
         if self.group is not None and peer == self.group.leader:
-            self.leader_heard_at = time.monotonic()
+            self.leader_heard_at = now
 
     receiveMsg_VoteRequest = receive_raft
     receiveMsg_VoteReply = receive_raft
@@ -732,7 +730,7 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         for peer, host in self.placement.items():
             if peer == self.replica_id or now - self.peer_recreated_at.get(peer, 0.0) <= PEER_RECREATE_WAIT:
                 continue
-            if host == self.host:
+            if self.is_local_peer(peer):
                 pid = self.peer_pids.get(peer, 0)
                 dead = not pid or not process_running(pid)
             else:
@@ -792,7 +790,7 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
         leader = self.group.leader
         self.news_told_to = (leader, self.group.term)
         address = self.peers.get(leader) if leader else None
-        if address is not None and self.placement.get(leader, "") != self.host:
+        if address is not None and not self.is_local_peer(leader):
             self.send(address, ConventionNews(members=dict(news)))
 
     # -- routing --------------------------------------------------------------
@@ -927,8 +925,8 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
     @property
     def on_first_host(self) -> bool:
         """Whether this replica runs where `stop` runs and clerks are created."""
-        hosts = self.topology.hosts
-        return not hosts or self.host == hosts[0].name
+        first = self.topology.leader_host
+        return first is None or self.host == first.name
 
     def leave_if_remote(self) -> None:
         """The system stops: `stop` ends every process of the first host, and
@@ -939,7 +937,7 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
     def pids(self) -> list[int]:
         """This host's processes of the system (clerks are the first host's)."""
         pids = [self.admin_pid]
-        pids += [pid for peer, pid in self.peer_pids.items() if pid and self.placement.get(peer, "") == self.host]
+        pids += [pid for peer, pid in self.peer_pids.items() if pid and self.is_local_peer(peer)]
         pids += self.supervisor.local_pids() if self.supervisor is not None else []
         pids += [pid for _, pid in self.subscribers if pid] if self.on_first_host else []
         return sorted(set(pids))
@@ -1024,9 +1022,13 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
 
         self.once_persisted(answer)
 
+    def is_local_peer(self, peer: str) -> bool:
+        """Whether coordinator replica `peer` runs on this host (its PID means something here)."""
+        return self.placement.get(peer, "") == self.host
+
     def peer_running(self, peer: str, now: float) -> bool:
         """By its PID on this host, else by having been heard from lately."""
-        if self.placement.get(peer, "") == self.host:
+        if self.is_local_peer(peer):
             pid = self.peer_pids.get(peer, 0)
             return bool(pid) and process_running(pid)
         return now - self.peer_heard_at.get(peer, 0.0) <= PEER_SILENCE
@@ -1200,8 +1202,7 @@ class CoordinatorSpawner(ActorTypeDispatcher):
 
     @staticmethod
     def actorSystemCapabilityCheck(capabilities: dict, requirements: dict) -> bool:
-        node = (requirements or {}).get("node")
-        return node is None or capabilities.get("node") == node
+        return on_required_node(capabilities, requirements)
 
     def receiveMsg_SpawnCoordinator(self, message: SpawnCoordinator, sender) -> None:
         set_process_title(f"raftline spawner of {message.boot.replica}")

@@ -134,7 +134,7 @@ def hosts_shown(supervisor: Supervisor, now: float) -> dict:
         shown[host.name] = {
             "address": f"{host.address}:{host.admin_port}",
             "up": state.up,
-            "leader": host.name == supervisor.topology.hosts[0].name,
+            "leader": host.name == supervisor.topology.leader_host.name,
             "why": state.why,
             "replacement": state.replacement,
             "down_seconds": round(now - state.lost_since, 1) if state.lost_since is not None else 0,

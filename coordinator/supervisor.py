@@ -295,7 +295,7 @@ class Supervisor:
     def __init__(self, topology: Topology, placement: dict[str, str], replacements: dict[str, str],
                  node: str | None = None):
         self.topology = topology
-        self.node = node if node is not None else (topology.hosts[0].name if topology.hosts else "")
+        self.node = node if node is not None else (topology.leader_host.name if topology.leader_host else "")
         # A topology without hosts runs everything here, whatever an earlier one placed.
         self.placement = dict(placement) if topology.hosts else {}
         self.replacements = dict(replacements) if topology.hosts else {}
@@ -521,9 +521,9 @@ class Supervisor:
         restarted from now on, and the servers on other hosts are asked to
         exit (their actor systems keep running)."""
         self.stop()
-        first = self.topology.hosts[0].name if self.topology.hosts else ""
+        first = self.topology.leader_host
         return [AskToExit(address=r.address) for r in self.servers.values()
-                if r.host not in ("", first) and r.address is not None]
+                if r.host and r.host != first.name and r.address is not None]
 
     # -- liveness -----------------------------------------------------------------------
 

@@ -251,7 +251,8 @@ def _serve(topology: str, data_dir: str, port: int) -> int:
 
     topo: Topology = load_topology(topology)
     placement = coordinator_placement(topo, Path(data_dir))
-    here = [replica for replica, host in placement.items() if not host or host == topo.leader_host.name]
+    here_hosts = {"", topo.leader_host.name} if topo.leader_host else {""}
+    here = [replica for replica, host in placement.items() if host in here_hosts]
     capabilities: dict = {
         "Admin Port": port,
         COORDINATORS_CAPABILITY: tuple(here),
@@ -276,8 +277,7 @@ def _serve(topology: str, data_dir: str, port: int) -> int:
         answer = system.listen(left)
         if isinstance(answer, CoordinatorStarted):
             booted.add(answer.replica)
-    elsewhere = sorted({host for host in placement.values() if host and host not in ("", topo.leader_host.name)}) \
-        if topo.leader_host is not None else []
+    elsewhere = sorted(set(placement.values()) - here_hosts)
     print(f"raftline: actor system up on {LOOPBACK}:{port}; coordinator replicas booted here: "
           f"{', '.join(sorted(booted)) or 'none'}" + (f"; the others start when {', '.join(elsewhere)} join"
                                                       if elsewhere else ""), flush=True)

@@ -362,12 +362,15 @@ class CoordinatorReports:
         leaders: cluster -> leader replica id (or None).
         terms: cluster -> that leader's term.
         subscribers: (address, pid) of every subscribed clerk.
+        coordinators: coordinator replica -> its PID (the peers that started
+            before the receiver never said hello to it).
     """
 
     servers: dict[str, tuple[object, int]]
     leaders: dict[str, str | None]
     terms: dict[str, int]
     subscribers: tuple[tuple[object, int], ...]
+    coordinators: dict[str, int]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -90,8 +90,8 @@ def test_commits_go_on_while_the_acting_coordinator_dies_and_its_successor_takes
 
 def test_a_re_created_replica_that_acts_learns_every_peer_and_the_group_is_whole_again(tmp_path):
     """A re-created replica never heard the peers that started before it say
-    hello; once it acts it must still tell them from dead ones (a live peer
-    it took for dead answers the repeated Boot to every peer). The acting
+    hello; once it acts it must still tell them from dead ones (the acting
+    replica hands it their PIDs with what else it knows). The acting
     replica is killed until one acts that is younger than a live peer (a
     third of the kills get there: 20 all miss once in 3,000 runs); every
     time the group is whole again."""

@@ -30,9 +30,10 @@ Rules:
   server is unreachable is lost (so is one that leaves the convention). A
   lost host's servers are down, not restarted elsewhere; when it joins again
   (or one of them answers) they start again from the storage they left
-  there. An unreachable server on a host whose other servers answer is taken
-  for dead and restarted there: Thespian tells only a parent of its child's
-  exit, and the parent may have been an earlier acting replica.
+  there. An unreachable server that had started, on a host whose other
+  servers answer, is taken for dead, asked to exit and restarted there:
+  Thespian tells only a parent of its child's exit, and the parent may have
+  been an earlier acting replica.
 - `on_host_loss: replace`: each replica of a host lost for
   `replace_after_ms` gets a replacement through reconfiguration jobs: an
   add-replica placed on a host that is up and (spread: hosts) holds no
@@ -542,8 +543,10 @@ class Supervisor:
             if record.asleep(now):
                 record.last_seen = now
             record.unreachable = record.alive and now - record.last_seen > SERVER_SILENCE
-            if record.unreachable and self._host_answers(record, now):
-                actions += self._exited(record)
+            if record.unreachable and record.pid and self._host_answers(record, now):
+                # Asked to exit too: one merely slow would keep its data
+                # directory locked against its successor for good.
+                actions += [AskToExit(address=record.address), *self._exited(record)]
                 continue
             if record.address is not None:
                 # Also the ones thought down: an answer brings them back.

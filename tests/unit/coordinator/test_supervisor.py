@@ -207,9 +207,21 @@ def test_a_silent_server_on_a_host_whose_other_servers_answer_is_restarted_there
     shell.carry_out(shell.supervisor.answered(answering, START + SERVER_SILENCE))
     actions = shell.sweep(START + SERVER_SILENCE + 0.5)
     assert of_type(actions, RestartLater) == [RestartLater(replica=silent, generation=1, delay=RESTART_BACKOFF)]
+    assert of_type(actions, AskToExit) == [AskToExit(address=f"{silent}@0")], "a slow one would keep its lock"
     assert shell.supervisor.hosts["b"].up and shell.supervisor.servers[answering].alive
     assert shell.carry_out(shell.supervisor.restart(silent, 1, START + 4)) == [CreateServer(replica=silent)]
     assert shell.supervisor.servers[silent].address == f"{silent}@1"
+
+
+def test_a_server_that_never_started_is_not_taken_for_dead_by_its_silence():
+    """Still opening its storage (no ServerStarted yet) is not a death."""
+    shell = Shell(hosts_topology("abc"))
+    shell.join("b", START)
+    booting, answering = shell.on("b")
+    shell.carry_out(shell.supervisor.started(answering, shell.address(answering), 71, START))
+    shell.carry_out(shell.supervisor.answered(answering, START + SERVER_SILENCE))
+    assert beyond_probes(shell.sweep(START + SERVER_SILENCE + 0.5)) == []
+    assert shell.supervisor.servers[booting].alive
 
 
 def test_a_sleeping_server_is_silent_on_purpose():

@@ -38,8 +38,8 @@ Rules and invariants (docs/DESIGN.md sections 2-4):
   election: a new leader gives every transaction a full timeout.
 - Frugal output (docs/DESIGN.md section 10): per input, one ClientBatchReply
   per client and one ClientBatch per other cluster (split only to stay under
-  the message size limit); every ReadCheck of an input shares one
-  ValidateReads entry.
+  the message size limit); every ReadCheck and LoggedRead of an input
+  shares one ValidateReads entry.
 - Slot moves (docs/DESIGN.md section 6): the machine decides WrongEpoch at
   apply time; the leader answers it before logging only for work the log
   would refuse anyway (a transaction unknown here, a read check, a read).
@@ -89,6 +89,8 @@ from actors.messages import (
     InstallSlot,
     InstallSlotResult,
     LeaderChange,
+    LoggedRead,
+    LoggedReadResult,
     MembershipReport,
     MoveSlot,
     Prepare,
@@ -250,8 +252,8 @@ def _unchanged_result(result: Any) -> ClientResult:
     return result
 
 
-def _check_result_at(position: int, result: ValidateReadsResult) -> ReadCheckResult:
-    """The answer for the client whose ReadCheck is at `position` of a shared ValidateReads entry."""
+def _check_result_at(position: int, result: ValidateReadsResult) -> ReadCheckResult | LoggedReadResult | WrongEpoch:
+    """The answer for the client whose ReadCheck or LoggedRead is at `position` of a shared ValidateReads entry."""
     return result.results[position]
 
 
@@ -266,6 +268,8 @@ def _too_large(command: Any, size: int, limit: int) -> Any:
             return CommitOnePhaseResult(txid=command.txid, committed=False, reason=reason)
         case Decide():
             return DecideResult(txid=command.txid, status=TXN_REFUSED, reason=reason)
+        case ValidateReads(checks=(LoggedRead() as read,)):
+            return ValidateReadsResult(results=(LoggedReadResult(txid=read.txid, ok=False, reason=reason),))
         case ValidateReads(checks=(check,)):
             return ValidateReadsResult(results=(ReadCheckResult(txid=check.txid, ok=False, reason=reason),))
         case InstallSlot():
@@ -320,7 +324,7 @@ class Replica:
         self._waiting: dict[int, _Proposal] = {}
         # Work gathered during one input, flushed at its end.
         self._commands: list[tuple[Any, _Waiter]] = []
-        self._checks: list[tuple[ReadCheck, _Waiter]] = []
+        self._checks: list[tuple[ReadCheck | LoggedRead, _Waiter]] = []
         self._waiting_reads: list[tuple[ReadKeys, Hashable, int, int]] = []
         """(ReadKeys, client token, req, tick it came) of reads waiting for a prepared writer's decision."""
         self._own_proposals: dict[Any, None] = {}  # the leader's own commands, deduplicated, in order
@@ -601,7 +605,7 @@ class Replica:
 
     def _handle_client_batch(self, batch: ClientBatch, sender: Hashable) -> None:
         for request in batch.requests:
-            if not isinstance(request.op, (ReadKeys, ReadCheck, TxnStatus, InstallSlot, *_CLIENT_COMMANDS)):
+            if not isinstance(request.op, (ReadKeys, ReadCheck, LoggedRead, TxnStatus, InstallSlot, *_CLIENT_COMMANDS)):
                 raise TypeError(f"unknown client operation {type(request.op).__name__} from {batch.client}")
         leading = self._leadership is not None
         machine = self._machine
@@ -616,7 +620,7 @@ class Replica:
                 self._reply(sender, req, self._redirection())
             elif (wrong := self._refused_early(op)) is not None:
                 self._reply(sender, req, wrong)
-            elif isinstance(op, ReadCheck):
+            elif isinstance(op, (ReadCheck, LoggedRead)):
                 self._checks.append((op, _Waiter(sender, req, _unchanged_result)))
             elif isinstance(op, InstallSlot) and (done := machine.install_progress(op.move, op.chunk)) is not None:
                 # A chunk re-sent after its answer was lost: answered from state, not logged again.
@@ -666,6 +670,8 @@ class Replica:
         match op:
             case ReadCheck():
                 return machine.refusal(op.txid, op.reads, writing=True)
+            case LoggedRead():
+                return machine.refusal(op.txid, op.keys, writing=True)
             case Prepare() | CommitOnePhase() if machine.status(op.txid) == TXN_UNKNOWN:
                 return machine.refusal(op.txid, (*op.reads, *op.writes, *op.deletes), writing=True)
         return None
@@ -771,9 +777,9 @@ class Replica:
                 self._waiting[index] = _Proposal(term=self._node.term, waiters=waiters)
 
     def _read_check_entries(
-        self, checks: list[tuple[ReadCheck, _Waiter]]
+        self, checks: list[tuple[ReadCheck | LoggedRead, _Waiter]]
     ) -> list[tuple[ValidateReads, tuple[_Waiter, ...]]]:
-        """All read checks in one ValidateReads entry, halved until each entry
+        """All read checks and logged reads in one ValidateReads entry, halved until each entry
         fits `max_batch_bytes` (a single oversized check is refused at flush)."""
         if not checks:
             return []

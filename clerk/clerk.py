@@ -1,6 +1,6 @@
 """Clerk: the Thespian shell around one ClerkSession, one per application process (docs/DESIGN.md section 4).
 
-The application's process talks to its clerk with ClerkRead / ClerkCommit
+The application's process talks to its clerk with ClerkRead / ClerkGet / ClerkCommit
 (through ActorSystem.ask); the session (clerk/session.py) decides everything
 else. Each handler reads the clock once, hands the message to the session and
 carries out the actions it returns. The shell itself only subscribes to the
@@ -28,6 +28,7 @@ from thespian.actors import (
 from actors.message_counting import CountsMessages
 from actors.messages import (
     ClerkCommit,
+    ClerkGet,
     ClerkMetricsReply,
     ClerkMetricsRequest,
     ClerkOpen,
@@ -95,6 +96,9 @@ class Clerk(CountsMessages, ActorTypeDispatcher):
         self.send(sender, ClerkOpenReply(pid=os.getpid()))
 
     def receiveMsg_ClerkRead(self, message: ClerkRead, sender) -> None:
+        self.carry_out(self.session.on_app_request(message, sender, time.monotonic()))
+
+    def receiveMsg_ClerkGet(self, message: ClerkGet, sender) -> None:
         self.carry_out(self.session.on_app_request(message, sender, time.monotonic()))
 
     def receiveMsg_ClerkCommit(self, message: ClerkCommit, sender) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable
 
 from actors.messages import (
     ClerkCommit,
+    ClerkGet,
     ClerkOpen,
     ClerkOpenReply,
     ClerkRead,
@@ -192,7 +193,18 @@ class Store:
     # -- plain operations (each one a transaction) ---------------------------------
 
     def get(self, key: str) -> Any:
-        """The committed value of `key`, or None when it does not exist."""
+        """The committed value of `key`, or None when it does not exist.
+
+        One round trip to the key's leader, read and validated in one log
+        entry (ClerkGet); when that meets a concurrent writer, a transaction
+        reads it instead, waiting for the writer."""
+        check_key(key)
+        reply = self._call(ClerkGet(req=next(self._requests), keys=(key,)))
+        if reply.outcome == "ok":
+            result = reply.values[key]
+            return result.value if result.exists else None
+        if reply.outcome != "aborted":
+            raise Unavailable(reply.reason)
         return self._retry(lambda txn: txn.get(key))
 
     def put(self, key: str, value: Any) -> None:

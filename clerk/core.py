@@ -1,6 +1,6 @@
 """ClerkCore: the client side of raftline's transaction protocol, without Thespian or a clock.
 
-The caller starts operations (`read`, `commit`), feeds replies (`receive`)
+The caller starts operations (`read`, `get`, `commit`), feeds replies (`receive`)
 and ticks (`tick`), sends what `take_output()` returns (one ClientBatch per
 replica) and collects `take_completions()`.
 
@@ -74,6 +74,8 @@ from actors.messages import (
     CommitOnePhaseResult,
     Decide,
     DecideResult,
+    LoggedRead,
+    LoggedReadResult,
     Prepare,
     PrepareResult,
     ReadCheck,
@@ -288,6 +290,25 @@ class _ReadOp:
 
 
 @dataclass(kw_only=True, slots=True, eq=False)
+class _GetOp:
+    """A `get` in progress.
+
+    Fields:
+        op: the caller's op id.
+        txid: the read-only transaction.
+        keys: the keys asked, in the caller's order, without repeats.
+        values: what has come back so far.
+        waiting: request ids not answered yet.
+    """
+
+    op: int
+    txid: str
+    keys: tuple[str, ...]
+    values: dict[str, ReadResult] = field(default_factory=dict)
+    waiting: set[int] = field(default_factory=set)
+
+
+@dataclass(kw_only=True, slots=True, eq=False)
 class _CommitOp:
     """A `commit` in progress; its phase is told by the kind of request waited for.
 
@@ -328,7 +349,7 @@ class ClerkCore:
         self._now = 0
         self._next_req = 1
         self._requests: dict[int, _Request] = {}
-        self._ops: dict[int, _ReadOp | _CommitOp] = {}
+        self._ops: dict[int, _ReadOp | _GetOp | _CommitOp] = {}
         # An ordered set: a request re-queued before the next take_output leaves once.
         self._unsent: dict[int, None] = {}
         self._completions: list[Completion] = []
@@ -407,6 +428,24 @@ class ClerkCore:
             return
         self._ops[op] = state
         self._send_reads(state, keys_by_cluster)
+
+    def get(self, op: int, *, txid: str, ts: int, keys: list[str]) -> None:
+        """Read `keys` as one read-only transaction at stamp `(ts, txid)`: a
+        LoggedRead per cluster, read and validated where its entry applies.
+        Completes with ReadDone when every cluster's read is valid; Aborted
+        at the first refusal (a writer prepared below the stamp, or a version
+        above it: the caller reads with `read` and `commit` instead, which
+        wait for such writers); Moved on WrongEpoch; Failed when a cluster
+        stays silent for `max_attempts`. Nothing is left to undo in any case."""
+        self._check_new_op(op)
+        keys_by_cluster = self._group_by_cluster(keys)
+        if not keys_by_cluster:
+            self._completions.append(ReadDone(op=op, values={}))
+            return
+        state = self._ops[op] = _GetOp(op=op, txid=txid, keys=tuple(dict.fromkeys(keys)))
+        for cluster, cluster_keys in keys_by_cluster.items():
+            read = LoggedRead(txid=txid, ts=ts, keys=tuple(cluster_keys))
+            state.waiting.add(self._start(cluster, read, owner=op))
 
     def commit(
         self,
@@ -612,8 +651,10 @@ class ClerkCore:
         match request.op, result:
             case ReadKeys(), WrongEpoch():
                 self._handle_read_keys_moved(state, request, result)
-            case Prepare() | CommitOnePhase() | ReadCheck(), WrongEpoch():
+            case Prepare() | CommitOnePhase() | ReadCheck() | LoggedRead(), WrongEpoch():
                 self._handle_commit_moved(state, request, result)
+            case LoggedRead(), LoggedReadResult():
+                self._handle_logged_read_result(state, request.cluster, result)
             case ReadKeys(), ReadKeysResult():
                 self._handle_read_keys_result(state, result)
             case ReadCheck(), ReadCheckResult():
@@ -629,6 +670,15 @@ class ClerkCore:
         for value in result.values:
             state.values[value.key] = value
         if not state.waiting and not state.parked:
+            self._finish(state, ReadDone(op=state.op, values={key: state.values[key] for key in state.keys}))
+
+    def _handle_logged_read_result(self, state: _GetOp, cluster: str, result: LoggedReadResult) -> None:
+        if not result.ok:
+            self._finish(state, Aborted(op=state.op, txid=state.txid, reason=f"{cluster}: {result.reason}"))
+            return
+        for value in result.values:
+            state.values[value.key] = value
+        if not state.waiting:
             self._finish(state, ReadDone(op=state.op, values={key: state.values[key] for key in state.keys}))
 
     def _handle_read_keys_moved(self, state: _ReadOp, request: _Request, result: WrongEpoch) -> None:
@@ -662,10 +712,11 @@ class ClerkCore:
         state.rounds += 1
         self._send_reads(state, self._group_by_cluster(keys))
 
-    def _handle_commit_moved(self, state: _CommitOp, request: _Request, result: WrongEpoch) -> None:
+    def _handle_commit_moved(self, state: _CommitOp | _GetOp, request: _Request, result: WrongEpoch) -> None:
         """A participant refused the attempt for a slot it does not serve; it
-        recorded an abort. Only Prepare, CommitOnePhase and ReadCheck get here,
-        so no Decide(commit) was sent: abort the others, report Moved."""
+        recorded an abort. Only Prepare, CommitOnePhase, ReadCheck and
+        LoggedRead get here, so no Decide(commit) was sent: abort the others,
+        report Moved."""
         cluster = request.cluster
         reason = f"{cluster}: {result.reason or f'slots {list(result.slots)} not served'}"
         moved = Moved(op=state.op, txid=state.txid, epoch=request.epoch, reason=reason)
@@ -852,7 +903,7 @@ class ClerkCore:
             self._start(cluster, Decide(txid=state.txid, ts=state.ts, commit=False), owner=None)
         self._finish(state, completion or Aborted(op=state.op, txid=state.txid, reason=reason))
 
-    def _finish(self, state: _ReadOp | _CommitOp, completion: Completion) -> None:
+    def _finish(self, state: _ReadOp | _GetOp | _CommitOp, completion: Completion) -> None:
         for req in state.waiting:
             self._requests.pop(req, None)
             self._unsent.pop(req, None)
@@ -866,8 +917,10 @@ def _answers(op: ClientOp, result: Any) -> bool:
     match op, result:
         case ReadKeys(), WrongEpoch():
             return result.txid == ""
-        case Prepare() | CommitOnePhase() | ReadCheck(), WrongEpoch():
+        case Prepare() | CommitOnePhase() | ReadCheck() | LoggedRead(), WrongEpoch():
             return result.txid == op.txid
+        case LoggedRead(), LoggedReadResult():
+            return result.txid == op.txid and (not result.ok or set(op.keys) <= {value.key for value in result.values})
         case ReadKeys(), ReadKeysResult():
             return set(op.keys) <= {value.key for value in result.values}
         case ReadCheck(), ReadCheckResult():

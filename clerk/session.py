@@ -8,9 +8,9 @@ WakeAfter. The session owns the ClerkCore, which runs the protocol itself
 Rules:
 - Routing: the first MapUpdate creates the core; requests that come before it
   wait for it. Every later MapUpdate updates the core's routing.
-- Timestamps: each commit attempt takes one from the session's hybrid clock
+- Timestamps: each commit attempt and each get takes one from the session's hybrid clock
   (clerk/timestamps.py) at once: `now + wall_offset` is Unix time, so no
-  commit waits for anyone else to hand out a timestamp. A commit is answered
+  commit waits for anyone else to hand out a timestamp. A commit or get is answered
   only once the clock has passed its timestamp by the map's
   `max_clock_offset` (commit wait; ~0 on one host).
 - Ticks: the core counts ticks of `tick_seconds`. While operations are in
@@ -27,7 +27,7 @@ Rules:
 - Hops: every reply says how many messages were on its critical path
   (CriticalPath), re-runs included, for benchmarks.
 - Metrics (docs/DESIGN.md section 14): every answer counts its operation
-  ("read" or "commit") by outcome, its time from arrival to answer, its hops,
+  ("read", "get" or "commit") by outcome, its time from arrival to answer, its hops,
   and its requests sent again (redirects, timeouts) and re-runs after Moved.
 """
 
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from actors.budgets import OUTCOME_BUDGET_SECONDS
 from actors.messages import (
     ClerkCommit,
+    ClerkGet,
     ClerkRead,
     ClerkReply,
     ClientBatch,
@@ -168,6 +169,27 @@ class _PendingRead:
 
 
 @dataclass(kw_only=True, slots=True, eq=False)
+class _PendingGet:
+    """A ClerkGet being served.
+
+    Fields:
+        asker: who gets the ClerkReply.
+        req: the application's request id.
+        txid: the read-only transaction's id.
+        arrived: when the clerk got it.
+        ts: its timestamp.
+        done: the values held until the clock passes `ts` (None until read).
+    """
+
+    asker: object
+    req: int
+    txid: str
+    arrived: float
+    ts: int
+    done: ReadDone | None = None
+
+
+@dataclass(kw_only=True, slots=True, eq=False)
 class _PendingCommit:
     """A ClerkCommit being served, through every re-run after Moved.
 
@@ -204,9 +226,9 @@ class ClerkSession:
         self._rng = rng
         self._core: ClerkCore | None = None
         self._addresses: dict[str, object] = {}
-        self._before_map: list[tuple[ClerkRead | ClerkCommit, object]] = []
+        self._before_map: list[tuple[ClerkRead | ClerkGet | ClerkCommit, object]] = []
         self._op_ids = itertools.count(1)
-        self._ops: dict[int, _PendingRead | _PendingCommit] = {}
+        self._ops: dict[int, _PendingRead | _PendingGet | _PendingCommit] = {}
         self._clock = HybridClock()
         self._max_clock_offset = 0.0
         self._tick_asked_at: float | None = None  # None: no TickDue wakeup pending
@@ -247,8 +269,8 @@ class ClerkSession:
                     self._rerun(op, pending, now)
         return self._settle(now)
 
-    def on_app_request(self, message: ClerkRead | ClerkCommit, asker: object, now: float) -> list[Action]:
-        """The application's ClerkRead or ClerkCommit; `asker` gets the ClerkReply."""
+    def on_app_request(self, message: ClerkRead | ClerkGet | ClerkCommit, asker: object, now: float) -> list[Action]:
+        """The application's ClerkRead, ClerkGet or ClerkCommit; `asker` gets the ClerkReply."""
         if self._core is None:
             self._before_map.append((message, asker))
             return []
@@ -271,10 +293,12 @@ class ClerkSession:
         return self._settle(now)
 
     def on_answer_due(self, wakeup: AnswerDue, now: float) -> list[Action]:
-        """A held commit's wait for the clock may be over."""
+        """A held commit's or get's wait for the clock may be over."""
         pending = self._ops.get(wakeup.op)
         if isinstance(pending, _PendingCommit) and pending.committed is not None:
             self._answer(pending.committed, now)
+        elif isinstance(pending, _PendingGet) and pending.done is not None:
+            self._answer(pending.done, now)
         return self._settle(now)
 
     def on_rerun_due(self, wakeup: RerunDue, now: float) -> list[Action]:
@@ -288,12 +312,19 @@ class ClerkSession:
 
     # -- operations -------------------------------------------------------------
 
-    def _start(self, message: ClerkRead | ClerkCommit, asker: object, now: float) -> None:
+    def _start(self, message: ClerkRead | ClerkGet | ClerkCommit, asker: object, now: float) -> None:
         op = next(self._op_ids)
         if isinstance(message, ClerkRead):
             self._ops[op] = _PendingRead(asker=asker, req=message.req, arrived=now)
             self._path.begin(op)
             self._core.read(op, list(message.keys))
+            return
+        if isinstance(message, ClerkGet):
+            txid = f"{self._config.clerk}-{op}"
+            ts = self._clock.take(now + self._config.wall_offset, ())
+            self._ops[op] = _PendingGet(asker=asker, req=message.req, txid=txid, arrived=now, ts=ts)
+            self._path.begin(op, txid=txid)
+            self._core.get(op, txid=txid, ts=ts, keys=list(message.keys))
             return
         pending = _PendingCommit(
             asker=asker, req=message.req, message=message, txid=f"{self._config.clerk}-{op}", first_attempt=now
@@ -307,6 +338,11 @@ class ClerkSession:
         again once the map is newer, or after the retry wait, within the budget."""
         op = moved.op
         pending = self._ops[op]
+        if isinstance(pending, _PendingGet):
+            # The application reads it again the slower way, whose reads
+            # follow the move (ClerkGet).
+            self._answer(Aborted(op=op, txid=moved.txid, reason=moved.reason), now)
+            return
         elapsed = now - pending.first_attempt
         if elapsed >= self._config.moved_budget_seconds:
             reason = f"slots kept moving for {elapsed:.1f} s: {moved.reason}"
@@ -332,22 +368,27 @@ class ClerkSession:
 
     def _answer(self, completion: Completion, now: float) -> None:
         pending = self._ops[completion.op]
-        if isinstance(pending, _PendingCommit) and isinstance(completion, Committed):
+        if isinstance(pending, (_PendingCommit, _PendingGet)) and isinstance(completion, (Committed, ReadDone)):
             # Commit wait: whoever begins after this answer, on any host, reads
             # a clock past `ts`, so takes a higher timestamp (docs/DESIGN.md
             # section 4, "Timestamps"). On one host the wait is ~0.
             wait = (pending.ts / MICROSECONDS + self._max_clock_offset) - (now + self._config.wall_offset)
             if wait >= 0:
-                pending.committed = completion
+                if isinstance(pending, _PendingGet):
+                    pending.done = completion
+                else:
+                    pending.committed = completion
                 self._actions.append(WakeAfter(wait + 1 / MICROSECONDS, AnswerDue(completion.op)))
                 return
         del self._ops[completion.op]
         if isinstance(pending, _PendingCommit):
             operation, txid, arrived, reruns = "commit", pending.txid, pending.first_attempt, pending.reruns
+        elif isinstance(pending, _PendingGet):
+            operation, txid, arrived, reruns = "get", pending.txid, pending.arrived, 0
         else:
             operation, txid, arrived, reruns = "read", "", pending.arrived, 0
         hops, resent = self._path.finish(completion.op, txid)
-        reply = _reply(pending.req, completion, hops)
+        reply = _reply(pending.req, completion, hops, txid)
         self.metrics.count("raftline_client_operations_total", operation=operation, outcome=reply.outcome)
         self.metrics.observe("raftline_client_operation_duration_seconds", now - arrived, operation=operation)
         self.metrics.count("raftline_client_hops_total", hops, operation=operation)
@@ -467,9 +508,9 @@ class CriticalPath:
         return hops, self._resent.pop(op, 0)
 
 
-def _reply(req: int, completion: Completion, hops: int) -> ClerkReply:
+def _reply(req: int, completion: Completion, hops: int, txid: str = "") -> ClerkReply:
     if isinstance(completion, ReadDone):
-        return ClerkReply(req=req, outcome="ok", values=dict(completion.values), hops=hops)
+        return ClerkReply(req=req, outcome="ok", values=dict(completion.values), txid=txid, hops=hops)
     if isinstance(completion, Committed):
         return ClerkReply(req=req, outcome="ok", txid=completion.txid, hops=hops)
     if isinstance(completion, Aborted):

@@ -34,6 +34,7 @@ Rules and invariants:
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from actors.keyspace import slot_of
@@ -107,6 +108,14 @@ def bench_keys(workload: str, count: int | None = None) -> list[str]:
     return [f"bench-{index:05d}" for index in range(count or BENCH_KEYS)]
 
 
+@dataclass(frozen=True, slots=True)
+class PlainGet:
+    """A bench operation outside any transaction: `store.get(key)`, as an
+    application reads one key (raftline: one logged read; etcd: one range)."""
+
+    key: str
+
+
 class BenchGenerator:
     """One bench client's operations over `keys`; `slots` names each slot's
     cluster, so that txn can pick keys on two clusters."""
@@ -124,8 +133,8 @@ class BenchGenerator:
             by_cluster.setdefault(slots[slot_of(key, len(slots))], []).append(key)
         self.keys_by_cluster = list(by_cluster.values())
 
-    def next(self) -> Callable[[Any], Any]:
-        """The next operation: a function of a transaction."""
+    def next(self) -> Callable[[Any], Any] | PlainGet:
+        """The next operation: a function of a transaction, or a PlainGet."""
         workload = self.workload
         if workload == "mixed":
             workload = "get" if self.rng.random() < self.read_ratio else "put"
@@ -133,7 +142,7 @@ class BenchGenerator:
         if workload == "put":
             return lambda txn: txn.put(key, self.value)
         if workload == "get":
-            return lambda txn: txn.get(key)
+            return PlainGet(key)
         if workload == "txn":
             return self.read_modify_write(self.two_keys_on_two_clusters())
         source, target = self.rng.sample(self.keys, 2)

@@ -13,6 +13,7 @@ across the application; docs/DESIGN.md section 11 is the catalogue).
 
 from actors.messages.app import (
     ClerkCommit,
+    ClerkGet,
     ClerkOpen,
     ClerkOpenReply,
     ClerkRead,
@@ -102,6 +103,8 @@ from actors.messages.txn import (
     FreezeSlot,
     InstallSlot,
     InstallSlotResult,
+    LoggedRead,
+    LoggedReadResult,
     Prepare,
     PrepareResult,
     ReadCheck,
@@ -130,6 +133,7 @@ __all__ = [
     "Boot",
     "ChangeMembership",
     "ClerkCommit",
+    "ClerkGet",
     "ClerkMetricsReply",
     "ClerkMetricsRequest",
     "ClerkOpen",
@@ -157,6 +161,8 @@ __all__ = [
     "FreezeSlot",
     "InstallSlot",
     "InstallSlotResult",
+    "LoggedRead",
+    "LoggedReadResult",
     "Isolate",
     "Kill",
     "LOG_TYPES",

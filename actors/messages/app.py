@@ -50,6 +50,21 @@ class ClerkRead:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ClerkGet:
+    """Read keys as one read-only transaction, validated where it is read:
+    `Store.get`, in one round trip to each owning leader. "aborted" means
+    the read met a concurrent writer; a ClerkRead then ClerkCommit reads it.
+
+    Fields:
+        req: the application's request id, echoed in the reply.
+        keys: the keys.
+    """
+
+    req: int
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ClerkCommit:
     """Commit a transaction: versions read, writes and deletes buffered by the application.
 
@@ -68,14 +83,14 @@ class ClerkCommit:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ClerkReply:
-    """The clerk's answer to ClerkRead or ClerkCommit.
+    """The clerk's answer to ClerkRead, ClerkGet or ClerkCommit.
 
     Fields:
         req: the request answered.
         outcome: "ok" (read done / committed), "aborted", "unavailable", or
             "too_large" (a commit that can never fit one log entry; nothing sent).
-        values: for a read, key -> ReadResult.
-        txid: for a commit, the transaction's id.
+        values: for a read or a get, key -> ReadResult.
+        txid: for a commit or a get, the transaction's id.
         reason: why, when not ok.
         hops: messages on this operation's critical path (the application's
             ask included), as counted by clerk.session.CriticalPath; benchmarks

@@ -15,6 +15,8 @@ from actors.messages.txn import (
     DecideResult,
     InstallSlot,
     InstallSlotResult,
+    LoggedRead,
+    LoggedReadResult,
     Prepare,
     PrepareResult,
     ReadCheck,
@@ -87,13 +89,14 @@ class Redirect:
     term: int
 
 
-ClientOp = ReadKeys | Prepare | Decide | CommitOnePhase | ReadCheck | TxnStatus | InstallSlot
+ClientOp = ReadKeys | Prepare | Decide | CommitOnePhase | ReadCheck | LoggedRead | TxnStatus | InstallSlot
 ClientResult = (
     ReadKeysResult
     | PrepareResult
     | DecideResult
     | CommitOnePhaseResult
     | ReadCheckResult
+    | LoggedReadResult
     | TxnStatusResult
     | InstallSlotResult
     | WrongEpoch

@@ -153,15 +153,32 @@ class ReadCheck:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LoggedRead:
+    """A plain get, read where its log entry applies: the values are the
+    current ones there, validated (rules 1-3) at the clerk's stamp, so one
+    round trip to the leader reads and validates at once.
+
+    Fields:
+        txid: the read-only transaction's id.
+        ts: the timestamp the clerk took; the stamp is `(ts, txid)`.
+        keys: the keys to read, all owned by the addressed cluster.
+    """
+
+    txid: str
+    ts: int
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ValidateReads:
     """Validate read-only transactions (and plain gets): rules 1-3 for their
     reads, then raise the keys' read stamps; nothing joins the history line.
 
     Fields:
-        checks: the batched read checks, validated in order.
+        checks: the batched read checks and logged reads, validated in order.
     """
 
-    checks: tuple[ReadCheck, ...]
+    checks: tuple[ReadCheck | LoggedRead, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -180,16 +197,35 @@ class ReadCheckResult:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LoggedReadResult:
+    """The answer to a LoggedRead.
+
+    Fields:
+        txid: the read.
+        ok: True when the values read are valid at its stamp.
+        reason: otherwise, which rule refused it and on which key (a writer
+            prepared below the stamp, or a version newer than it): the clerk
+            then reads the slower way, waiting for that writer.
+        values: when ok, one ReadResult per key, in the request's order.
+    """
+
+    txid: str
+    ok: bool
+    reason: str = ""
+    values: tuple[ReadResult, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ValidateReadsResult:
     """The verdicts on a ValidateReads entry.
 
     Fields:
-        results: one verdict per check, in the entry's order: ReadCheckResult,
-            or WrongEpoch when the check touches a slot this cluster does not
+        results: one verdict per check, in the entry's order: ReadCheckResult
+            or LoggedReadResult, or WrongEpoch when the check touches a slot this cluster does not
             serve now (nothing was raised for it).
     """
 
-    results: tuple[ReadCheckResult | WrongEpoch, ...]
+    results: tuple[ReadCheckResult | LoggedReadResult | WrongEpoch, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -407,6 +443,7 @@ TXN_COMMANDS = (
 )
 """Every command `Machine.apply` accepts, and so every command a log entry holds."""
 
-LOG_TYPES = (*TXN_COMMANDS, ReadCheck)
+LOG_TYPES = (*TXN_COMMANDS, ReadCheck, LoggedRead)
 """Every dataclass a log entry's data may carry: the log codec encodes and
-decodes these and nothing else (`ReadCheck` travels inside `ValidateReads`)."""
+decodes these and nothing else (`ReadCheck` and `LoggedRead` travel inside
+`ValidateReads`)."""

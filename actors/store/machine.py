@@ -75,6 +75,8 @@ from actors.messages import (
     FreezeSlot,
     InstallSlot,
     InstallSlotResult,
+    LoggedRead,
+    LoggedReadResult,
     Prepare,
     PrepareResult,
     ReadCheckResult,
@@ -268,11 +270,15 @@ class Machine:
         return CommitOnePhaseResult(txid=txid, committed=True)
 
     def handle_validate_reads(self, command: ValidateReads) -> ValidateReadsResult:
-        results: list[ReadCheckResult | WrongEpoch] = []
+        results: list[ReadCheckResult | LoggedReadResult | WrongEpoch] = []
         for check in command.checks:
-            wrong = self.refusal(check.txid, check.reads, writing=True)
+            logged = type(check) is LoggedRead
+            wrong = self.refusal(check.txid, check.keys if logged else check.reads, writing=True)
             if wrong is not None:
                 results.append(wrong)
+                continue
+            if logged:
+                results.append(self._logged_read(check))
                 continue
             stamp = (check.ts, check.txid)
             reason = validate_reads(stamp, check.reads, self._table, self._line, self._threshold)
@@ -283,6 +289,20 @@ class Machine:
             else:
                 results.append(ReadCheckResult(txid=check.txid, ok=False, reason=reason))
         return ValidateReadsResult(results=tuple(results))
+
+    def _logged_read(self, read: LoggedRead) -> LoggedReadResult:
+        """Read the current versions and validate them at the read's stamp,
+        as a ReadCheck of exactly those versions would be: only rules 1, 2 and
+        the timestamp half of 3 can refuse."""
+        stamp = (read.ts, read.txid)
+        values = tuple(self.read(key) for key in read.keys)
+        reason = validate_reads(stamp, {value.key: value.version for value in values}, self._table, self._line,
+                                self._threshold)
+        if reason is not None:
+            return LoggedReadResult(txid=read.txid, ok=False, reason=reason)
+        for key in read.keys:
+            self._table.raise_rts(key, stamp)
+        return LoggedReadResult(txid=read.txid, ok=True, values=values)
 
     def handle_ack_decision(self, command: AckDecision) -> AckDecisionResult:
         record = self._records.get(command.txid)

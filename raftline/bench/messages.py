@@ -3,7 +3,7 @@ coordinator, clerks), from the metrics every actor sends with its status
 (docs/DESIGN.md section 14).
 
 A message is counted once, by its sender; the application's own requests to
-its clerk (ClerkRead, ClerkCommit: the application is not an actor) are
+its clerk (ClerkRead, ClerkGet, ClerkCommit: the application is not an actor) are
 counted by the clerk that received them. The bench's status probes are not
 the workload's cost and are left out. An actor restarted between the two
 samples counts from 0 again, so its counts after are taken whole.
@@ -15,7 +15,7 @@ from collections import Counter
 
 from raftline.metrics import snapshots
 
-APPLICATION_REQUESTS = frozenset({"ClerkRead", "ClerkCommit"})
+APPLICATION_REQUESTS = frozenset({"ClerkRead", "ClerkGet", "ClerkCommit"})
 STATUS_PROBES = frozenset({
     "StatusRequest", "StatusReply", "ReplicaStatusRequest", "ReplicaStatusReply",
     "ClerkMetricsRequest", "ClerkMetricsReply",

@@ -8,12 +8,13 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from actors.datadir import LOCK_FILE
 from actors.keyspace import slot_of
-from actors.messages import ClientBatch, ClientRequest, MapUpdate, Prepare, Subscribe
+from actors.messages import ClientBatch, ClientBatchReply, ClientRequest, CommitOnePhase, MapUpdate, Prepare, Subscribe
 from actors.process import process_running
 from clerk import TransactionAborted, TransactionTooLarge, connect
 from clerk.errors import AlreadyRunning
@@ -253,6 +254,36 @@ def test_get_many_reads_keys_of_several_clusters_in_one_round_trip(cluster, stor
         assert txn.get_many([a, b]) == {a: 10, b: 2}  # its own write; nothing read twice
         txn.put(b, txn.get(b) + 1)
     assert store.get(a) == 10 and store.get(b) == 3
+
+
+def test_a_get_is_one_logged_read_and_one_that_meets_a_newer_version_reads_it_the_slower_way(cluster, store):
+    key = unique("ahead")
+    store.put(key, "now")
+    before = store.total_hops
+    assert store.get(key) == "now"
+    assert store.total_hops - before == 6  # the ask, clerk <-> leader, the leader's log round
+
+    # A writer whose clock runs ahead (another host's, say) leaves a version
+    # above the next get's timestamp: its logged read is refused by rule 3,
+    # and a transaction reads the key instead, above the version it read.
+    system = attach(cluster.admin)
+    for coordinator in coordinator_addresses(system, cluster.admin).values():
+        system.tell(coordinator, Subscribe(pid=0))
+    routing = system.listen(10)
+    assert isinstance(routing, MapUpdate)
+    name = routing.slots[slot_of(key, len(routing.slots))]
+    ahead = CommitOnePhase(txid=unique("ahead"), ts=int((time.time() + 1.5) * 1e6), reads={},
+                           writes={key: "later"}, epoch=routing.epoch)
+    leader = routing.addresses[routing.leaders[name]]
+    system.tell(leader, ClientBatch(client="clock-ahead", cluster=name, epoch=routing.epoch,
+                                    requests=(ClientRequest(req=1, op=ahead),)))
+    reply = system.listen(10)
+    while not isinstance(reply, ClientBatchReply):
+        reply = system.listen(10)
+    assert reply.responses[0].result.committed
+    before = store.total_hops
+    assert store.get(key) == "later"
+    assert store.total_hops - before == 6 + 4 + 6  # the refused get, then a read and a read-only commit
 
 
 def test_a_second_start_on_a_data_directory_in_use_is_refused_before_anything_starts(cluster, store):

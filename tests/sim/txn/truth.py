@@ -8,7 +8,7 @@ Rules:
 - After a run each cluster log is replayed on a fresh `Machine`: the code the
   replicas run, deterministic, so the replay holds their state at every
   index. Its results say which transactions each cluster prepared, installed,
-  aborted or checked, and when. Every snapshot a replica took or received
+  aborted or checked (read checks and logged reads), and when. Every snapshot a replica took or received
   must equal the replay's snapshot at its index.
 - Two-phase commit: T is committed iff its primary applied Decide(commit)
   while T was prepared there. Then every participant installed T, none before
@@ -59,6 +59,7 @@ from actors.messages import (
     FreezeSlot,
     InstallSlot,
     InstallSlotResult,
+    LoggedReadResult,
     Prepare,
     ReadCheckResult,
     SlotMoveResult,
@@ -270,6 +271,11 @@ def _apply(truth: ClusterTruth, machine: Machine, command: object, time: int) ->
                 if isinstance(verdict, ReadCheckResult) and verdict.ok:
                     truth.checked.setdefault(check.txid, (check.ts, dict(check.reads)))
                     _check_served(truth, check.txid, "checked", tuple(check.reads))
+                elif isinstance(verdict, LoggedReadResult) and verdict.ok:
+                    # The versions a logged read saw are the ones it was checked at.
+                    reads = {value.key: value.version for value in verdict.values}
+                    truth.checked.setdefault(check.txid, (check.ts, reads))
+                    _check_served(truth, check.txid, "checked", tuple(reads))
         case FreezeSlot(move=move, slot=slot):
             result = machine.apply(command)
             if isinstance(result, SlotMoveResult) and result.stage == MOVE_FROZEN:

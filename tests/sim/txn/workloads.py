@@ -13,7 +13,10 @@ Rules:
 - A `ClerkDriver` runs one clerk's sequence: read phase (`ClerkCore.read`),
   then `commit` with the versions read and a fresh timestamp from its own
   clock (clerk/timestamps.py, as the Clerk actor), a short pause, the next. Every commit
-  and its outcome goes to the shared list of ClerkRecords.
+  and its outcome goes to the shared list of ClerkRecords. Half the
+  read-only plans run as one `ClerkCore.get` instead (as `Store.get`): a
+  get refused (Aborted or Moved) is recorded as aborted and read again the
+  slower way, under a fresh txid, as the Store does.
 - A driver outlives its clerk: when the clerk dies the transaction in flight
   is recorded as abandoned (the ground truth says what became of it) and the
   driver carries on with a fresh clerk.
@@ -171,6 +174,7 @@ class ClerkDriver:
         self._held = False  # committed, answered once the clock is past the timestamp
         self._balances: dict[str, int] | None = None
         self._committing = False
+        self._getting = False  # a ClerkCore.get in flight
         self._next_start = 0
         # The commit to run again after a Moved: (reads, writes), the map
         # epoch it was refused under, and when to retry regardless.
@@ -222,13 +226,31 @@ class ClerkDriver:
         self._op += 1
         self._plan = self.workload.plan(self.rng)
         self._txid = f"{self._clerk}/{self._started}"
-        self._core.read(self._op, list(self._plan.reads))
+        if not self._plan.writes and self.rng.random() < 0.5:
+            self._getting = True
+            self._ts = self.timestamps.take(self.clock(), ())
+            self._core.get(self._op, txid=self._txid, ts=self._ts, keys=list(self._plan.reads))
+        else:
+            self._core.read(self._op, list(self._plan.reads))
 
     def handle(self, completion: Completion, now: int) -> None:
         if completion.op != self._op or self._plan is None:
             raise AssertionError(f"{self._clerk}: completion of op {completion.op} while op {self._op} is current")
         plan = self._plan
         match completion:
+            case ReadDone(values=values) if self._getting:
+                # A get is read and checked at once: committed.
+                self._getting = False
+                if plan.audit:
+                    self._balances = self.workload.balances(values)
+                self._held = True
+                self._acknowledge(now)
+            case Aborted(reason=reason) | Moved(reason=reason) if self._getting:
+                self._getting = False
+                self._record(ABORTED, f"get: {reason}")
+                self._txid = f"{self._clerk}/{self._started}.read"
+                self._op += 1
+                self._core.read(self._op, list(plan.reads))
             case ReadDone(values=values) if not self._committing:
                 self._commit(plan, values)
             case Failed() if not self._committing:
@@ -302,6 +324,7 @@ class ClerkDriver:
         self._txid = ""
         self._balances = None
         self._committing = False
+        self._getting = False
         self._held = False
         self._again = None
         self._retries = 0

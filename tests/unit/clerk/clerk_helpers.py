@@ -16,6 +16,8 @@ from actors.messages import (
     CommitOnePhaseResult,
     Decide,
     DecideResult,
+    LoggedRead,
+    LoggedReadResult,
     MapUpdate,
     Prepare,
     PrepareResult,
@@ -94,6 +96,10 @@ class FakeCluster:
             case ReadCheck():
                 reason = self.refuse.get(op.txid)
                 return ReadCheckResult(txid=op.txid, ok=reason is None, reason=reason or "")
+            case LoggedRead():
+                if op.txid in self.refuse:
+                    return LoggedReadResult(txid=op.txid, ok=False, reason=self.refuse[op.txid])
+                return LoggedReadResult(txid=op.txid, ok=True, values=tuple(self.read(key) for key in op.keys))
             case CommitOnePhase():
                 if op.txid not in self.outcomes:
                     self.outcomes[op.txid] = TXN_ABORTED if op.txid in self.refuse else TXN_COMMITTED

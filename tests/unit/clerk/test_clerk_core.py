@@ -18,6 +18,7 @@ from actors.messages import (
     CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
+    LoggedRead,
     Prepare,
     PrepareResult,
     ReadCheck,
@@ -41,6 +42,7 @@ from tests.unit.clerk.clerk_helpers import (
     SLOTS,
     FakeCluster,
     Net,
+    absent,
     clusters,
     keys_in,
     make_clerk,
@@ -313,6 +315,49 @@ def test_a_read_only_commit_aborts_at_the_first_refusal_and_stops_asking_the_oth
     assert clerk.take_completions() == [Aborted(op=1, txid="t1", reason="c3: rule 3: version moved")]
     # Nothing to undo for reads, and nothing more to ask.
     assert net.run(clerk, ticks=100) == []
+
+
+def test_a_get_reads_and_validates_with_one_logged_read_per_cluster_in_parallel():
+    c1, c2, c3 = clusters()
+    net = Net(c1, c2, c3)
+    a, b = keys_in("c1")[0], keys_in("c3")[0]
+    c1.install("t0", 5, {a: "x"})
+    clerk = make_clerk()
+    clerk.get(1, txid="t1", ts=10, keys=[b, a, b])
+
+    sent = net.round(clerk)
+
+    assert sorted((replica, batch.requests[0].op) for replica, batch in sent) == [
+        ("c1-r0", LoggedRead(txid="t1", ts=10, keys=(a,))),
+        ("c3-r0", LoggedRead(txid="t1", ts=10, keys=(b,))),
+    ]
+    [done] = clerk.take_completions()
+    assert done == ReadDone(op=1, values={b: absent(b), a: c1.read(a)}) and list(done.values) == [b, a]
+    assert net.run(clerk, ticks=100) == []
+
+
+def test_a_refused_get_aborts_at_the_first_refusal_and_leaves_nothing_to_undo():
+    c1, c2, c3 = clusters()
+    net = Net(c1, c2, c3)
+    c1.down = set(MEMBERS["c1"])
+    c3.refuse["t1"] = "rule 2: x is written by t0, prepared below"
+    clerk = make_clerk()
+    clerk.get(1, txid="t1", ts=10, keys=[keys_in("c1")[0], keys_in("c3")[0]])
+    net.round(clerk)
+    assert clerk.take_completions() == [Aborted(op=1, txid="t1", reason="c3: rule 2: x is written by t0, prepared below")]
+    assert net.run(clerk, ticks=100) == []
+
+
+def test_an_unanswered_get_fails_after_its_attempts():
+    c1, c2, c3 = clusters()
+    net = Net(c1, c2, c3)
+    c1.down = set(MEMBERS["c1"])
+    clerk = make_clerk()
+    clerk.get(1, txid="t1", ts=10, keys=keys_in("c1"))
+    net.run(clerk, ticks=400)
+    [failed] = clerk.take_completions()
+    assert isinstance(failed, Failed) and "did not answer LoggedRead" in failed.reason
+    assert len(c1.ops(LoggedRead)) == ClerkConfig(clerk="clerk-1").max_attempts
 
 
 # -- leaders, redirects, timeouts ------------------------------------------------

@@ -18,6 +18,7 @@ from actors.messages import (
     CommitOnePhaseResult,
     Decide,
     DecideResult,
+    LoggedRead,
     PrepareResult,
     ReadCheck,
     ReadKeys,
@@ -168,6 +169,18 @@ def test_a_read_only_commit_refused_by_one_cluster_completes_moved():
     clerk.receive(refuse("c1-r0", sent["c1-r0"], reason=""))
     assert clerk.take_completions() == [Moved(op=1, txid="t1", epoch=1, reason="c1: slots [0] not served")]
     # Nothing to undo for reads, and nothing more to ask of c2.
+    clerk.tick(100)
+    assert clerk.take_output() == []
+
+
+def test_a_get_refused_by_one_cluster_completes_moved_and_asks_nothing_more():
+    clerk = make_clerk()
+    a, b = key_in_slot(MOVED_SLOT), keys_in("c2")[0]
+    clerk.get(1, txid="t1", ts=10, keys=[a, b])
+    sent = dict(clerk.take_output())
+    assert isinstance(sent["c1-r0"].requests[0].op, LoggedRead)
+    clerk.receive(refuse("c1-r0", sent["c1-r0"]))
+    assert clerk.take_completions() == [Moved(op=1, txid="t1", epoch=1, reason="c1: slot 0 moved away")]
     clerk.tick(100)
     assert clerk.take_output() == []
 

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from actors.messages import ClerkCommit, ClerkRead, CommitOnePhaseResult, ReadKeysResult
+from actors.messages import ClerkCommit, ClerkGet, ClerkRead, CommitOnePhaseResult, LoggedReadResult, ReadKeysResult
 from actors.metrics import DURATION_BUCKETS
 from clerk.session import AnswerDue, ClerkSession, Reply, RerunDue, Send, SessionConfig, TickDue, WakeAfter
 from tests.unit.clerk.clerk_helpers import (
@@ -186,6 +186,46 @@ def test_an_aborted_commit_is_answered_aborted_with_its_txid_and_reason():
     assert answered.asker == "app"
     assert (answered.reply.req, answered.reply.outcome, answered.reply.txid) == (9, "aborted", "k-1")
     assert answered.reply.reason == "c1: read k0 is stale"
+
+
+# -- gets -------------------------------------------------------------------------------------
+
+
+def logged_read(session: ClerkSession, send: Send, now: float, *, ok: bool = True, reason: str = ""):
+    """The server answers every LoggedRead of `send` (keys absent); returns the session's actions."""
+    results = {
+        request.req: LoggedReadResult(txid=request.op.txid, ok=ok, reason=reason,
+                                      values=tuple(absent(key) for key in request.op.keys) if ok else ())
+        for request in send.batch.requests
+    }
+    return session.on_server_reply(answer(send.batch, send.address, results), now)
+
+
+def test_a_get_is_one_logged_read_under_a_fresh_timestamp_held_for_the_clock_like_a_commit():
+    session = ClerkSession(SessionConfig(clerk="k", wall_offset=100.0), random.Random(7))
+    session.on_map(dataclasses.replace(map_update(1), max_clock_offset=0.01), 0.0)
+    key = keys_in("c1")[0]
+    [send] = of_kind(session.on_app_request(ClerkGet(req=3, keys=(key,)), "app", 0.0), Send)
+    [read] = sent_ops([send])
+    assert (read.txid, read.ts, read.keys) == ("k-1", 100_000_000, (key,))
+    actions = logged_read(session, send, 0.004)
+    assert of_kind(actions, Reply) == []
+    [wake] = [action for action in of_kind(actions, WakeAfter) if isinstance(action.wakeup, AnswerDue)]
+    [answered] = of_kind(session.on_answer_due(wake.wakeup, 0.0101), Reply)
+    reply = answered.reply
+    assert (reply.req, reply.outcome, reply.txid, reply.values, reply.hops) == (3, "ok", "k-1", {key: absent(key)}, 6)
+
+
+def test_a_get_refused_or_moved_is_answered_aborted_for_the_application_to_read_again():
+    session = mapped_session()
+    [send] = of_kind(session.on_app_request(ClerkGet(req=1, keys=(keys_in("c1")[0],)), "app", 0.0), Send)
+    [answered] = of_kind(logged_read(session, send, 0.1, ok=False, reason="rule 2: k0 prepared below"), Reply)
+    assert (answered.reply.outcome, answered.reply.reason) == ("aborted", "c1: rule 2: k0 prepared below")
+
+    [send] = of_kind(session.on_app_request(ClerkGet(req=2, keys=(key_in_slot(MOVED_SLOT),)), "app", 0.2), Send)
+    [answered] = of_kind(session.on_server_reply(refuse(send.address, send.batch), 0.3), Reply)
+    assert (answered.reply.outcome, answered.reply.reason) == ("aborted", "c1: slot 0 moved away")
+    assert session.tick(0.5) == []  # no re-run: the application reads it again
 
 
 # -- Moved re-runs -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from actors.messages import (
     Decide,
     DecideResult,
     LeaderChange,
+    LoggedRead,
     Prepare,
     PrepareResult,
     ReadCheck,
@@ -149,12 +150,17 @@ def test_followers_redirect_every_request_to_the_leader():
     leader = net.elect("c1")
     follower = next(rid for rid in net.members["c1"] if rid != leader.id)
     clerk = Clerk(net)
-    ops = (ReadKeys(keys=("x",)), write("t1", 10, x=1), ReadCheck(txid="r1", ts=11, reads={"x": ZERO_STAMP}))
+    ops = (
+        ReadKeys(keys=("x",)),
+        write("t1", 10, x=1),
+        ReadCheck(txid="r1", ts=11, reads={"x": ZERO_STAMP}),
+        LoggedRead(txid="r2", ts=12, keys=("x",)),
+    )
     reqs = clerk.send(follower, *ops)
     (reply,) = net.inbox["clerk"]
     assert reply.replica == follower
     redirect = Redirect(leader=leader.id, term=leader.status()["term"])
-    assert [response.result for response in reply.responses] == [redirect] * 3
+    assert [response.result for response in reply.responses] == [redirect] * 4
     assert [response.req for response in reply.responses] == reqs
 
 
@@ -185,6 +191,25 @@ def test_read_checks_of_one_batch_share_one_validate_reads_entry():
     assert all(isinstance(r, ReadCheckResult) for r in results)
     new = stored_commands(net, leader.id)[before:]
     assert new == [ValidateReads(checks=checks)]
+
+
+def test_logged_reads_share_the_validate_reads_entry_of_their_batch_and_answer_values():
+    net = Net({"c1": 3})
+    leader = net.elect("c1")
+    clerk = Clerk(net)
+    clerk.call("c1", write("t1", 10, x=1))
+    before = len(stored_commands(net, leader.id))
+    reads = (
+        LoggedRead(txid="r1", ts=20, keys=("x", "y")),
+        ReadCheck(txid="r2", ts=21, reads={"x": (10, "t1")}),
+        LoggedRead(txid="r3", ts=5, keys=("x",)),  # below x's version: rule 3
+    )
+    first, second, third = clerk.call("c1", *reads)
+    assert (first.txid, first.ok) == ("r1", True)
+    assert [(value.key, value.value, value.exists) for value in first.values] == [("x", 1, True), ("y", None, False)]
+    assert (second.txid, second.ok) == ("r2", True)
+    assert (third.txid, third.ok, third.values) == ("r3", False, ()) and third.reason.startswith("rule 3")
+    assert stored_commands(net, leader.id)[before:] == [ValidateReads(checks=reads)]
 
 
 def test_entries_stay_within_the_batch_limit_and_oversized_commands_are_refused():

@@ -136,7 +136,7 @@ def test_examples_round_trip_with_their_types():
 
 def test_every_command_is_registered_and_only_log_types_are():
     assert set(TXN_COMMANDS) <= set(LOG_TYPES)
-    assert {kind.__name__ for kind in LOG_TYPES} == {kind.__name__ for kind in TXN_COMMANDS} | {"ReadCheck"}
+    assert {kind.__name__ for kind in LOG_TYPES} == {kind.__name__ for kind in TXN_COMMANDS} | {"ReadCheck", "LoggedRead"}
 
 
 @pytest.mark.parametrize(

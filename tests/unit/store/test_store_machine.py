@@ -10,6 +10,7 @@ from actors.messages import (
     ZERO_STAMP,
     AckDecision,
     Decide,
+    LoggedRead,
     ReadCheck,
     TrimRecords,
     ValidateReads,
@@ -263,6 +264,8 @@ def random_command(rng, machine, number):
     if kind == 5:
         checks = tuple(
             ReadCheck(txid=f"{txid}.{i}", ts=ts, reads={key: version_of(key)})
+            if rng.random() < 0.5
+            else LoggedRead(txid=f"{txid}.{i}", ts=ts, keys=(key,))
             for i, key in enumerate(rng.sample(keys, 2))
         )
         return ValidateReads(checks=checks)

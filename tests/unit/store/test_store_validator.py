@@ -8,6 +8,7 @@ from actors.messages import (
     ZERO_STAMP,
     CommitOnePhase,
     Decide,
+    LoggedRead,
     Prepare,
     ReadCheck,
     TrimRecords,
@@ -239,6 +240,40 @@ def test_read_only_check_applies_rules_1_to_3():
         "fine": (True, ""),
         "before-s": (True, ""),
     }
+
+
+def test_a_logged_read_reads_the_current_versions_and_is_checked_by_rules_1_to_3_at_its_stamp():
+    machine = trimmed_machine()
+    machine.apply(commit_one_phase("w", 6, writes={"x": "old"}))
+    machine.apply(prepare("s", 7, writes={"y": 1}))
+    result = machine.apply(
+        ValidateReads(
+            checks=(
+                LoggedRead(txid="old", ts=4, keys=("z",)),
+                LoggedRead(txid="after-s", ts=8, keys=("y",)),
+                LoggedRead(txid="under-w", ts=5, keys=("x",)),
+                LoggedRead(txid="fine", ts=8, keys=("x", "z")),
+                ReadCheck(txid="check", ts=8, reads={"x": (6, "w")}),
+            )
+        )
+    )
+    verdicts = {read.txid: (read.ok, read.reason.split(":")[0]) for read in result.results}
+    assert verdicts == {
+        "old": (False, "rule 1"),
+        "after-s": (False, "rule 2"),
+        "under-w": (False, "rule 3"),
+        "fine": (True, ""),
+        "check": (True, ""),
+    }
+    fine = result.results[3]
+    assert [(value.key, value.value, value.version, value.exists) for value in fine.values] == [
+        ("x", "old", (6, "w"), True),
+        ("z", None, ZERO_STAMP, False),
+    ]
+    assert all(not read.values for read in result.results[:3])
+    # The read stamp it raised protects what it saw, a missing key included.
+    voted, reason = vote(machine, prepare("t-z", 7, writes={"z": 1}))
+    assert not voted and reason.startswith("rule 3:")
 
 
 def test_a_failed_read_only_check_raises_no_rts():

@@ -3,6 +3,7 @@
     from clerk import connect
     store = connect()                     # the topology's admin port, or connect(admin="127.0.0.1:19000")
     store.put("alice", 100); store.get("alice"); store.delete("alice")
+    store.get_many(["alice", "bob"])      # one consistent read of several keys
     with store.transaction() as txn:      # commits on exit; TransactionAborted on conflict
         txn.put("alice", txn.get("alice") - 10)
 
@@ -198,14 +199,21 @@ class Store:
         One round trip to the key's leader, read and validated in one log
         entry (ClerkGet); when that meets a concurrent writer, a transaction
         reads it instead, waiting for the writer."""
-        check_key(key)
-        reply = self._call(ClerkGet(req=next(self._requests), keys=(key,)))
+        return self.get_many([key])[key]
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The committed values of `keys` (None for a missing one), all as of
+        one moment: a read-only transaction, read and validated at every
+        owning cluster at once, in one round trip (as `get`)."""
+        keys = list(dict.fromkeys(keys))
+        for key in keys:
+            check_key(key)
+        reply = self._call(ClerkGet(req=next(self._requests), keys=tuple(keys)))
         if reply.outcome == "ok":
-            result = reply.values[key]
-            return result.value if result.exists else None
+            return {key: result.value if result.exists else None for key, result in reply.values.items()}
         if reply.outcome != "aborted":
             raise Unavailable(reply.reason)
-        return self._retry(lambda txn: txn.get(key))
+        return self._retry(lambda txn: txn.get_many(keys))
 
     def put(self, key: str, value: Any) -> None:
         check_value(value)

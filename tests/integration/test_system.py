@@ -254,6 +254,10 @@ def test_get_many_reads_keys_of_several_clusters_in_one_round_trip(cluster, stor
         assert txn.get_many([a, b]) == {a: 10, b: 2}  # its own write; nothing read twice
         txn.put(b, txn.get(b) + 1)
     assert store.get(a) == 10 and store.get(b) == 3
+    missing = unique("missing")
+    before = store.total_hops
+    assert store.get_many([b, missing, a, b]) == {b: 3, missing: None, a: 10}
+    assert store.total_hops - before == 6  # one logged read at each cluster, in parallel
 
 
 def test_a_get_is_one_logged_read_and_one_that_meets_a_newer_version_reads_it_the_slower_way(cluster, store):

@@ -221,8 +221,8 @@ class ValidateReadsResult:
 
     Fields:
         results: one verdict per check, in the entry's order: ReadCheckResult
-            or LoggedReadResult, or WrongEpoch when the check touches a slot this cluster does not
-            serve now (nothing was raised for it).
+            or LoggedReadResult, or WrongEpoch when the check touches a slot
+            this cluster does not serve now (nothing was raised for it).
     """
 
     results: tuple[ReadCheckResult | LoggedReadResult | WrongEpoch, ...]

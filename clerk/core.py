@@ -670,7 +670,7 @@ class ClerkCore:
         for value in result.values:
             state.values[value.key] = value
         if not state.waiting and not state.parked:
-            self._finish(state, ReadDone(op=state.op, values={key: state.values[key] for key in state.keys}))
+            self._finish(state, _read_done(state))
 
     def _handle_logged_read_result(self, state: _GetOp, cluster: str, result: LoggedReadResult) -> None:
         if not result.ok:
@@ -679,7 +679,7 @@ class ClerkCore:
         for value in result.values:
             state.values[value.key] = value
         if not state.waiting:
-            self._finish(state, ReadDone(op=state.op, values={key: state.values[key] for key in state.keys}))
+            self._finish(state, _read_done(state))
 
     def _handle_read_keys_moved(self, state: _ReadOp, request: _Request, result: WrongEpoch) -> None:
         """`request.cluster` does not serve some of these keys now. Send again
@@ -909,6 +909,11 @@ class ClerkCore:
             self._unsent.pop(req, None)
         del self._ops[state.op]
         self._completions.append(completion)
+
+
+def _read_done(state: _ReadOp | _GetOp) -> ReadDone:
+    """The completion of a read or get whose every key has come back, in the caller's order."""
+    return ReadDone(op=state.op, values={key: state.values[key] for key in state.keys})
 
 
 def _answers(op: ClientOp, result: Any) -> bool:

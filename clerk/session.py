@@ -178,7 +178,7 @@ class _PendingGet:
         txid: the read-only transaction's id.
         arrived: when the clerk got it.
         ts: its timestamp.
-        done: the values held until the clock passes `ts` (None until read).
+        held: the values, held until the clock passes `ts` (None until read).
     """
 
     asker: object
@@ -186,7 +186,7 @@ class _PendingGet:
     txid: str
     arrived: float
     ts: int
-    done: ReadDone | None = None
+    held: ReadDone | None = None
 
 
 @dataclass(kw_only=True, slots=True, eq=False)
@@ -203,7 +203,7 @@ class _PendingCommit:
         awaited_epoch: after Moved, the epoch the map must pass before the
             next attempt; None while an attempt runs.
         ts: the current attempt's timestamp.
-        committed: the completion held until the clock passes `ts` (None
+        held: the completion, held until the clock passes `ts` (None
             until the commit is done).
     """
 
@@ -215,7 +215,7 @@ class _PendingCommit:
     reruns: int = 0
     awaited_epoch: int | None = None
     ts: int = 0
-    committed: Committed | None = None
+    held: Committed | None = None
 
 
 class ClerkSession:
@@ -295,10 +295,8 @@ class ClerkSession:
     def on_answer_due(self, wakeup: AnswerDue, now: float) -> list[Action]:
         """A held commit's or get's wait for the clock may be over."""
         pending = self._ops.get(wakeup.op)
-        if isinstance(pending, _PendingCommit) and pending.committed is not None:
-            self._answer(pending.committed, now)
-        elif isinstance(pending, _PendingGet) and pending.done is not None:
-            self._answer(pending.done, now)
+        if isinstance(pending, (_PendingCommit, _PendingGet)) and pending.held is not None:
+            self._answer(pending.held, now)
         return self._settle(now)
 
     def on_rerun_due(self, wakeup: RerunDue, now: float) -> list[Action]:
@@ -374,10 +372,7 @@ class ClerkSession:
             # section 4, "Timestamps"). On one host the wait is ~0.
             wait = (pending.ts / MICROSECONDS + self._max_clock_offset) - (now + self._config.wall_offset)
             if wait >= 0:
-                if isinstance(pending, _PendingGet):
-                    pending.done = completion
-                else:
-                    pending.committed = completion
+                pending.held = completion
                 self._actions.append(WakeAfter(wait + 1 / MICROSECONDS, AnswerDue(completion.op)))
                 return
         del self._ops[completion.op]

@@ -39,11 +39,12 @@ def run_operation(store, body, retries: int) -> tuple[str, int, int]:
     if isinstance(body, PlainGet):
         try:
             store.get(body.key)
-            return "ok", 1, store.total_hops - hops_before
+            outcome = "ok"
         except TransactionAborted:
-            return "aborted", 1, store.total_hops - hops_before
+            outcome = "aborted"
         except RaftlineError:
-            return "failed", 1, store.total_hops - hops_before
+            outcome = "failed"
+        return outcome, 1, store.total_hops - hops_before
     for attempt in range(1, retries + 2):
         txn = store.transaction()
         try:

@@ -87,6 +87,8 @@ CATALOGUE: dict[str, Declared] = {
     "raftline_prepared_transactions": _gauge("Prepared transactions waiting for their decision."),
     "raftline_oldest_prepared_seconds": _gauge("Age of the oldest prepared transaction, in seconds."),
     "raftline_slot_moves_total": _counter("Slot moves this replica's cluster finished receiving."),
+    "raftline_lease_reads_total": _counter(
+        "Reads (gets and read-only transactions' checks) this replica answered from its lease as leader."),
     # The coordinator's acting replica.
     "raftline_server_restarts_total": _counter("Database servers the coordinator restarted."),
     "raftline_jobs_total": _counter("Reconfiguration jobs that ended, by kind and state.", "kind", "state"),

@@ -40,6 +40,16 @@ Rules and invariants (docs/DESIGN.md sections 2-4):
   per client and one ClientBatch per other cluster (split only to stay under
   the message size limit); every ReadCheck and LoggedRead of an input
   shares one ValidateReads entry.
+- Lease reads (docs/DESIGN.md section 4): a leader whose lease holds
+  (`RaftNode.lease_basis` plus `RaftConfig.lease_ticks`, in the real time
+  the shell hands to `observe_clock`) answers a ReadCheck or LoggedRead at
+  once from applied state, when none of its entries still unapplied writes
+  a key the read names (so the read misses no write logged before it). The
+  read stamps it raised wait in memory and go to the log as
+  RecordLeaseReads ahead of the next entries it proposes, so every write
+  proposed after the read is validated against them. They die with the
+  leadership, so every new leader first logs a ReadFloor above any stamp
+  its predecessors could have answered.
 - Slot moves (docs/DESIGN.md section 6): the machine decides WrongEpoch at
   apply time; the leader answers it before logging only for work the log
   would refuse anyway (a transaction unknown here, a read check, a read).
@@ -61,7 +71,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Hashable
 
@@ -74,6 +84,7 @@ from actors.messages import (
     TXN_PREPARED,
     TXN_REFUSED,
     TXN_UNKNOWN,
+    AckDecision,
     ChangeMembership,
     ClientBatch,
     ClientBatchReply,
@@ -97,9 +108,13 @@ from actors.messages import (
     PrepareResult,
     ReadCheck,
     ReadCheckResult,
+    ReadFloor,
     ReadKeys,
     ReadKeysResult,
+    RecordLeaseReads,
     Redirect,
+    Stamp,
+    TrimRecords,
     TxnStatus,
     ValidateReads,
     ValidateReadsResult,
@@ -188,8 +203,12 @@ class ReplicaConfig:
             here and slots never move).
         founding_slots: the slots the cluster owned when it was created
             (used only when storage holds no snapshot).
-        tick_ms: how long the shell's tick is, in milliseconds (only to
-            report ages in seconds).
+        tick_ms: how long the shell's tick is, in milliseconds (to report
+            ages in seconds, and to turn the lease's ticks into seconds).
+        lease_reads: answer read checks and logged reads from the leader's
+            lease when it holds one (and log a ReadFloor on each election).
+        max_clock_offset: seconds any two hosts' Unix clocks may differ
+            (topology `transactions.max_clock_offset_ms`).
     """
 
     cluster: str
@@ -204,7 +223,28 @@ class ReplicaConfig:
     slot_count: int = 0
     founding_slots: tuple[int, ...] = ()
     tick_ms: int = 50
+    lease_reads: bool = True
+    max_clock_offset: float = 0.0
 
+    @property
+    def lease_seconds(self) -> float:
+        """How long past `RaftNode.lease_basis` the leader's lease runs: the
+        ticks no other leader can be elected in, less a tenth for clocks that
+        run at slightly different rates on different hosts."""
+        return self.raft.lease_ticks * self.tick_ms / 1000 * LEASE_RATE_MARGIN
+
+
+LEASE_RATE_MARGIN = 0.9
+"""The part of the voters' promise a lease uses (`ReplicaConfig.lease_seconds`)."""
+
+LEASE_READ_KEY_BYTES = 4_096
+"""A read naming more key bytes than this takes the log, so that the stamps
+a lease read leaves always fit a RecordLeaseReads entry."""
+
+_BENIGN_FOR_READS = (Decide, ValidateReads, AckDecision, TrimRecords, RecordLeaseReads, ReadFloor)
+"""Commands that, still unapplied, cannot change what a read returns: a
+decision installs only writes already prepared, which the read sees on the
+history line (rule 2); the others write no key."""
 
 MAX_REQUESTS_PER_BATCH = 200
 """Requests in one ClientBatch this replica sends: a Decide or TxnStatus pickles
@@ -328,6 +368,13 @@ class Replica:
         self._waiting_reads: list[tuple[ReadKeys, Hashable, int, int]] = []
         """(ReadKeys, client token, req, tick it came) of reads waiting for a prepared writer's decision."""
         self._own_proposals: dict[Any, None] = {}  # the leader's own commands, deduplicated, in order
+        self._read_floor: ReadFloor | None = None  # a new leader's floor, proposed before anything else
+        self._lease_stamps: dict[str, Stamp] = {}  # key -> highest stamp a lease read raised, not yet logged
+        # Index -> keys written, for this leader's entries not yet applied whose effect on reads is known.
+        self._unapplied_writes: dict[int, frozenset[str]] = {}
+        self._term_start = 0  # index of this leader's first entry (its no-op)
+        self._monotonic: float | None = None
+        self._unix: float | None = None
         self._asks: dict[str, list[ClientRequest]] = {}
         self._replies: dict[Hashable, list[ClientReply]] = {}
         self._outbox: list[tuple[Destination, Any]] = []
@@ -338,6 +385,14 @@ class Replica:
         self._finish_input()
 
     # -- inputs -------------------------------------------------------------------
+
+    def observe_clock(self, *, monotonic: float, unix: float) -> None:
+        """The shell's clocks, in seconds, just before an input: `monotonic`
+        times the leader's lease, `unix` sets a new leader's ReadFloor.
+        Without it (a driver that never calls it) the replica serves no read
+        from a lease and logs no floor."""
+        self._monotonic, self._unix = monotonic, unix
+        self._node.observe_time(monotonic)
 
     def tick(self) -> None:
         """One logical tick: Raft timers, then the leader's recovery timers and chunk resends."""
@@ -381,6 +436,11 @@ class Replica:
         events = list(self._events)
         self._events.clear()
         return events
+
+    @property
+    def lease_read_stamps(self) -> dict[str, Stamp]:
+        """Leader only: key -> the highest stamp a lease read raised that is not logged yet."""
+        return dict(self._lease_stamps)
 
     @property
     def role(self) -> str:
@@ -447,9 +507,10 @@ class Replica:
             self._process_ready()
             if self._leadership is not None:
                 self._carry_out(self._leadership.recovery.push_new_commits(self._now))
-            if not (self._commands or self._checks or self._own_proposals):
+            if not (self._commands or self._checks or self._own_proposals or self._read_floor):
                 break
-            self._flush_proposals()
+            if not self._flush_proposals():
+                break
         if self._waiting_reads:
             self._answer_waiting_reads()
         self._flush_asks()
@@ -517,10 +578,18 @@ class Replica:
                 max_entry_bytes=config.raft.max_batch_bytes,
             ),
         )
+        self._term_start = self._node.last_index
+        if config.lease_reads and self._unix is not None:
+            # Every lease read before this election carried a clerk's stamp,
+            # which no clock then read beyond this one's plus the offset.
+            self._read_floor = ReadFloor(ts=int((self._unix + config.max_clock_offset) * 1_000_000))
         self._outbox.append((ToCoordinator(), LeaderChange(cluster=self.cluster, leader=self.id, term=term)))
 
     def _step_down(self) -> None:
         self._leadership = None
+        self._read_floor = None
+        self._lease_stamps.clear()
+        self._unapplied_writes.clear()
         for proposal in self._waiting.values():
             for waiter in proposal.waiters:
                 self._redirect(waiter)
@@ -547,6 +616,7 @@ class Replica:
         if entry.index != self._applied + 1:
             raise AssertionError(f"{self.id}: entry {entry.index} committed after {self._applied} was applied")
         self._applied = entry.index
+        self._unapplied_writes.pop(entry.index, None)
         result = None
         if entry.kind == ENTRY_COMMAND:
             command = codec.decode(entry.data)
@@ -621,7 +691,10 @@ class Replica:
             elif (wrong := self._refused_early(op)) is not None:
                 self._reply(sender, req, wrong)
             elif isinstance(op, (ReadCheck, LoggedRead)):
-                self._checks.append((op, _Waiter(sender, req, _unchanged_result)))
+                if self._lease_serves(op):
+                    self._reply(sender, req, self._read_from_lease(op))
+                else:
+                    self._checks.append((op, _Waiter(sender, req, _unchanged_result)))
             elif isinstance(op, InstallSlot) and (done := machine.install_progress(op.move, op.chunk)) is not None:
                 # A chunk re-sent after its answer was lost: answered from state, not logged again.
                 self._reply(sender, req, done)
@@ -643,6 +716,36 @@ class Replica:
         machine = self._machine
         return machine.refusal("", op.keys, writing=False) or ReadKeysResult(
             values=tuple(machine.read(key) for key in op.keys))
+
+    def _lease_serves(self, check: ReadCheck | LoggedRead) -> bool:
+        """Whether this leader may answer `check` from applied state now (the module docstring)."""
+        if not self.config.lease_reads or self._monotonic is None or self._applied < self._term_start:
+            return False
+        basis = self._node.lease_basis
+        if basis is None or self._monotonic >= basis + self.config.lease_seconds:
+            return False
+        keys = check.keys if type(check) is LoggedRead else tuple(check.reads)
+        if sum(map(len, keys)) > LEASE_READ_KEY_BYTES:
+            return False
+        for index in range(self._applied + 1, self._node.last_index + 1):
+            written = self._unapplied_writes.get(index)
+            if written is None or not written.isdisjoint(keys):
+                return False
+        return True
+
+    def _read_from_lease(self, check: ReadCheck | LoggedRead) -> ClientResult:
+        verdict = self._machine.read_verdict(check)
+        if isinstance(verdict, WrongEpoch):
+            return verdict
+        if not verdict.ok:
+            return replace(verdict, from_lease=True)
+        stamp = (check.ts, check.txid)
+        stamps = self._lease_stamps
+        for key in check.keys if type(check) is LoggedRead else check.reads:
+            if key not in stamps or stamp > stamps[key]:
+                stamps[key] = stamp
+        self.metrics.count("raftline_lease_reads_total")
+        return replace(verdict, from_lease=True)
 
     def _answer_waiting_reads(self) -> None:
         """The waiting ReadKeys whose keys no prepared transaction writes any
@@ -751,17 +854,24 @@ class Replica:
                 case DecisionConflict():
                     self._decision_conflicts += 1
 
-    def _flush_proposals(self) -> None:
+    def _flush_proposals(self) -> bool:
+        """Propose what this input gathered; False when nothing can be proposed now."""
         commands, checks, own = self._commands, self._checks, self._own_proposals
         self._commands, self._checks, self._own_proposals = [], [], {}
         if self._leadership is None or self._node.transferee is not None:
             # Not leading, or handing leadership over (the node takes no
             # proposals then): clients retry at the hint; the leader's own
             # proposals come again from its timers and the coordinator's polls.
+            # A read floor waits for the transfer to end or fail.
             for _, waiter in (*commands, *checks):
                 self._redirect(waiter)
-            return
-        entries = [(command, (waiter,)) for command, waiter in commands]
+            return False
+        # The floor and the lease reads' stamps go first: every write proposed
+        # after them must be validated against them.
+        entries: list[tuple[Any, tuple[_Waiter, ...]]] = [(self._read_floor, ())] if self._read_floor else []
+        self._read_floor = None
+        entries += [(command, ()) for command in self._lease_stamp_entries()]
+        entries += [(command, (waiter,)) for command, waiter in commands]
         entries += self._read_check_entries(checks)
         entries += [(command, ()) for command in own]
         limit = self.config.raft.max_batch_bytes
@@ -773,8 +883,31 @@ class Replica:
                     self._reply(waiter.token, waiter.req, waiter.answer(refusal))
                 continue
             index = self._node.propose(data)
+            if isinstance(command, _BENIGN_FOR_READS):
+                self._unapplied_writes[index] = frozenset()
+            elif isinstance(command, (Prepare, CommitOnePhase)):
+                self._unapplied_writes[index] = frozenset((*command.writes, *command.deletes))
             if waiters:
                 self._waiting[index] = _Proposal(term=self._node.term, waiters=waiters)
+        return True
+
+    def _lease_stamp_entries(self) -> list[RecordLeaseReads]:
+        """The lease reads' stamps not yet logged, in entries that fit `max_batch_bytes`
+        (each read names at most LEASE_READ_KEY_BYTES of keys)."""
+        budget = self.config.raft.max_batch_bytes // 2
+        entries, stamps, size = [], [], 0
+        # Sorted: the entry must not depend on the order reads named their keys in.
+        for key, stamp in sorted(self._lease_stamps.items()):
+            cost = len(key) + len(stamp[1]) + 64
+            if stamps and size + cost > budget:
+                entries.append(RecordLeaseReads(stamps=tuple(stamps)))
+                stamps, size = [], 0
+            stamps.append((key, stamp))
+            size += cost
+        if stamps:
+            entries.append(RecordLeaseReads(stamps=tuple(stamps)))
+        self._lease_stamps.clear()
+        return entries
 
     def _read_check_entries(
         self, checks: list[tuple[ReadCheck | LoggedRead, _Waiter]]

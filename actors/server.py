@@ -3,6 +3,9 @@
 Everything a server decides lives in actors/replica.py. This shell only:
 - turns `wakeupAfter` into logical ticks, tagged with a generation so a stale
   wakeup (wakeups cannot be cancelled) is ignored;
+- reads the clocks before every input and hands them to the Replica
+  (`observe_clock`: the monotonic one times the leader's lease, the Unix one
+  sets a new leader's read floor);
 - hands every message to the Replica and sends what it returns, resolving
   destinations through the coordinator's MapUpdate (the Replica persisted
   everything those messages depend on before returning them);
@@ -150,6 +153,8 @@ class DatabaseServer(CountsMessages, ActorTypeDispatcher):
                     slot_count=config.slot_count,
                     founding_slots=config.founding_slots,
                     tick_ms=config.tick_ms,
+                    lease_reads=config.lease_reads,
+                    max_clock_offset=config.max_clock_offset,
                 ),
                 self.storage,
                 random.Random(config.seed),
@@ -243,11 +248,12 @@ class DatabaseServer(CountsMessages, ActorTypeDispatcher):
         self.guarded(lambda: self.replica.receive(message, token))
 
     def guarded(self, step) -> None:
-        """Run one step of the Replica, then send its output. An exception is a
-        bug that may have left the Replica half-updated: rather than let Thespian
-        re-run the handler on that state, crash, and let the coordinator restart
-        this server from its storage."""
+        """Hand the Replica the clocks, run one step of it, then send its output.
+        An exception is a bug that may have left the Replica half-updated:
+        rather than let Thespian re-run the handler on that state, crash, and
+        let the coordinator restart this server from its storage."""
         try:
+            self.replica.observe_clock(monotonic=time.monotonic(), unix=time.time())
             step()
             self.flush()
         except StorageUnavailable as error:

@@ -47,7 +47,9 @@ from actors.messages import (
     ClientBatch,
     ClientBatchReply,
     Decide,
+    LoggedReadResult,
     MapUpdate,
+    ReadCheckResult,
     ReadKeys,
 )
 from actors.metrics import Metrics
@@ -280,6 +282,7 @@ class ClerkSession:
     def on_server_reply(self, message: ClientBatchReply, now: float) -> list[Action]:
         if self._core is None:
             return []
+        self._path.answered(message)
         self._core.receive(message)
         return self._settle(now)
 
@@ -439,8 +442,9 @@ class CriticalPath:
     phase (its requests first sent together, answered in parallel) the cost
     of the phase's most expensive request: per send, 2 for clerk <-> leader
     and 2 more when it is a logged command (the leader's AppendLog to the
-    followers and their acknowledgements that commit it; only ReadKeys is
-    answered unlogged). A decision no operation waits for (an abort, or a
+    followers and their acknowledgements that commit it; ReadKeys is
+    answered unlogged, and so is a check whose answer says it came from the
+    leader's lease). A decision no operation waits for (an abort, or a
     commit told to the participants after the answer) is never counted.
     """
 
@@ -491,6 +495,16 @@ class CriticalPath:
                     self._resent[op] = self._resent.get(op, 0) + 1
                 hops[request.req] = hops.get(request.req, 0) + (2 if isinstance(request.op, ReadKeys) else 4)
         self._reading = None
+
+    def answered(self, reply: ClientBatchReply) -> None:
+        """A leader's answers: a check it answered from its lease took no log round."""
+        for response in reply.responses:
+            result = response.result
+            if isinstance(result, (ReadCheckResult, LoggedReadResult)) and result.from_lease:
+                located = self._phase_of_request.get(response.req)
+                if located is not None:
+                    op, phase = located
+                    self._phases[op][phase][response.req] -= 2
 
     def finish(self, op: int, txid: str = "") -> tuple[int, int]:
         """Operation `op` is answered: its hops, and how many of its requests were sent again."""

@@ -676,6 +676,8 @@ class Coordinator(CountsMessages, ActorTypeDispatcher):
                 prepare_timeout_ticks=max(1, round(topo.transactions.prepare_timeout_ms / topo.raft.tick_ms)),
                 retention_ticks=round(RECORD_RETENTION_SECONDS * 1000 / topo.raft.tick_ms),
                 read_from_followers=topo.transactions.read_from == "follower",
+                lease_reads=topo.raft.lease_reads,
+                max_clock_offset=topo.transactions.max_clock_offset_ms / 1000,
                 seed=int.from_bytes(os.urandom(4), "big"),
                 slot_count=len(self.map.slots),
                 founding_slots=founding.slots,

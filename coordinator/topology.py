@@ -143,6 +143,8 @@ class RaftSettings:
             timeout is drawn from this range of ticks.
         snapshot_entries: snapshot and compact once the applied log grows past
             this many entries.
+        lease_reads: a leader holding a lease answers gets and read-only
+            transactions' checks without a log entry (docs/DESIGN.md section 4).
     """
 
     tick_ms: int = 50
@@ -150,6 +152,7 @@ class RaftSettings:
     election_min: int = 6
     election_max: int = 12
     snapshot_entries: int = 10_000
+    lease_reads: bool = True
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -576,6 +579,7 @@ class _Parser:
             election_min=election[0],
             election_max=election[1],
             snapshot_entries=section.get("snapshot_entries", default.snapshot_entries, positive),
+            lease_reads=section.get("lease_reads", default.lease_reads, self.boolean),
         )
 
     def coordinator(self, section: _Section | None) -> CoordinatorSettings:
@@ -696,7 +700,7 @@ _TOP_KEYS = (
 _COORDINATOR_KEYS = ("replicas",)
 _CLUSTER_KEYS = ("replicas", "spread")
 _HOST_KEYS = ("name", "address", "admin_port")
-_RAFT_KEYS = ("tick_ms", "heartbeat_ticks", "election_ticks", "snapshot_entries")
+_RAFT_KEYS = ("tick_ms", "heartbeat_ticks", "election_ticks", "snapshot_entries", "lease_reads")
 _TRANSACTION_KEYS = ("prepare_timeout_ms", "read_from", "max_clock_offset_ms")
 _STORAGE_KEYS = ("engine", "fsync")
 _PLACEMENT_KEYS = ("on_host_loss", "replace_after_ms")

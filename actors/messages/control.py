@@ -28,6 +28,9 @@ class ServerConfig:
         prepare_timeout_ticks: recovery timeout for prepared transactions.
         retention_ticks: how long settled outcome records are kept.
         read_from_followers: serve ReadKeys as a follower too.
+        lease_reads: answer read checks and logged reads from the leader's lease.
+        max_clock_offset: seconds any two hosts' clocks may differ (a new
+            leader's read floor is its clock plus this).
         seed: seeds the replica's election-timeout randomness.
         slot_count: the deployment's number of slots (0: the replica serves
             every key and never moves slots).
@@ -53,6 +56,8 @@ class ServerConfig:
     prepare_timeout_ticks: int
     retention_ticks: int
     read_from_followers: bool
+    lease_reads: bool
+    max_clock_offset: float
     seed: int
     slot_count: int = 0
     founding_slots: tuple[int, ...] = ()

@@ -189,11 +189,13 @@ class ReadCheckResult:
         txid: the transaction checked.
         ok: True when the reads are still valid at its stamp.
         reason: otherwise, which rule refused it and on which key.
+        from_lease: answered by a leader holding a lease, without a log round.
     """
 
     txid: str
     ok: bool
     reason: str = ""
+    from_lease: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -207,12 +209,14 @@ class LoggedReadResult:
             prepared below the stamp, or a version newer than it): the clerk
             then reads the slower way, waiting for that writer.
         values: when ok, one ReadResult per key, in the request's order.
+        from_lease: answered by a leader holding a lease, without a log round.
     """
 
     txid: str
     ok: bool
     reason: str = ""
     values: tuple[ReadResult, ...] = ()
+    from_lease: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -266,6 +270,33 @@ class TrimRecords:
     """
 
     txids: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordLeaseReads:
+    """Read stamps a leader raised while answering reads from its lease
+    (docs/DESIGN.md section 4, "Lease reads"), logged ahead of whatever it
+    proposes next, so that no write below one of them is validated later.
+
+    Fields:
+        stamps: (key, stamp) pairs: the highest stamp a lease read of each key carried.
+    """
+
+    stamps: tuple[tuple[str, Stamp], ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReadFloor:
+    """A new leader's first command: its predecessors may have answered reads
+    from their leases with stamps they never logged, all below `ts`, so
+    nothing below `ts` is validated here any more (the threshold rises to it).
+
+    Fields:
+        ts: microseconds of Unix time: the new leader's clock plus the most
+            two clocks may differ.
+    """
+
+    ts: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -437,6 +468,8 @@ TXN_COMMANDS = (
     ValidateReads,
     AckDecision,
     TrimRecords,
+    RecordLeaseReads,
+    ReadFloor,
     FreezeSlot,
     InstallSlot,
     DropSlot,

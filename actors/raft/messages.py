@@ -166,6 +166,8 @@ class AppendLog:
         prev_term: term of the entry at `prev_index`.
         entries: every entry waiting for this follower, batched.
         commit: the leader's commit index.
+        sent_at: the leader's clock (`RaftNode.observe_time`) when it was
+            built, echoed in the answer: the basis of the leader's lease.
     """
 
     term: int
@@ -174,6 +176,7 @@ class AppendLog:
     prev_term: int
     entries: tuple[Entry, ...] = ()
     commit: int = 0
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -191,6 +194,7 @@ class AppendLogReply:
         hint_term: on failure, the term of the conflicting entry (0 if none).
         snapshot_offset: answering a snapshot chunk, the bytes of that
             snapshot received so far: where the next chunk starts.
+        sent_at: answering an AppendLog, its `sent_at` (None otherwise).
     """
 
     term: int
@@ -200,6 +204,7 @@ class AppendLogReply:
     hint_index: int = 0
     hint_term: int = 0
     snapshot_offset: int = 0
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

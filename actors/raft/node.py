@@ -1,7 +1,7 @@
 """RaftNode: the Raft consensus core as a pure state machine.
 
 Inputs: `step(message)`, `tick()`, `propose(data)`, `propose_conf_change(change)`,
-`transfer_leadership(to)`, `compact(index, data)`.
+`transfer_leadership(to)`, `compact(index, data)`, `observe_time(now)`.
 Output: `ready()` -> `Ready`; the caller persists, sends, applies, then
 `advance(ready)`.  No clock (time is `tick()`), no I/O, no global randomness
 (an injected `random.Random`), no Thespian.
@@ -38,6 +38,18 @@ Rules and invariants:
 - Membership takes effect when its entry is appended and reverts when it is
   truncated (thesis 4.1, actors/raft/membership.py); a replica that is not
   a voter never campaigns.
+- The leader's lease (docs/DESIGN.md section 4, "Lease reads"): each
+  AppendLog carries the time the caller last observed (`observe_time`), each
+  answer echoes it, and `lease_basis` is the latest such time a quorum of
+  voters has echoed. A voter that heard from the leader at or after that time
+  ignores elections for `election_min` ticks, and a tick is never shorter
+  than the caller's tick, so no other leader can be elected before
+  `lease_basis` plus `RaftConfig.lease_ticks` of real time. That holds only
+  while no transfer bypasses the voters' refusal, so a leader that began a
+  transfer has no lease for the rest of its term; and a replica restarted
+  with a term, which no longer knows whom it heard from, ignores elections
+  for its first `election_min` ticks. The node never reads a clock: the
+  caller turns the basis into a lease.
 - CheckQuorum counts answers over windows of `election_min` ticks, the same
   span for which followers protect a live leader from elections, so a
   cut-off leader steps down within two windows. A leadership transfer is
@@ -176,6 +188,13 @@ class RaftConfig:
     pre_vote: bool = True
     check_quorum: bool = True
 
+    @property
+    def lease_ticks(self) -> int:
+        """How many ticks past `RaftNode.lease_basis` no other leader can be
+        elected: a voter ignores elections for `election_min` ticks after it
+        heard from the leader, and the first of them may come at once."""
+        return self.election_min - 1
+
 
 @dataclass(slots=True)
 class _IncomingSnapshot:
@@ -253,8 +272,13 @@ class RaftNode:
         self._progress: dict[str, Progress] = {}
         self._votes: dict[str, bool] = {}
         self._transferee: str | None = None
+        self._transfer_begun = False
         self._transfer_elapsed = 0
         self._election_elapsed = 0
+        self._clock: float | None = None
+        # Before it crashed this replica may have heard from a leader that
+        # still counts on it (the lease), so it starts by ignoring elections.
+        self._restart_quiet_ticks = config.election_min if hard_state.term > 0 else 0
         self._randomized_timeout = config.election_max
         self._campaigns = 0
         self._role: Role = FOLLOWER
@@ -322,6 +346,30 @@ class RaftNode:
         return self._transferee
 
     @property
+    def lease_basis(self) -> float | None:
+        """Leader only: the latest `observe_time` value a quorum of voters has
+        echoed (this leader counting as the time it last observed), so no
+        other leader can be elected before it plus `RaftConfig.lease_ticks`;
+        None off the leader, before a quorum answered, without observed
+        time, once a leadership transfer began this term, or without
+        CheckQuorum (whose voters make no such promise)."""
+        if not self._config.check_quorum or self._role != LEADER or self._transfer_begun or self._clock is None:
+            return None
+        voters = self._confs.current.voters
+        heard = sorted(
+            (
+                sent_at
+                for sent_at in (
+                    self._clock if voter == self.id else self._progress[voter].answered_sent_at for voter in voters
+                )
+                if sent_at is not None
+            ),
+            reverse=True,
+        )
+        needed = quorum(voters)
+        return heard[needed - 1] if len(heard) >= needed else None
+
+    @property
     def campaigns(self) -> int:
         """Elections this node started since it was created, for metrics: each
         pre-vote, and each real vote not following a won pre-vote."""
@@ -377,11 +425,14 @@ class RaftNode:
         self._votes = {}
         self._progress = {}
         self._transferee = None
+        self._transfer_begun = False
 
     # -- time ----------------------------------------------------------------------
 
     def tick(self) -> None:
         """One logical tick of the caller's clock."""
+        if self._restart_quiet_ticks:
+            self._restart_quiet_ticks -= 1
         if self._role == LEADER:
             self._tick_leader()
         else:
@@ -412,6 +463,11 @@ class RaftNode:
                 progress.reset_recent_active()
         for progress in self._progress.values():
             progress.tick(last_index=self._log.last_index, heartbeat_ticks=config.heartbeat_ticks)
+
+    def observe_time(self, now: float) -> None:
+        """The caller's monotonic clock, in seconds, before an input: carried by
+        the AppendLogs built from now on (`lease_basis`)."""
+        self._clock = now
 
     def _quorum_active(self) -> bool:
         voters = self._confs.current.voters
@@ -466,7 +522,7 @@ class RaftNode:
         to elect another, so a rejoining or removed replica cannot depose it."""
         if not self._config.check_quorum:
             return False
-        if self._role == LEADER:
+        if self._role == LEADER or self._restart_quiet_ticks:
             return True
         return self._leader is not None and self._election_elapsed < self._config.election_min
 
@@ -570,8 +626,9 @@ class RaftNode:
                 # A gap: this replica missed entries (it slept, or was cut off).
                 self._send(message.leader, RepairLogRequest(term=self._term, follower=self.id, last_index=log.last_index))
             else:
-                self._send_rejection(message.leader, hint_index=log.last_index + 1, hint_term=0)
+                self._send_rejection(message.leader, hint_index=log.last_index + 1, hint_term=0, sent_at=None)
             return
+        sent_at = message.sent_at if isinstance(message, AppendLog) else None
         last_new = message.prev_index + len(message.entries)
         if message.prev_index <= self._commit:
             # Committed entries are in every later leader's log (Leader
@@ -590,13 +647,19 @@ class RaftNode:
             conflict_term = log.term(message.prev_index)
             assert conflict_term is not None  # prev_index is past the commit, hence retained
             hint_index = log.first_index_of_term(message.prev_index, floor=self._commit + 1)
-            self._send_rejection(message.leader, hint_index=hint_index, hint_term=conflict_term)
+            self._send_rejection(message.leader, hint_index=hint_index, hint_term=conflict_term, sent_at=sent_at)
             return
         self._append_from_leader(entries)
         self._commit_to(min(message.commit, last_new))
         self._send(
             message.leader,
-            AppendLogReply(term=self._term, follower=self.id, success=True, match_index=max(last_new, self._commit)),
+            AppendLogReply(
+                term=self._term,
+                follower=self.id,
+                success=True,
+                match_index=max(last_new, self._commit),
+                sent_at=sent_at,
+            ),
         )
 
     def _append_from_leader(self, entries: Sequence[Entry]) -> None:
@@ -613,10 +676,17 @@ class RaftNode:
         if index > self._commit:
             self._commit = index
 
-    def _send_rejection(self, leader: str, *, hint_index: int, hint_term: int) -> None:
+    def _send_rejection(self, leader: str, *, hint_index: int, hint_term: int, sent_at: float | None) -> None:
         self._send(
             leader,
-            AppendLogReply(term=self._term, follower=self.id, success=False, hint_index=hint_index, hint_term=hint_term),
+            AppendLogReply(
+                term=self._term,
+                follower=self.id,
+                success=False,
+                hint_index=hint_index,
+                hint_term=hint_term,
+                sent_at=sent_at,
+            ),
         )
 
     def _handle_snapshot_chunk(self, message: RepairLogReply) -> None:
@@ -683,6 +753,8 @@ class RaftNode:
         if progress is None:
             return
         progress.mark_recent_active()
+        if message.sent_at is not None:
+            progress.answered_append_sent_at(message.sent_at)
         if message.success and message.snapshot_offset:
             progress.snapshot_chunk_acked(message.snapshot_offset)
         elif message.success:
@@ -770,17 +842,12 @@ class RaftNode:
     ) -> None:
         prev_term = self._log.term(prev_index)
         assert prev_term is not None  # prev_index >= the compaction point
-        self._send(
-            peer,
-            kind(
-                term=self._term,
-                leader=self.id,
-                prev_index=prev_index,
-                prev_term=prev_term,
-                entries=entries,
-                commit=self._commit,
-            ),
-        )
+        fields = dict(term=self._term, leader=self.id, prev_index=prev_index, prev_term=prev_term, entries=entries,
+                      commit=self._commit)
+        if kind is AppendLog:
+            self._send(peer, AppendLog(**fields, sent_at=self._clock))
+        else:
+            self._send(peer, RepairLogReply(**fields))
 
     def _send_snapshot_chunk(self, peer: str, progress: Progress) -> None:
         """Paper 7: the entries it needs were compacted away; send the snapshot
@@ -846,6 +913,7 @@ class RaftNode:
         if to not in self._confs.current.voters:
             raise ValueError(f"{to} is not a voter")
         self._transferee = to
+        self._transfer_begun = True
         self._transfer_elapsed = 0
         if self._progress[to].match == self._log.last_index:
             self._send_timeout_now(to)

@@ -71,6 +71,8 @@ class Progress:
         snapshot_index: index of the snapshot being sent to it, 0 when none;
             kept through PROBE so that a paused transfer can resume.
         snapshot_offset: bytes of that snapshot it has acknowledged.
+        answered_sent_at: the latest `sent_at` of an AppendLog it answered,
+            None before its first answer to this leader (the leader's lease).
     """
 
     next: int
@@ -84,6 +86,7 @@ class Progress:
     recent_active: bool = False
     snapshot_index: int = 0
     snapshot_offset: int = 0
+    answered_sent_at: float | None = None
 
     # -- states --------------------------------------------------------------
 
@@ -117,6 +120,12 @@ class Progress:
     def mark_recent_active(self) -> None:
         """It sent something: it counts as active in this check-quorum window."""
         self.recent_active = True
+
+    def answered_append_sent_at(self, sent_at: float) -> None:
+        """It answered an AppendLog sent at `sent_at`, so it heard from this
+        leader no earlier than then (the basis of the leader's lease)."""
+        if self.answered_sent_at is None or sent_at > self.answered_sent_at:
+            self.answered_sent_at = sent_at
 
     def reset_recent_active(self) -> None:
         """A new check-quorum window begins."""

@@ -79,8 +79,11 @@ from actors.messages import (
     LoggedReadResult,
     Prepare,
     PrepareResult,
+    ReadCheck,
     ReadCheckResult,
+    ReadFloor,
     ReadResult,
+    RecordLeaseReads,
     SlotMoveResult,
     Stamp,
     TrimRecords,
@@ -270,39 +273,53 @@ class Machine:
         return CommitOnePhaseResult(txid=txid, committed=True)
 
     def handle_validate_reads(self, command: ValidateReads) -> ValidateReadsResult:
-        results: list[ReadCheckResult | LoggedReadResult | WrongEpoch] = []
+        results = []
         for check in command.checks:
-            logged = type(check) is LoggedRead
-            wrong = self.refusal(check.txid, check.keys if logged else check.reads, writing=True)
-            if wrong is not None:
-                results.append(wrong)
-                continue
-            if logged:
-                results.append(self._logged_read(check))
-                continue
-            stamp = (check.ts, check.txid)
-            reason = validate_reads(stamp, check.reads, self._table, self._line, self._threshold)
-            if reason is None:
-                for key in check.reads:
-                    self._table.raise_rts(key, stamp)
-                results.append(ReadCheckResult(txid=check.txid, ok=True))
-            else:
-                results.append(ReadCheckResult(txid=check.txid, ok=False, reason=reason))
+            verdict = self.read_verdict(check)
+            if not isinstance(verdict, WrongEpoch) and verdict.ok:
+                self.raise_read_stamps(check)
+            results.append(verdict)
         return ValidateReadsResult(results=tuple(results))
 
-    def _logged_read(self, read: LoggedRead) -> LoggedReadResult:
-        """Read the current versions and validate them at the read's stamp,
-        as a ReadCheck of exactly those versions would be: only rules 1, 2 and
-        the timestamp half of 3 can refuse."""
-        stamp = (read.ts, read.txid)
-        values = tuple(self.read(key) for key in read.keys)
-        reason = validate_reads(stamp, {value.key: value.version for value in values}, self._table, self._line,
-                                self._threshold)
-        if reason is not None:
-            return LoggedReadResult(txid=read.txid, ok=False, reason=reason)
-        for key in read.keys:
+    def read_verdict(self, check: ReadCheck | LoggedRead) -> ReadCheckResult | LoggedReadResult | WrongEpoch:
+        """The answer to a read check or a logged read at the applied state,
+        raising no read stamp: the log raises them (`handle_validate_reads`),
+        a leader answering from its lease records them itself. A logged read
+        reads the current versions and validates them at its stamp, as a
+        ReadCheck of exactly those versions would be: only rules 1, 2 and the
+        timestamp half of 3 can refuse it."""
+        stamp = (check.ts, check.txid)
+        if type(check) is LoggedRead:
+            wrong = self.refusal(check.txid, check.keys, writing=True)
+            if wrong is not None:
+                return wrong
+            values = tuple(self.read(key) for key in check.keys)
+            reason = validate_reads(stamp, {value.key: value.version for value in values}, self._table, self._line,
+                                    self._threshold)
+            if reason is not None:
+                return LoggedReadResult(txid=check.txid, ok=False, reason=reason)
+            return LoggedReadResult(txid=check.txid, ok=True, values=values)
+        wrong = self.refusal(check.txid, check.reads, writing=True)
+        if wrong is not None:
+            return wrong
+        reason = validate_reads(stamp, check.reads, self._table, self._line, self._threshold)
+        return ReadCheckResult(txid=check.txid, ok=reason is None, reason=reason or "")
+
+    def raise_read_stamps(self, check: ReadCheck | LoggedRead) -> None:
+        """Raise the read stamp of every key `check` read to its stamp (once its verdict was ok)."""
+        stamp = (check.ts, check.txid)
+        for key in check.keys if type(check) is LoggedRead else check.reads:
             self._table.raise_rts(key, stamp)
-        return LoggedReadResult(txid=read.txid, ok=True, values=values)
+
+    def handle_record_lease_reads(self, command: RecordLeaseReads) -> None:
+        """Raise the read stamps a leader's lease reads raised (no result: nobody waits for it)."""
+        for key, stamp in command.stamps:
+            self._table.raise_rts(key, stamp)
+
+    def handle_read_floor(self, command: ReadFloor) -> None:
+        """Raise the threshold to just below `command.ts`: rule 1 then refuses every
+        stamp under it (no result: nobody waits for it)."""
+        self._threshold = max(self._threshold, (command.ts, ""))
 
     def handle_ack_decision(self, command: AckDecision) -> AckDecisionResult:
         record = self._records.get(command.txid)
@@ -444,7 +461,8 @@ class Machine:
 
     @property
     def threshold(self) -> Stamp:
-        """The largest stamp whose outcome record was trimmed."""
+        """Rule 1's bound: the largest stamp whose outcome record was trimmed,
+        raised further by a new leader's ReadFloor and by a slot's install."""
         return self._threshold
 
     @property
@@ -684,6 +702,8 @@ _APPLY = {
     ValidateReads: Machine.handle_validate_reads,
     AckDecision: Machine.handle_ack_decision,
     TrimRecords: Machine.handle_trim_records,
+    RecordLeaseReads: Machine.handle_record_lease_reads,
+    ReadFloor: Machine.handle_read_floor,
     FreezeSlot: Machine.handle_freeze_slot,
     InstallSlot: Machine.handle_install_slot,
     DropSlot: Machine.handle_drop_slot,

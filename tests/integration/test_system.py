@@ -257,15 +257,22 @@ def test_get_many_reads_keys_of_several_clusters_in_one_round_trip(cluster, stor
     missing = unique("missing")
     before = store.total_hops
     assert store.get_many([b, missing, a, b]) == {b: 3, missing: None, a: 10}
-    assert store.total_hops - before == 6  # one logged read at each cluster, in parallel
+    # One read at each cluster, in parallel: 4 hops from the leaders' leases, 6 where a lease had
+    # lapsed (a late heartbeat under load) and the read took the log.
+    assert store.total_hops - before in (4, 6)
 
 
-def test_a_get_is_one_logged_read_and_one_that_meets_a_newer_version_reads_it_the_slower_way(cluster, store):
+def test_a_get_is_one_read_at_the_leader_and_one_that_meets_a_newer_version_reads_it_the_slower_way(cluster, store):
     key = unique("ahead")
     store.put(key, "now")
-    before = store.total_hops
-    assert store.get(key) == "now"
-    assert store.total_hops - before == 6  # the ask, clerk <-> leader, the leader's log round
+    hops = []
+    for _ in range(5):
+        before = store.total_hops
+        assert store.get(key) == "now"
+        hops.append(store.total_hops - before)
+    # The ask and clerk <-> leader, answered from the leader's lease; 6 when the lease had
+    # lapsed under load and the read took the leader's log round.
+    assert set(hops) <= {4, 6} and 4 in hops
 
     # A writer whose clock runs ahead (another host's, say) leaves a version
     # above the next get's timestamp: its logged read is refused by rule 3,
@@ -287,7 +294,8 @@ def test_a_get_is_one_logged_read_and_one_that_meets_a_newer_version_reads_it_th
     assert reply.responses[0].result.committed
     before = store.total_hops
     assert store.get(key) == "later"
-    assert store.total_hops - before == 6 + 4 + 6  # the refused get, then a read and a read-only commit
+    # The refused get, then a read and a read-only commit (its check from the lease, or logged).
+    assert 4 + 4 + 4 <= store.total_hops - before <= 6 + 4 + 6
 
 
 def test_a_second_start_on_a_data_directory_in_use_is_refused_before_anything_starts(cluster, store):

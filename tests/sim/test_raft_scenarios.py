@@ -758,3 +758,41 @@ def test_membership_change_while_partitioned():
     sim.decommission(away)
     sim.one(cmd("b"), expected=5)
     sim.settle()
+
+
+# -- the leader's lease -------------------------------------------------------------------------
+# Lease Safety (invariants.py) is checked after every step: these scenarios set
+# up the two ways a lease could outlive the voters' promise.
+
+
+def test_a_replica_restarted_inside_the_lease_does_not_help_elect_another_leader():
+    """A voter that answered the leader, crashed and came back at once no longer
+    knows it heard from a leader; it ignores elections for an election timeout
+    anyway, so the replicas that lost the leader win only once its lease ran out."""
+    sim = cluster(5)
+    leader = sim.wait_leader()
+    sim.one(cmd("a"), expected=5)
+    voter, keeper, *away = others(sim, leader)
+    sim.partition([leader, voter, keeper], away)
+    sim.run(3 * E)  # the cut-off pair campaigns in vain; the leader's lease rests on voter and keeper
+    assert sim.node(leader).lease_basis is not None
+    sim.crash(voter)
+    sim.restart(voter)
+    sim.partition([leader, keeper], [voter, *away])
+    new = sim.wait_leader(among=[voter, *away], max_ticks=4 * E)
+    assert sim.node(new).term > sim.node(leader).term
+    sim.settle()
+
+
+def test_a_leader_handing_over_gives_up_its_lease():
+    """The transferee campaigns past the voters' refusal (TimeoutNow), so a
+    leader that began a transfer holds no lease for the rest of its term."""
+    sim = cluster(3)
+    leader = sim.wait_leader()
+    sim.one(cmd("a"), expected=3)
+    assert sim.node(leader).lease_basis is not None
+    successor = others(sim, leader)[0]
+    sim.transfer(successor)
+    assert sim.node(leader).lease_basis is None
+    assert sim.wait_leader(among=[successor], max_ticks=E) == successor
+    sim.settle()

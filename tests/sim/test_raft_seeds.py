@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+from actors.raft.node import RaftConfig
 from tests.sim.harness.fault_switches import FaultSwitches
 from tests.sim.harness.trace import digests_under_hash_seeds
+from tests.sim.raft.invariants import LEASE_SAFETY
 from tests.sim.raft.random_runs import run_seed
 
 SEEDS = 240
@@ -53,3 +55,11 @@ def test_switching_faults_off_changes_the_run():
     everything, nothing = run_seed(3, 3), run_seed(3, 3, FaultSwitches.none())
     assert everything.digest != nothing.digest
     assert nothing.violation is None and nothing.acked > 0
+
+
+def test_the_lease_check_catches_a_lease_that_outlives_the_voters_promise(monkeypatch):
+    """Lease Safety can fail: with leases three election timeouts long, a
+    cut-off leader still holds one when the others elect a new leader."""
+    monkeypatch.setattr(RaftConfig, "lease_ticks", property(lambda config: 3 * config.election_max))
+    found = [result.violation for seed in range(40) if (result := run_seed(seed, nodes_for(seed))).violation]
+    assert found and all(violation.invariant == LEASE_SAFETY for violation in found)

@@ -312,6 +312,7 @@ class RaftSim:
         self.scheduler.after(TICK, lambda: self._tick_loop(replica))
 
     def _tick(self, replica: Replica) -> None:
+        replica.node.observe_time(self.scheduler.now)
         replica.node.tick()
         self._drain(replica)
 
@@ -322,6 +323,7 @@ class RaftSim:
         self._step(f"deliver {src}->{dst} {message!r}", lambda: self._receive(replica, message))
 
     def _receive(self, replica: Replica, message: object) -> None:
+        replica.node.observe_time(self.scheduler.now)
         replica.node.step(message)
         self._drain(replica)
 
@@ -334,6 +336,9 @@ class RaftSim:
             if not self._maybe_compact(replica):
                 break
         self.checker.observe_role(replica.id, node.role, node.term)
+        basis = node.lease_basis
+        lease_until = None if basis is None else basis + self.config.raft.lease_ticks * TICK
+        self.checker.observe_lease(replica.id, node.term, lease_until, self.scheduler.now)
 
     def _handle_ready(self, replica: Replica, rd: Ready) -> None:
         node = replica.node

@@ -23,6 +23,10 @@ Rules:
   are sent only once the term, vote and entries they vouch for are durable,
   and no message carries a term newer than the durable one. Checked on each
   message against the mirror, which already holds the message's own Ready.
+- Lease Safety (docs/DESIGN.md section 4, "Lease reads"): while a leader
+  holds an unexpired lease, as it would compute it from `lease_basis`, no
+  replica leads a later term. Checked after every step, against the time of
+  the step.
 - A broken property raises `Violation(invariant, detail)`; the harness adds
   the step, time and seed.
 """
@@ -41,6 +45,7 @@ STATE_MACHINE_SAFETY = "State Machine Safety"
 PERSIST_BEFORE_SEND = "Persist Before Send"
 READY_CONTRACT = "Ready Contract"
 DURABILITY = "Durability"
+LEASE_SAFETY = "Lease Safety"
 LIVENESS = "Liveness"
 NODE_ERROR = "Node Error"
 
@@ -130,6 +135,7 @@ class RaftChecker:
         self.mirrors: dict[str, LogMirror] = {}
         self.leader_of_term: dict[int, str] = {}
         self.roles: dict[str, tuple[str, int]] = {}
+        self.leases: dict[str, tuple[int, float]] = {}  # leader -> (term, when its lease runs out)
         self._written: dict[tuple[int, int], tuple[str, bytes, int, str]] = {}
         self.committed: dict[int, Committed] = {}
         self._commit_seen: dict[str, int] = {}
@@ -145,6 +151,7 @@ class RaftChecker:
 
     def stop(self, node: str) -> None:
         self.roles.pop(node, None)
+        self.leases.pop(node, None)
 
     def check_restart(
         self, node: str, hard_state: HardState, snapshot: Snapshot | None, entries: tuple[Entry, ...]
@@ -351,6 +358,21 @@ class RaftChecker:
             committed = self.committed[index]
             if committed.commit_term < term:
                 self._check_holds(node, term, index, committed)
+
+    def observe_lease(self, node: str, term: int, lease_until: float | None, now: float) -> None:
+        """The lease `node` holds after a step (None: none), then Lease Safety
+        at time `now` over every replica."""
+        if lease_until is None:
+            self.leases.pop(node, None)
+        else:
+            self.leases[node] = (term, lease_until)
+        newest = max((term for role, term in self.roles.values() if role == "leader"), default=0)
+        for holder, (held_term, until) in self.leases.items():
+            if held_term < newest and until > now:
+                raise Violation(
+                    LEASE_SAFETY,
+                    f"{holder} holds its term-{held_term} lease until {until} while term {newest} has a leader",
+                )
 
     # -- the state machine --------------------------------------------------
 

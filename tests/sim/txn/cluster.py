@@ -7,8 +7,9 @@ and every fault of the Raft simulator, on one logical clock.
 
 Rules:
 - Each database server is an `actors.replica.Replica` over a storage that
-  survives its crashes, driven exactly as the actor shell drives it: `tick()`
-  every tick at the server's own phase, `receive()` for every delivered
+  survives its crashes, driven exactly as the actor shell drives it: its
+  clocks (`observe_clock`, the Unix one off by up to CLOCK_SKEW_SECONDS)
+  before every input, `tick()` every tick at the server's own phase, `receive()` for every delivered
   message, then `take_output()` sent in order (a leader's AppendLogs before its
   save, through `send_before_saving`). Clerks are `ClerkCore`s driven
   by `ClerkDriver`s (txn/workloads.py).
@@ -55,7 +56,16 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from actors.keyspace import slot_of
-from actors.messages import ClientBatch, LeaderChange, ReadResult
+from actors.messages import (
+    ClientBatch,
+    ClientBatchReply,
+    LeaderChange,
+    LoggedRead,
+    LoggedReadResult,
+    ReadCheck,
+    ReadCheckResult,
+    ReadResult,
+)
 from actors.raft.messages import ConfState, Entry, HardState, Snapshot
 from actors.raft.node import LEADER, RaftConfig
 from actors.raft.storage import MemoryStorage
@@ -231,6 +241,7 @@ class Server:
         self.storage = storage
         self.replica: Replica | None = None
         self.incarnation = 0
+        self.clock_skew = 0.0  # how far its Unix clock is off the simulated time
 
     @property
     def running(self) -> bool:
@@ -320,6 +331,8 @@ class TxnSim:
         self.retired: dict[str, Server] = {}  # removed from their cluster: stopped for good
         self._created = {cluster: len(members[cluster]) for cluster in self.cluster_ids}
         self.leaders: dict[str, tuple[int, str]] = {}  # what the coordinator believes: cluster -> (term, leader)
+        # (server, client token, req) -> the read check or logged read it was asked, until answered.
+        self._checks_asked: dict[tuple[str, str, int], ReadCheck | LoggedRead] = {}
         self._coordinator_rng = self.rng("coordinator")
         self._phase_rng = self.rng("phase")
         self._clerk_rng = self.rng("clerk-core")
@@ -413,6 +426,7 @@ class TxnSim:
         log = self.logs[cluster]
         storage = RecordingStorage(lambda snapshot: log.record_snapshot(replica_id, snapshot.index, snapshot.data))
         server = Server(replica_id, cluster, storage)
+        server.clock_skew = self.rng(f"server-clock:{replica_id}").uniform(-CLOCK_SKEW_SECONDS, CLOCK_SKEW_SECONDS)
         self.servers[replica_id] = server
         self._boot(server)
         phase = self._phase_rng.randint(0, TICK - 1)
@@ -429,6 +443,7 @@ class TxnSim:
             initial_conf=ConfState(voters=self.founding[server.cluster]),
             slot_count=self.slot_count,
             founding_slots=self._machine_slots(server.cluster),
+            max_clock_offset=2 * CLOCK_SKEW_SECONDS,
         )
 
     def _boot(self, server: Server) -> None:
@@ -448,7 +463,14 @@ class TxnSim:
             self._step(f"tick {server.id}", lambda: self._tick(server))
         self.scheduler.after(TICK, lambda: self._server_loop(server))
 
+    def _observe_clock(self, server: Server) -> None:
+        """As the shell does before every input: the monotonic clock is the
+        simulated time itself, the Unix clock is off it by the server's skew."""
+        seconds = self.scheduler.now * SECONDS_PER_UNIT
+        server.replica.observe_clock(monotonic=seconds, unix=SIM_EPOCH + seconds + server.clock_skew)
+
     def _tick(self, server: Server) -> None:
+        self._observe_clock(server)
         server.replica.tick()
         self._after(server)
 
@@ -469,6 +491,8 @@ class TxnSim:
                 case ToReplica(replica=to):
                     self.network.send(server.id, to, message)
                 case ToClient(token=token):
+                    if isinstance(message, ClientBatchReply):
+                        self._note_answered_checks(server, token, message)
                     self.network.send(server.id, token, message)
                 case ToLeaderOf(cluster=cluster):
                     # Unknown leader: dropped, as the shell does; the sender's timers retry.
@@ -645,7 +669,20 @@ class TxnSim:
             if slot.id == dst and slot.core is not None:
                 self._step(f"deliver {src}->{dst}", lambda: self._clerk_receive(slot, message))
 
+    def _note_answered_checks(self, server: Server, token: str, reply: ClientBatchReply) -> None:
+        """Ground truth for checks a leader answered from its lease (truth.ClusterLog.record_answered_check)."""
+        for response in reply.responses:
+            check = self._checks_asked.pop((server.id, token, response.req), None)
+            verdict = response.result
+            if check is not None and isinstance(verdict, (ReadCheckResult, LoggedReadResult)) and verdict.ok:
+                self.logs[server.cluster].record_answered_check(check, verdict)
+
     def _receive(self, server: Server, message: object, sender: str) -> None:
+        if isinstance(message, ClientBatch):
+            for request in message.requests:
+                if isinstance(request.op, (ReadCheck, LoggedRead)):
+                    self._checks_asked[(server.id, sender, request.req)] = request.op
+        self._observe_clock(server)
         server.replica.receive(message, sender)
         self._after(server)
 
@@ -782,8 +819,14 @@ class TxnSim:
         )
         judgement.violations += self._diverged(truths)
         if self.coordinator is not None:
+            unlogged = {
+                cluster: self.servers[leader].replica.lease_read_stamps
+                for cluster, (_, leader) in self.leaders.items()
+                if leader in self.servers and self.servers[leader].running
+            }
             judgement.violations += judge_placement(
-                truths, owners=self.shard_map.slots, moves=self.coordinator.finished, committed=judgement.committed
+                truths, owners=self.shard_map.slots, moves=self.coordinator.finished, committed=judgement.committed,
+                unlogged_read_stamps=unlogged,
             )
             judgement.violations += self._read_back(last_writes(truths))
         return judgement

@@ -8,7 +8,10 @@ Rules:
 - After a run each cluster log is replayed on a fresh `Machine`: the code the
   replicas run, deterministic, so the replay holds their state at every
   index. Its results say which transactions each cluster prepared, installed,
-  aborted or checked (read checks and logged reads), and when. Every snapshot a replica took or received
+  aborted or checked (read checks and logged reads), and when. A leader
+  answering a check from its lease logs nothing for it: the check and the
+  leader's answer are recorded as they leave the leader
+  (`ClusterLog.record_answered_check`, every passed answer, logged ones too). Every snapshot a replica took or received
   must equal the replay's snapshot at its index.
 - Two-phase commit: T is committed iff its primary applied Decide(commit)
   while T was prepared there. Then every participant installed T, none before
@@ -52,6 +55,7 @@ from actors.messages import (
     TXN_COMMITTED,
     TXN_PREPARED,
     TXN_UNKNOWN,
+    ZERO_STAMP,
     CommitOnePhase,
     CommitOnePhaseResult,
     Decide,
@@ -59,8 +63,10 @@ from actors.messages import (
     FreezeSlot,
     InstallSlot,
     InstallSlotResult,
+    LoggedRead,
     LoggedReadResult,
     Prepare,
+    ReadCheck,
     ReadCheckResult,
     SlotMoveResult,
     Stamp,
@@ -106,6 +112,7 @@ class ClusterLog:
         self.founding_slots = founding_slots
         self.entries: dict[int, AppliedEntry] = {}
         self.snapshots: dict[int, dict[str, str]] = {}  # index -> digest -> a replica that held it
+        self.answered_checks: dict[str, tuple[int, dict[str, Stamp]]] = {}  # txid -> (ts, versions read)
 
     @property
     def last_index(self) -> int:
@@ -124,6 +131,15 @@ class ClusterLog:
                 f"but term {known.entry.term}'s {known.entry.kind} entry was applied there before"
             )
         return None
+
+    def record_answered_check(self, check: ReadCheck | LoggedRead, verdict: ReadCheckResult | LoggedReadResult) -> None:
+        """A leader of this cluster answered `check` with `verdict` (passed),
+        from its lease or from the log."""
+        if isinstance(verdict, LoggedReadResult):
+            reads = {value.key: value.version for value in verdict.values}
+        else:
+            reads = dict(check.reads)
+        self.answered_checks.setdefault(check.txid, (check.ts, reads))
 
     def record_snapshot(self, replica: str, index: int, data: bytes) -> None:
         self.snapshots.setdefault(index, {}).setdefault(digest(data), replica)
@@ -222,6 +238,8 @@ def replay(log: ClusterLog) -> ClusterTruth:
                 if held_digest != expected:
                     truth.problems.append(f"{cluster}: {replica}'s snapshot at {index} is not the log's state there")
     truth.problems += [f"{cluster}: machine violation: {reason}" for reason in machine.violations]
+    for txid, answered in log.answered_checks.items():
+        truth.checked.setdefault(txid, answered)
     truth.machine = machine
     return truth
 
@@ -617,12 +635,16 @@ def judge_placement(
     owners: Sequence[str],
     moves: Mapping[str, tuple[int, str, str]],
     committed: Sequence[CommittedTxn] = (),
+    unlogged_read_stamps: Mapping[str, Mapping[str, Stamp]] = {},
 ) -> list[str]:
     """Where a settled run's data ended (see the module rules). `owners` is the
     final map (slot -> cluster); `moves` the moves the coordinator saw finish,
     id -> (slot, source, destination); `committed` the committed history,
-    whose reads the owners' read stamps must cover (a read stamp lost on
-    the way would let a later write slip under a committed read)."""
+    whose reads the owners must cover (a read stamp lost on the way would let
+    a later write slip under a committed read): with the key's read stamp,
+    with the threshold (a new leader's read floor), or, for a read its leader
+    answered from its lease, with that leader's `unlogged_read_stamps`
+    (cluster -> key -> stamp)."""
     violations = []
     slots = len(owners)
     read_stamps: dict[str, Stamp] = {}
@@ -636,8 +658,10 @@ def judge_placement(
     for key, stamp in sorted(read_stamps.items()):
         owner = owners[slot_of(key, slots)]
         rts = held_rts[owner].get(key)
-        if rts is None or rts < stamp:
-            violations.append(f"placement: {key} was read at {stamp}, but its owner {owner} has read stamp {rts}")
+        covered = [rts, truths[owner].machine.threshold, unlogged_read_stamps.get(owner, {}).get(key)]
+        if max((cover for cover in covered if cover is not None), default=ZERO_STAMP) < stamp:
+            violations.append(f"placement: {key} was read at {stamp}, but its owner {owner} has read stamp {rts},"
+                              f" threshold {covered[1]} and unlogged read stamp {covered[2]}")
     for key, (stamp, exists, value) in sorted(last_writes(truths).items()):
         owner = owners[slot_of(key, slots)]
         held = truths[owner].machine.read(key)

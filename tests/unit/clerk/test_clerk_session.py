@@ -191,11 +191,13 @@ def test_an_aborted_commit_is_answered_aborted_with_its_txid_and_reason():
 # -- gets -------------------------------------------------------------------------------------
 
 
-def logged_read(session: ClerkSession, send: Send, now: float, *, ok: bool = True, reason: str = ""):
+def logged_read(session: ClerkSession, send: Send, now: float, *, ok: bool = True, reason: str = "",
+                from_lease: bool = False):
     """The server answers every LoggedRead of `send` (keys absent); returns the session's actions."""
     results = {
         request.req: LoggedReadResult(txid=request.op.txid, ok=ok, reason=reason,
-                                      values=tuple(absent(key) for key in request.op.keys) if ok else ())
+                                      values=tuple(absent(key) for key in request.op.keys) if ok else (),
+                                      from_lease=from_lease)
         for request in send.batch.requests
     }
     return session.on_server_reply(answer(send.batch, send.address, results), now)
@@ -214,6 +216,13 @@ def test_a_get_is_one_logged_read_under_a_fresh_timestamp_held_for_the_clock_lik
     [answered] = of_kind(session.on_answer_due(wake.wakeup, 0.0101), Reply)
     reply = answered.reply
     assert (reply.req, reply.outcome, reply.txid, reply.values, reply.hops) == (3, "ok", "k-1", {key: absent(key)}, 6)
+
+
+def test_a_get_answered_from_the_leaders_lease_costs_no_log_round():
+    session = mapped_session()
+    [send] = of_kind(session.on_app_request(ClerkGet(req=1, keys=(keys_in("c1")[0],)), "app", 0.0), Send)
+    [answered] = of_kind(logged_read(session, send, 0.1, from_lease=True), Reply)
+    assert (answered.reply.outcome, answered.reply.hops) == ("ok", 2 + 2)
 
 
 def test_a_get_refused_or_moved_is_answered_aborted_for_the_application_to_read_again():

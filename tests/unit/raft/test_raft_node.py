@@ -127,6 +127,16 @@ class Pump:
         self.states[replica] = decode_state(disk.snapshot.data) if disk.snapshot else []
         return self.nodes[replica]
 
+    def start_after_crash(self, *replicas: str) -> None:
+        """Start replicas whose disks hold a term, as after a crash: each
+        ignores elections for its first ELECTION_MIN ticks (it may have
+        promised a leader its lease), which pass here cut off from everyone."""
+        for replica in replicas:
+            self.start(replica)
+        cut, self.cut = self.cut, set(replicas)
+        self.tick(ELECTION_MIN, replicas=list(replicas))
+        self.cut = cut
+
     def add(self, replica: str) -> RaftNode:
         """A new replica joining with the founding membership."""
         self.replicas.append(replica)
@@ -391,8 +401,7 @@ def test_hints_let_the_leader_skip_hundreds_of_conflicting_entries_in_few_round_
     pump.disks["a"] = Disk(HardState(term=5, commit=10), None, common + run(11, 300, 4))
     pump.disks["b"] = Disk(HardState(term=3, commit=10), None, common + run(11, 400, 3))
     pump.disks["c"] = Disk(HardState(term=2, commit=10), None, common + run(11, 200, 2))
-    for replica in pump.replicas:
-        pump.start(replica)
+    pump.start_after_crash(*pump.replicas)
     pump.cut = {"c"}
     pump.elect("a")
     pump.cut = set()
@@ -552,8 +561,7 @@ def test_a_conflicting_follower_below_the_compaction_point_gets_the_snapshot():
     pump.disks["b"] = Disk(HardState(term=3, commit=5), None, committed + [noop])
     stale = committed[:3] + run(4, 4, 2)
     pump.disks["c"] = Disk(HardState(term=2, commit=3), None, stale)
-    for replica in pump.replicas:
-        pump.start(replica)
+    pump.start_after_crash(*pump.replicas)
     pump.elect("a")
     pump.tick(2 * HEARTBEAT, replicas=["a"])
     c = pump.nodes["c"]
@@ -888,3 +896,55 @@ def test_membership_changes_that_do_not_fit_are_refused():
         with pytest.raises(ValueError):
             a.propose_conf_change(ConfChange(op=op, replica=replica))
     assert a.last_index == 1
+
+
+# -- the leader's lease ------------------------------------------------------------------
+
+
+def test_the_lease_rests_on_the_latest_send_time_a_quorum_echoed():
+    pump = Pump(["a", "b", "c"])
+    leader = pump.elect("a")
+    assert leader.lease_basis is None  # no time observed: AppendLogs carried none
+    leader.observe_time(10.0)
+    pump.cut = {"c"}
+    pump.tick(HEARTBEAT, replicas=["a"])  # the heartbeat sent at 10.0 reaches b only
+    assert leader.lease_basis == 10.0  # a and b are a quorum of three
+    leader.observe_time(11.0)
+    pump.cut = {"b", "c"}
+    pump.tick(HEARTBEAT, replicas=["a"])  # nobody answers the round sent at 11.0
+    assert leader.lease_basis == 10.0
+    assert pump.nodes["b"].lease_basis is None  # followers hold no lease
+
+
+def test_without_check_quorum_or_once_a_transfer_began_there_is_no_lease():
+    pump = Pump(["a", "b", "c"], check_quorum=False)
+    leader = pump.elect("a")
+    leader.observe_time(10.0)
+    pump.tick(HEARTBEAT, replicas=["a"])
+    assert leader.lease_basis is None  # its voters promise nothing
+
+    pump = Pump(["a", "b", "c"])
+    leader = pump.elect("a")
+    leader.observe_time(10.0)
+    pump.tick(HEARTBEAT, replicas=["a"])
+    assert leader.lease_basis == 10.0
+    pump.cut = {"b"}  # the transfer to b cannot complete, and is abandoned
+    leader.transfer_leadership("b")
+    pump.tick(ELECTION_MAX, replicas=["a"])
+    assert leader.role == LEADER and leader.transferee is None
+    assert leader.lease_basis is None  # for the rest of its term
+
+
+def test_a_replica_restarted_with_a_term_ignores_elections_for_election_min_ticks():
+    pump = Pump(["a", "b", "c"])
+    pump.elect("a")
+    pump.cut = {"a"}
+    pump.start("b")  # b restarts: it no longer knows it heard from a
+    candidate = pump.nodes["c"]
+    for _ in range(ELECTION_MIN - 1):
+        pump.tick(replicas=["b"])
+    pump.tick(3 * ELECTION_MAX, replicas=["c"])
+    assert candidate.role != LEADER  # b still ignored its requests
+    pump.tick(replicas=["b"])
+    pump.tick(3 * ELECTION_MAX, replicas=["c"])
+    assert candidate.role == LEADER

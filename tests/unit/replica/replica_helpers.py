@@ -4,7 +4,9 @@ slot, and `Net`, a tiny synchronous pump of Replicas.
 `Net` delivers every output at once and in order; `ToLeaderOf` goes to the
 leader the coordinator last heard of; a replica marked down neither ticks nor
 sends nor receives; whatever goes to the coordinator is kept. Network faults
-belong to the simulator, not here.
+belong to the simulator, not here. With `clocks=True` every replica is handed
+the time before each input (`Replica.observe_clock`), which a tick moves on
+by `tick_ms` and delivery not at all; the Unix clock reads UNIX_EPOCH then.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from actors.replica import (
 )
 
 SEED = 7
+UNIX_EPOCH = 1_800_000_000.0
+"""What a `Net` with clocks shows as Unix time at its start."""
 SLOTS = 4
 """The slot count of the slot tests."""
 
@@ -105,9 +109,11 @@ class Net:
         raft_settings=None,
         seed=SEED,
         founding_slots=None,
+        clocks=False,
         **settings,
     ) -> None:
         self.settings = settings
+        self.now: float | None = 0.0 if clocks else None  # seconds since the start, when clocks are handed out
         self.raft_settings = raft_settings or {}
         self.seed = seed
         self.founding_slots = founding_slots or {}
@@ -145,6 +151,14 @@ class Net:
         self.replicas[rid] = Replica(self.config(rid), self.storages[rid], random.Random(f"{self.seed}-{rid}"))
         self.collect(rid)
 
+    def observe_clock(self, rid: str) -> None:
+        if self.now is not None:
+            self.replicas[rid].observe_clock(monotonic=self.now, unix=UNIX_EPOCH + self.now)
+
+    def unix_us(self) -> int:
+        """The Unix clock now, in microseconds: a timestamp a clerk would take."""
+        return int((UNIX_EPOCH + self.now) * 1_000_000)
+
     def collect(self, rid: str) -> None:
         for destination, message in self.replicas[rid].take_output():
             match destination:
@@ -166,6 +180,7 @@ class Net:
 
     def deliver(self, to: str, message, sender: str) -> None:
         if to not in self.down and sender not in self.down:
+            self.observe_clock(to)
             self.replicas[to].receive(message, sender)
             self.collect(to)
 
@@ -175,8 +190,11 @@ class Net:
 
     def tick(self, times: int = 1) -> None:
         for _ in range(times):
+            if self.now is not None:
+                self.now += self.config(next(iter(self.replicas))).tick_ms / 1000
             for rid in sorted(self.replicas):
                 if rid not in self.down:
+                    self.observe_clock(rid)
                     self.replicas[rid].tick()
                     self.collect(rid)
             self.pump()
@@ -219,6 +237,7 @@ class Clerk:
             reqs.append(self.next_req)
             requests.append(ClientRequest(req=self.next_req, op=op))
         batch = ClientBatch(client=self.name, cluster=self.net.cluster_of[rid], epoch=1, requests=tuple(requests))
+        self.net.observe_clock(rid)
         self.net.replicas[rid].receive(batch, self.name)
         self.net.collect(rid)
         self.net.pump()

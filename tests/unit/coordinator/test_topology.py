@@ -66,7 +66,7 @@ def test_every_setting_can_be_changed():
         "admin_port: 19005\ndata_dir: /srv/raftline\nslots: 8\n"
         "hosts:\n  - {name: h1, address: 10.0.0.1}\n  - {name: h2, address: 10.0.0.2, admin_port: 19001}\n"
         "clusters:\n  a_1: {replicas: 1, spread: hosts}\n  b: {replicas: 9, spread: none}\n"
-        "raft: {tick_ms: 10, heartbeat_ticks: 1, election_ticks: [2, 3], snapshot_entries: 5}\n"
+        "raft: {tick_ms: 10, heartbeat_ticks: 1, election_ticks: [2, 3], snapshot_entries: 5, lease_reads: false}\n"
         "transactions: {prepare_timeout_ms: 10, read_from: follower, max_clock_offset_ms: 3}\n"
         "storage: {engine: memory, fsync: false}\n")
     assert topology.admin_port == 19005 and topology.slots == 8
@@ -76,7 +76,7 @@ def test_every_setting_can_be_changed():
     assert topology.cluster("a_1") == ClusterSpec(name="a_1", replicas=1, spread="hosts")
     assert topology.cluster("b").replica_ids[-1] == "b-r8"
     assert topology.raft == RaftSettings(tick_ms=10, heartbeat_ticks=1, election_min=2, election_max=3,
-                                         snapshot_entries=5)
+                                         snapshot_entries=5, lease_reads=False)
     assert topology.transactions == TransactionSettings(prepare_timeout_ms=10, read_from="follower",
                                                         max_clock_offset_ms=3)
     assert topology.storage == StorageSettings(engine="memory", fsync=False)
@@ -175,6 +175,7 @@ def refusal(text: str) -> TopologyError:
     ("clusters:\n  c1: 3\n", 2, "clusters.c1", "expected a mapping, got an integer 3"),
     (ONE_CLUSTER + "raft:\n", 3, "raft", "expected a mapping, got nothing (null)"),
     (ONE_CLUSTER + "storage: {fsync: 1}\n", 3, "storage.fsync", "expected true or false, got an integer 1"),
+    (ONE_CLUSTER + "raft: {lease_reads: yes please}\n", 3, "raft.lease_reads", "expected true or false"),
     (ONE_CLUSTER + "data_dir: [a]\n", 3, "data_dir", "expected a non-empty string, got a list ['a']"),
     (ONE_CLUSTER + "hosts: {h1: 10.0.0.1}\n", 3, "hosts", "expected a list of hosts, got a mapping"),
     (ONE_CLUSTER + "admin_port: true\n", 3, "admin_port", "got a boolean true"),

@@ -11,7 +11,10 @@ from actors.messages import (
     AckDecision,
     Decide,
     LoggedRead,
+    LoggedReadResult,
     ReadCheck,
+    ReadFloor,
+    RecordLeaseReads,
     TrimRecords,
     ValidateReads,
 )
@@ -225,6 +228,29 @@ def test_trimming_keeps_the_threshold_when_only_lower_records_go():
     assert machine.apply(TrimRecords(txids=("t10",))).threshold == (10, "t10")
 
 
+def test_a_read_verdict_raises_nothing_until_the_lease_reads_stamps_are_logged():
+    machine = Machine("c1")
+    machine.apply(commit_one_phase("t1", 10, writes={"x": 1}))
+    read = LoggedRead(txid="r1", ts=20, keys=("x",))
+    verdict = machine.read_verdict(read)
+    assert isinstance(verdict, LoggedReadResult) and verdict.ok and verdict.values[0].value == 1
+    assert machine.apply(commit_one_phase("t2", 15, writes={"x": 2})).committed  # nothing was raised
+    assert machine.read_verdict(read).values[0].value == 2  # read where it is asked: the current version
+    machine.apply(RecordLeaseReads(stamps=(("x", (20, "r1")), ("y", (20, "r1")))))
+    refused = machine.apply(commit_one_phase("t3", 18, writes={"x": 3, "y": 3}))
+    assert not refused.committed and refused.reason.startswith("rule 3")
+
+
+def test_a_read_floor_refuses_every_stamp_below_it_and_only_those():
+    machine = Machine("c1")
+    machine.apply(ReadFloor(ts=100))
+    assert machine.threshold == (100, "")
+    assert not machine.apply(commit_one_phase("t1", 99, writes={"x": 1})).committed
+    assert machine.apply(commit_one_phase("t2", 100, writes={"x": 2})).committed
+    machine.apply(ReadFloor(ts=50))  # a floor never goes down
+    assert machine.threshold == (100, "")
+
+
 def test_unknown_commands_are_a_caller_error():
     with pytest.raises(TypeError):
         Machine("c1").apply("not a command")
@@ -245,7 +271,7 @@ def random_command(rng, machine, number):
     def version_of(key):
         return machine.read(key).version if rng.random() < 0.85 else ZERO_STAMP
 
-    kind = rng.randrange(8)
+    kind = rng.randrange(10)
     if kind <= 2:
         touched = rng.sample(keys, rng.randint(1, 3))
         reads = {key: version_of(key) for key in touched if rng.random() < 0.5}
@@ -275,8 +301,12 @@ def random_command(rng, machine, number):
             record = rng.choice(pending)
             return AckDecision(txid=record.txid, participant=rng.choice(record.missing))
         return AckDecision(txid=txid, participant=rng.choice(clusters))
-    records = machine.records()
-    return TrimRecords(txids=tuple(record.txid for record in records[: rng.randint(0, 3)]))
+    if kind == 7:
+        records = machine.records()
+        return TrimRecords(txids=tuple(record.txid for record in records[: rng.randint(0, 3)]))
+    if kind == 8:
+        return RecordLeaseReads(stamps=tuple((key, (ts, f"{txid}.lease")) for key in rng.sample(keys, 2)))
+    return ReadFloor(ts=max(1, number - rng.randint(2, 6)))
 
 
 def drive(machines, seed, count, start=0):

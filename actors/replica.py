@@ -136,7 +136,7 @@ from actors.raft.meter import RaftMeter
 from actors.raft.node import LEADER, ConfChangeBusy, NotLeader, RaftConfig, RaftNode, SoftState
 from actors.raft.storage import Storage
 from actors.slot_shipping import Note, Report, ShippingAction, SlotShipping
-from actors.store.machine import Machine
+from actors.store.machine import Machine, checked_keys
 from actors.txn_recovery import (
     Ask,
     DecisionConflict,
@@ -724,7 +724,7 @@ class Replica:
         basis = self._node.lease_basis
         if basis is None or self._monotonic >= basis + self.config.lease_seconds:
             return False
-        keys = check.keys if type(check) is LoggedRead else tuple(check.reads)
+        keys = checked_keys(check)
         if sum(map(len, keys)) > LEASE_READ_KEY_BYTES:
             return False
         for index in range(self._applied + 1, self._node.last_index + 1):
@@ -737,14 +737,12 @@ class Replica:
         verdict = self._machine.read_verdict(check)
         if isinstance(verdict, WrongEpoch):
             return verdict
-        if not verdict.ok:
-            return replace(verdict, from_lease=True)
-        stamp = (check.ts, check.txid)
-        stamps = self._lease_stamps
-        for key in check.keys if type(check) is LoggedRead else check.reads:
-            if key not in stamps or stamp > stamps[key]:
-                stamps[key] = stamp
-        self.metrics.count("raftline_lease_reads_total")
+        if verdict.ok:
+            stamp, stamps = (check.ts, check.txid), self._lease_stamps
+            for key in checked_keys(check):
+                if key not in stamps or stamp > stamps[key]:
+                    stamps[key] = stamp
+            self.metrics.count("raftline_lease_reads_total")
         return replace(verdict, from_lease=True)
 
     def _answer_waiting_reads(self) -> None:
@@ -771,10 +769,8 @@ class Replica:
         client a retry."""
         machine = self._machine
         match op:
-            case ReadCheck():
-                return machine.refusal(op.txid, op.reads, writing=True)
-            case LoggedRead():
-                return machine.refusal(op.txid, op.keys, writing=True)
+            case ReadCheck() | LoggedRead():
+                return machine.refusal(op.txid, checked_keys(op), writing=True)
             case Prepare() | CommitOnePhase() if machine.status(op.txid) == TXN_UNKNOWN:
                 return machine.refusal(op.txid, (*op.reads, *op.writes, *op.deletes), writing=True)
         return None

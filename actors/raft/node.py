@@ -356,16 +356,8 @@ class RaftNode:
         if not self._config.check_quorum or self._role != LEADER or self._transfer_begun or self._clock is None:
             return None
         voters = self._confs.current.voters
-        heard = sorted(
-            (
-                sent_at
-                for sent_at in (
-                    self._clock if voter == self.id else self._progress[voter].answered_sent_at for voter in voters
-                )
-                if sent_at is not None
-            ),
-            reverse=True,
-        )
+        answered = (self._clock if voter == self.id else self._progress[voter].answered_sent_at for voter in voters)
+        heard = sorted((sent_at for sent_at in answered if sent_at is not None), reverse=True)
         needed = quorum(voters)
         return heard[needed - 1] if len(heard) >= needed else None
 

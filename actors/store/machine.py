@@ -141,6 +141,11 @@ class Incoming:
     applied: tuple[int, ...] = ()
 
 
+def checked_keys(check: ReadCheck | LoggedRead) -> tuple[str, ...]:
+    """The keys a read check or a logged read reads."""
+    return check.keys if type(check) is LoggedRead else tuple(check.reads)
+
+
 class Machine:
     """The state machine of cluster `cluster`; see the module rules."""
 
@@ -277,7 +282,9 @@ class Machine:
         for check in command.checks:
             verdict = self.read_verdict(check)
             if not isinstance(verdict, WrongEpoch) and verdict.ok:
-                self.raise_read_stamps(check)
+                stamp = (check.ts, check.txid)
+                for key in checked_keys(check):
+                    self._table.raise_rts(key, stamp)
             results.append(verdict)
         return ValidateReadsResult(results=tuple(results))
 
@@ -288,28 +295,19 @@ class Machine:
         reads the current versions and validates them at its stamp, as a
         ReadCheck of exactly those versions would be: only rules 1, 2 and the
         timestamp half of 3 can refuse it."""
+        wrong = self.refusal(check.txid, checked_keys(check), writing=True)
+        if wrong is not None:
+            return wrong
         stamp = (check.ts, check.txid)
         if type(check) is LoggedRead:
-            wrong = self.refusal(check.txid, check.keys, writing=True)
-            if wrong is not None:
-                return wrong
             values = tuple(self.read(key) for key in check.keys)
             reason = validate_reads(stamp, {value.key: value.version for value in values}, self._table, self._line,
                                     self._threshold)
             if reason is not None:
                 return LoggedReadResult(txid=check.txid, ok=False, reason=reason)
             return LoggedReadResult(txid=check.txid, ok=True, values=values)
-        wrong = self.refusal(check.txid, check.reads, writing=True)
-        if wrong is not None:
-            return wrong
         reason = validate_reads(stamp, check.reads, self._table, self._line, self._threshold)
         return ReadCheckResult(txid=check.txid, ok=reason is None, reason=reason or "")
-
-    def raise_read_stamps(self, check: ReadCheck | LoggedRead) -> None:
-        """Raise the read stamp of every key `check` read to its stamp (once its verdict was ok)."""
-        stamp = (check.ts, check.txid)
-        for key in check.keys if type(check) is LoggedRead else check.reads:
-            self._table.raise_rts(key, stamp)
 
     def handle_record_lease_reads(self, command: RecordLeaseReads) -> None:
         """Raise the read stamps a leader's lease reads raised (no result: nobody waits for it)."""

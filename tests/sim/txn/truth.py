@@ -135,11 +135,7 @@ class ClusterLog:
     def record_answered_check(self, check: ReadCheck | LoggedRead, verdict: ReadCheckResult | LoggedReadResult) -> None:
         """A leader of this cluster answered `check` with `verdict` (passed),
         from its lease or from the log."""
-        if isinstance(verdict, LoggedReadResult):
-            reads = {value.key: value.version for value in verdict.values}
-        else:
-            reads = dict(check.reads)
-        self.answered_checks.setdefault(check.txid, (check.ts, reads))
+        self.answered_checks.setdefault(check.txid, (check.ts, _versions_read(check, verdict)))
 
     def record_snapshot(self, replica: str, index: int, data: bytes) -> None:
         self.snapshots.setdefault(index, {}).setdefault(digest(data), replica)
@@ -286,12 +282,8 @@ def _apply(truth: ClusterTruth, machine: Machine, command: object, time: int) ->
         case ValidateReads(checks=checks):
             result = machine.apply(command)
             for check, verdict in zip(checks, result.results):
-                if isinstance(verdict, ReadCheckResult) and verdict.ok:
-                    truth.checked.setdefault(check.txid, (check.ts, dict(check.reads)))
-                    _check_served(truth, check.txid, "checked", tuple(check.reads))
-                elif isinstance(verdict, LoggedReadResult) and verdict.ok:
-                    # The versions a logged read saw are the ones it was checked at.
-                    reads = {value.key: value.version for value in verdict.values}
+                if isinstance(verdict, (ReadCheckResult, LoggedReadResult)) and verdict.ok:
+                    reads = _versions_read(check, verdict)
                     truth.checked.setdefault(check.txid, (check.ts, reads))
                     _check_served(truth, check.txid, "checked", tuple(reads))
         case FreezeSlot(move=move, slot=slot):
@@ -315,6 +307,13 @@ def _apply(truth: ClusterTruth, machine: Machine, command: object, time: int) ->
                 truth.frozen.discard(slot)
         case _:
             machine.apply(command)
+
+
+def _versions_read(check: ReadCheck | LoggedRead, verdict: ReadCheckResult | LoggedReadResult) -> dict[str, Stamp]:
+    """The versions a passed check was validated at: a logged read's are the ones it read."""
+    if isinstance(verdict, LoggedReadResult):
+        return {value.key: value.version for value in verdict.values}
+    return dict(check.reads)
 
 
 def _check_served(truth: ClusterTruth, txid: str, what: str, keys: Sequence[str]) -> None:
